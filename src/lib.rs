@@ -1,0 +1,20 @@
+//! imss-upgrade: upgrades an InterScan Messaging Security Suite 7.1 server
+//! to 9.1 in place, unattended, with automatic rollback.
+//!
+//! The flow (DESIGN.md section 3) is preflight, quiesce, snapshot, migrate,
+//! switch, register rollback, background transfer, finalize. This crate holds
+//! the plumbing every step shares; each step is a module of its own.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod constants;
+pub mod exit;
+pub mod fsutil;
+pub mod ini;
+pub mod logging;
+pub mod pg;
+pub mod root;
+pub mod secret;
+pub mod status;
+pub mod user;
