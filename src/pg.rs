@@ -132,8 +132,29 @@ impl Cluster {
     /// Creates the data directory with `initdb`, password authentication for
     /// every connection, and this cluster's address, port and socket.
     pub fn initdb(&self, options: &InitOptions<'_>) -> Result<()> {
+        // initdb reads the password from a file. The server account cannot
+        // open a pipe of ours (/dev/stdin), so the file is a 0600 one of its
+        // own in a private directory, removed with the directory.
+        let password_dir = tempfile::Builder::new()
+            .prefix("imss-initdb-")
+            .tempdir()
+            .context("creating a private directory for initdb's password file")?;
+        let password_file = password_dir.path().join("pwfile");
         let mut password_line = options.password.expose().to_vec();
         password_line.push(b'\n');
+        write_private_file(&password_file, &password_line, &self.owner)?;
+        std::os::unix::fs::chown(
+            password_dir.path(),
+            Some(self.owner.uid),
+            Some(self.owner.gid),
+        )
+        .with_context(|| {
+            format!(
+                "giving {} to {}",
+                password_dir.path().display(),
+                self.owner.name
+            )
+        })?;
         let mut cmd = Cmd::new(self.install.program("initdb"))
             .arg("-D")
             .arg(&self.data_dir)
@@ -145,8 +166,7 @@ impl Cluster {
                 "UTF8",
                 "--locale=C",
             ])
-            .arg("--pwfile=/dev/stdin")
-            .stdin_secret(&Secret::new(password_line))
+            .arg(format!("--pwfile={}", password_file.display()))
             .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
             .as_user(&self.owner);
         if options.no_sync {
@@ -195,6 +215,7 @@ impl Cluster {
             }
             options.push_str(&format!(" -c {name}={value}"));
         }
+        self.prepare_log_file()?;
         let mut cmd = Cmd::new(self.install.program("pg_ctl"))
             .arg("-D")
             .arg(&self.data_dir)
@@ -219,6 +240,22 @@ impl Cluster {
             imss_port = self.port,
             "PostgreSQL started"
         );
+        Ok(())
+    }
+
+    /// The server account must be able to append to its log, whoever owns
+    /// the directory it is in.
+    fn prepare_log_file(&self) -> Result<()> {
+        let path = self.log_file();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !self.owner.is_current() {
+            std::os::unix::fs::fchown(&file, Some(self.owner.uid), Some(self.owner.gid))
+                .with_context(|| format!("giving {} to {}", path.display(), self.owner.name))?;
+        }
         Ok(())
     }
 
@@ -271,6 +308,22 @@ impl Cluster {
             password: password.clone(),
         }
     }
+}
+
+/// Creates `path` (which must not exist) with mode 0600, owned by `owner`.
+fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("giving {} to {}", path.display(), owner.name))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A value for `postgresql.conf`, single-quoted.
