@@ -12,6 +12,7 @@
 //! `message_id` from [`events`].
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
@@ -71,6 +72,7 @@ pub fn init(options: LogOptions<'_>) -> Result<()> {
         .from_env_lossy();
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .fmt_fields(people_fields())

@@ -414,3 +414,38 @@ pub async fn connect(settings: &DbSettings) -> Result<Client, ConnectError> {
     });
     Ok(client)
 }
+
+/// Copies rows from one server to another through a raw binary `COPY` pipe:
+/// `copy_out_sql` (`COPY … TO STDOUT (FORMAT binary)`) on `source` feeds
+/// `copy_in_sql` (`COPY … FROM STDIN (FORMAT binary)`) on `target`, chunk
+/// by chunk, without decoding a row. Returns the rows the target took.
+pub async fn copy_pipe(
+    source: &Client,
+    copy_out_sql: &str,
+    target: &Client,
+    copy_in_sql: &str,
+) -> Result<u64> {
+    use futures_util::{SinkExt, TryStreamExt};
+    let rows_out = source
+        .copy_out(copy_out_sql)
+        .await
+        .with_context(|| format!("starting {copy_out_sql}"))?;
+    let sink = target
+        .copy_in::<_, bytes::Bytes>(copy_in_sql)
+        .await
+        .with_context(|| format!("starting {copy_in_sql}"))?;
+    futures_util::pin_mut!(rows_out);
+    futures_util::pin_mut!(sink);
+    while let Some(chunk) = rows_out
+        .try_next()
+        .await
+        .context("reading from the source server")?
+    {
+        sink.send(chunk)
+            .await
+            .context("writing to the target server")?;
+    }
+    sink.finish()
+        .await
+        .context("finishing the copy on the target server")
+}
