@@ -36,9 +36,8 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         File::open(dir)?.sync_all()
     };
     write()
-        .map_err(|err| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-            err
         })
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -4,8 +4,8 @@
 #   bash tools/setup.sh [--check]
 #
 # Idempotent: a run that finds everything in place changes nothing, touches
-# no network and takes well under a second or two. Runs as root (apt-get);
-# needs no terminal and reads no input.
+# no network and takes about a second. Runs as root (apt-get); needs no
+# terminal and reads no input.
 #
 #   * Debian packages: PostgreSQL 15 (the 9.1 bundled server's major), rpm,
 #     dnf, createrepo-c, rpmlint, bind9 and its tools, systemd-container,
@@ -169,6 +169,16 @@ installed_packages() {
         awk '$2 == "installed" { print $1 }' || true
 }
 
+# Whether word $1 is among the remaining arguments.
+among() {
+    local want="$1" item
+    shift
+    for item in "$@"; do
+        [ "$item" = "$want" ] && return 0
+    done
+    return 1
+}
+
 INSTALLED_NOW=()
 
 apt_packages() {
@@ -176,7 +186,7 @@ apt_packages() {
     local pkg
     mapfile -t present < <(installed_packages "${APT_PACKAGES[@]}")
     for pkg in "${APT_PACKAGES[@]}"; do
-        if printf '%s\n' "${present[@]}" | grep -qx -- "$pkg"; then
+        if among "$pkg" "${present[@]}"; then
             log "$pkg ... present"
         else
             missing+=("$pkg")
@@ -219,7 +229,7 @@ apt_packages() {
 
     mapfile -t present < <(installed_packages "${missing[@]}")
     for pkg in "${missing[@]}"; do
-        if printf '%s\n' "${present[@]}" | grep -qx -- "$pkg"; then
+        if among "$pkg" "${present[@]}"; then
             log "$pkg ... installed"
             INSTALLED_NOW+=("$pkg")
         else
@@ -256,8 +266,8 @@ listener_names() {
 }
 
 wait_port_free() {
-    local port="$1" i
-    for i in $(seq 1 50); do
+    local port="$1"
+    for _ in $(seq 1 50); do
         [ -z "$(listener_pids "$port")" ] && return 0
         sleep 0.1
     done
@@ -291,7 +301,7 @@ quiet_system_postgresql() {
 # Stops Debian's named if it runs as the system service.
 quiet_system_named() {
     local pids pid sys_pid=''
-    if systemd_running && is_root && printf '%s\n' "${INSTALLED_NOW[@]}" | grep -qx bind9; then
+    if systemd_running && is_root && among bind9 "${INSTALLED_NOW[@]}"; then
         # Freshly installed: it would start with the next boot.
         if systemctl is-enabled --quiet named 2>/dev/null; then
             systemctl disable --now named >/dev/null 2>&1 || warn "could not disable named.service"
@@ -438,7 +448,7 @@ pg10() {
         log "postgresql-$PG10_VERSION (${PG10#"$ROOT"/}) ... installed"
     fi
     # Readable and executable by the unprivileged user the servers run as.
-    chmod a+rx "$TOOLS"
+    chmod a+rx "$TOOLS" 2>/dev/null || warn "could not make ${TOOLS#"$ROOT"/} readable by other users"
     if [ "$fresh" -eq 1 ] || [ -n "$(find "$PG10" \( ! -perm -o=r -o -type d ! -perm -o=x \) -print -quit)" ]; then
         chmod -R a+rX "$PG10"
     fi
@@ -494,4 +504,4 @@ quiet_system_named
 pg10
 rust_tools
 check_ports
-log done
+log "done"

@@ -1,0 +1,33 @@
+# The README's two commands are `make demo` and `make test`; each installs
+# what it needs first (`make setup`, idempotent and quick once done).
+
+CARGO ?= cargo
+RELEASE_BIN := target/release
+
+.PHONY: all setup build test lint demo bench clean
+
+all: build
+
+setup:
+	bash tools/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Integration tests drive the imss-fixture program, so it is built first.
+test: setup lint
+	$(CARGO) build --workspace
+	bash tools/test.sh
+
+demo: build
+	bash tools/demo.sh
+
+bench: build
+	$(RELEASE_BIN)/imss-bench --out BENCHMARKS.md
+
+clean:
+	$(CARGO) clean
