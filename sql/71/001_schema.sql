@@ -2,9 +2,9 @@
 -- (build 1808) leaves it. Loaded by the 7.1 model (imss-fixture) into a
 -- PostgreSQL 10 cluster; read by the upgrade.
 --
--- The history tables (tb_policy_event, tb_quarantine, tb_archive) are loaded
--- before their secondary indexes, which are created by 002_indexes.sql, as
--- pg_restore would do it.
+-- The history tables (tb_policy_event, tb_quarantine, tb_archive) get their
+-- primary keys and secondary indexes from 002_indexes.sql, after they are
+-- loaded, as pg_restore does it.
 
 -- Global settings: what the admin console saves, by ini-style section and key.
 CREATE TABLE tb_global_setting (
@@ -33,7 +33,7 @@ CREATE TABLE tb_policy_rule (
 
 -- The policy event log: one row per rule match the scanner reports.
 CREATE TABLE tb_policy_event (
-    event_id        serial        PRIMARY KEY,
+    event_id        serial        NOT NULL,
     event_time      timestamp     NOT NULL,
     message_id      varchar(255)  NOT NULL,
     scanner_host    varchar(64)   NOT NULL,
@@ -49,7 +49,7 @@ CREATE TABLE tb_policy_event (
 
 -- Quarantine index: each row points at a message file under /var/imss.
 CREATE TABLE tb_quarantine (
-    quarantine_id   serial        PRIMARY KEY,
+    quarantine_id   serial        NOT NULL,
     event_id        integer,
     quarantine_time timestamp     NOT NULL,
     area_name       varchar(64)   NOT NULL DEFAULT 'Default',
@@ -65,7 +65,7 @@ CREATE TABLE tb_quarantine (
 
 -- Archive index: same shape as the quarantine index, other area.
 CREATE TABLE tb_archive (
-    archive_id      serial        PRIMARY KEY,
+    archive_id      serial        NOT NULL,
     event_id        integer,
     archive_time    timestamp     NOT NULL,
     area_name       varchar(64)   NOT NULL DEFAULT 'Default',
