@@ -81,3 +81,26 @@ pub const COMPONENTS: [(&str, &str); 5] = [
     ("ers", "Email Reputation Services"),
     ("ip_profiler", "IP Profiler"),
 ];
+
+/// Packages 9.1 needs that 7.1 did not (seed, "before you upgrade", item 2:
+/// the vendor's wizard failed at step 4 with "The package "wget" on which
+/// InterScan Messaging Security Suite depends is not installed"). Checked
+/// by what the rpm database says provides them.
+pub const REQUIRED_PACKAGES: &[&str] = &[
+    "wget",
+    "perl",
+    "tar",
+    "gzip",
+    "libxml2",
+    "libuuid",
+    "zlib",
+    "libstdc++",
+    "pam",
+    "cyrus-sasl-lib",
+    "openssl-libs",
+    "procps-ng",
+];
+
+/// The rpm database inside the root (RHEL 7 to 9; set explicitly because
+/// the rpm that runs the query may have been built with another default).
+pub const RPM_DB_PATH: &str = "/var/lib/rpm";
