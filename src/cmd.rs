@@ -158,6 +158,20 @@ impl Cmd {
     /// Runs the command to completion and returns its output; a non-zero
     /// exit is an error.
     pub fn run(&self) -> Result<Output, CmdError> {
+        let output = self.run_unchecked()?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(failed(self.display_argv(), &output))
+        }
+    }
+
+    /// Runs the command to completion and returns its output whatever its
+    /// exit status, for programs whose non-zero exit is an answer rather
+    /// than a failure (`rpm -q` exits with the number of names it did not
+    /// find). Logged like [`Cmd::run`]; only a failure to start or wait for
+    /// the program is an error, so the caller must look at `status` itself.
+    pub fn run_unchecked(&self) -> Result<Output, CmdError> {
         let argv = self.display_argv();
         tracing::debug!(argv = %argv, user = ?self.user.as_ref().map(|u| &u.name), "running");
         let mut command = self.command();
@@ -178,19 +192,9 @@ impl Cmd {
             // A child that exits without reading all of it reports its own error.
             let _ = pipe.write_all(input.expose());
         }
-        let output = child.wait_with_output().map_err(|source| CmdError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-        if output.status.success() {
-            Ok(output)
-        } else {
-            Err(CmdError::Failed {
-                argv,
-                status: output.status,
-                stderr_tail: tail(&output.stderr, STDERR_TAIL_LINES),
-            })
-        }
+        child
+            .wait_with_output()
+            .map_err(|source| CmdError::Spawn { argv, source })
     }
 
     /// Runs the command and returns its standard output as text.
@@ -245,6 +249,17 @@ fn shell_word(word: &OsStr) -> String {
     }
 }
 
+/// The error for a program that ran and exited unsuccessfully with
+/// `output`: for [`Cmd::run`], and for callers of [`Cmd::run_unchecked`]
+/// that met an exit they cannot explain.
+pub(crate) fn failed(argv: String, output: &Output) -> CmdError {
+    CmdError::Failed {
+        argv,
+        status: output.status,
+        stderr_tail: tail(&output.stderr, STDERR_TAIL_LINES),
+    }
+}
+
 /// The last `lines` lines of `bytes`, as text, trimmed.
 fn tail(bytes: &[u8], lines: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -266,6 +281,21 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("the cause"), "{text}");
         assert!(text.contains("exit status: 3"), "{text}");
+    }
+
+    #[test]
+    fn run_unchecked_hands_back_a_failing_program_s_output() {
+        let output = Cmd::new("sh")
+            .args(["-c", "echo 'the answer'; echo 'a warning' >&2; exit 2"])
+            .run_unchecked()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(output.stdout, b"the answer\n");
+        assert_eq!(output.stderr, b"a warning\n");
+        let err = Cmd::new("/nonexistent/imss-tool")
+            .run_unchecked()
+            .unwrap_err();
+        assert!(matches!(err, CmdError::Spawn { .. }), "{err}");
     }
 
     #[test]

@@ -104,3 +104,14 @@ pub const REQUIRED_PACKAGES: &[&str] = &[
 /// The rpm database inside the root (RHEL 7 to 9; set explicitly because
 /// the rpm that runs the query may have been built with another default).
 pub const RPM_DB_PATH: &str = "/var/lib/rpm";
+
+/// The step journal inside the backup directory: while it exists, an
+/// upgrade is in progress or not yet finalized.
+pub const STEP_JOURNAL_FILE: &str = "upgrade-state.json";
+
+/// The preflight report, as JSON, under the root.
+pub const PREFLIGHT_REPORT: &str = "/var/log/imss-upgrade/preflight.json";
+
+/// Where the 7.1 services keep mail that is waiting to be processed or
+/// delivered; the quiesce step waits for it to drain.
+pub const MAIL_QUEUE_DIR: &str = "/var/imss/queue";

@@ -5,16 +5,21 @@
 //! switch, register rollback, background transfer, finalize. This crate holds
 //! the plumbing every step shares; each step is a module of its own.
 
+pub mod bind;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod constants;
+pub mod context;
 pub mod exit;
 pub mod fsutil;
 pub mod ini;
+pub mod listeners;
 pub mod logging;
 pub mod pg;
+pub mod preflight;
 pub mod root;
+pub mod rpmdb;
 pub mod secret;
 pub mod status;
 pub mod user;

@@ -56,6 +56,8 @@ pub struct LogOptions<'a> {
     pub install_log: Option<&'a Root>,
     /// Show debug lines on stderr.
     pub verbose: bool,
+    /// Show only errors on stderr (for commands whose stdout is the report).
+    pub quiet: bool,
 }
 
 /// Sets up the global subscriber. `IMSS_LOG` (an `EnvFilter` directive)
@@ -63,6 +65,8 @@ pub struct LogOptions<'a> {
 pub fn init(options: LogOptions<'_>) -> Result<()> {
     let stderr_default = if options.verbose {
         LevelFilter::DEBUG
+    } else if options.quiet {
+        LevelFilter::ERROR
     } else {
         LevelFilter::INFO
     };

@@ -22,7 +22,7 @@ pub struct Status {
 }
 
 /// The admin database as shown to people: the password only as a mask.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DatabaseView {
     /// Server address.
     pub address: String,

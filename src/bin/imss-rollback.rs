@@ -31,6 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         identifier: "imss-rollback",
         install_log: None,
         verbose: cli.verbose,
+        quiet: false,
     })?;
     let root = Root::new(&cli.root)?;
     let backup = root.resolve(BACKUP_DIR)?;
