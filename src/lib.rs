@@ -22,4 +22,5 @@ pub mod root;
 pub mod rpmdb;
 pub mod secret;
 pub mod status;
+pub mod step_journal;
 pub mod user;
