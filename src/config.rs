@@ -114,6 +114,22 @@ impl ProductInfo {
         })
     }
 
+    /// The scanner's SMTP port (`smtp` in `[ports]` of `imss.ini`; 25 when
+    /// the file does not say).
+    pub fn smtp_port(root: &Root) -> Result<u16> {
+        let path = root.resolve(IMSS_INI)?;
+        let ini = IniFile::load(&path)?;
+        match ini.get("ports", "smtp") {
+            None => Ok(25),
+            Some(text) => text.trim().parse().with_context(|| {
+                format!(
+                    "{}: smtp in [ports] is {text:?}, not a port number",
+                    path.display()
+                )
+            }),
+        }
+    }
+
     /// The display names of the installed components, as the vendor's step 3
     /// screen lists them.
     pub fn component_names(&self) -> Vec<&'static str> {

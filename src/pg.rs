@@ -13,7 +13,9 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::cmd::Cmd;
 use crate::config::DbSettings;
+use crate::constants::{BUNDLED_PG_DIR, DATABASE_HOST, PG71_DATA_DIR, RUN_DIR};
 use crate::logging::events;
+use crate::root::Root;
 use crate::secret::Secret;
 use crate::user::ServiceUser;
 
@@ -117,6 +119,24 @@ pub struct InitOptions<'a> {
 }
 
 impl Cluster {
+    /// The 7.1 server's bundled cluster under `root`: programs in the 7.1
+    /// tree, data in `/var/imss/pgdata`, listening where `port` says, run by
+    /// `owner`.
+    pub fn bundled_71(root: &Root, owner: &ServiceUser, port: u16) -> Result<Self> {
+        let install = PgInstall::at(
+            root.resolve(BUNDLED_PG_DIR)?.join("bin"),
+            "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
+        )?;
+        Ok(Self {
+            install,
+            data_dir: root.resolve(PG71_DATA_DIR)?,
+            socket_dir: root.resolve(RUN_DIR)?,
+            listen_address: DATABASE_HOST.to_string(),
+            port,
+            owner: owner.clone(),
+        })
+    }
+
     /// The server log file (next to the data directory, so a snapshot of the
     /// data directory does not carry it along).
     pub fn log_file(&self) -> PathBuf {

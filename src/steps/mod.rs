@@ -1,0 +1,33 @@
+//! The steps of the upgrade, one module each, in the order DESIGN.md
+//! section 3 gives: each has `run`, which does the step and notes in the
+//! step journal what undoing it needs before each effect, and `undo`, which
+//! reverses it and may be run again after an interruption.
+
+pub mod quiesce;
+
+use anyhow::Result;
+
+use crate::config::{DbSettings, ProductInfo};
+use crate::constants::SERVICE_USER;
+use crate::context::Context;
+use crate::pg::Cluster;
+use crate::user::ServiceUser;
+
+/// The 7.1 bundled cluster of the server under the context's root, where
+/// `odbc.ini` places it.
+pub fn source_cluster(ctx: &Context) -> Result<Cluster> {
+    let owner = ServiceUser::lookup(&ctx.root, SERVICE_USER)?;
+    let settings = DbSettings::load(&ctx.root)?;
+    Cluster::bundled_71(&ctx.root, &owner, settings.port)
+}
+
+/// Sends the mail health check to the installed scanner: Ok when it
+/// accepted the message.
+pub fn check_mail_accepted(ctx: &Context, purpose: &str) -> Result<()> {
+    let port = ProductInfo::smtp_port(&ctx.root)?;
+    let message_id = format!(
+        "<imss-upgrade-{purpose}-{}@localhost>",
+        chrono::Utc::now().format("%Y%m%d%H%M%S%.3f")
+    );
+    crate::smtp::send_probe(crate::constants::DATABASE_HOST, port, &message_id)
+}
