@@ -19,6 +19,7 @@ pub mod listeners;
 pub mod logging;
 pub mod pg;
 pub mod preflight;
+pub mod procfs;
 pub mod root;
 pub mod rpmdb;
 pub mod secret;

@@ -52,25 +52,10 @@ fn count_files(dir: &Path) -> usize {
 
 /// Processes in state D whose command line runs something from the program tree.
 fn stuck_processes(program_dir: &Path) -> Vec<String> {
-    let needle = program_dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // "pid (comm) S …": the state follows the last ')'.
-            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-            if state != "D" {
-                return None;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline
-                .contains(&needle)
-                .then(|| format!("{} (pid {pid})", cmdline.trim()))
-        })
+    let needle = program_dir.to_string_lossy();
+    crate::procfs::processes()
+        .into_iter()
+        .filter(|p| p.state == 'D' && p.cmdline.contains(needle.as_ref()))
+        .map(|p| format!("{} (pid {})", p.cmdline, p.pid))
         .collect()
 }
