@@ -1,0 +1,226 @@
+-- IMSS 9.1 admin database (database "imss", owner "sa"), as 9.1 build 1195
+-- has it, in the new PostgreSQL 15 cluster.
+--
+-- What changed from 7.1 (sql/71/001_schema.sql):
+-- - settings are typed: the key/value rows of tb_global_setting and
+--   tb_euq_setting became one-row tables with typed columns (smtp_settings,
+--   notification_settings, log_settings, update_settings,
+--   reputation_settings, euq_settings); which 7.1 key each column replaces is
+--   in compat71.setting_key (003_compat71.sql);
+-- - tables are renamed (tb_policy_rule -> policy_rule, tb_quarantine ->
+--   quarantine_message, tb_archive -> archive_message, ...) and so are many
+--   columns (quarantine_time -> quarantined_at, route_type -> direction, ...);
+-- - the comma-joined recipients of a policy event are split off into
+--   policy_event_recipient, one row per recipient, in their 7.1 order;
+-- - codes became words: actions ('pass', 'quarantine', ...) and rule
+--   directions ('incoming', ...), with checks;
+-- - ids are bigint identities, times are timestamptz (7.1 stored UTC
+--   wall-clock times without a zone);
+-- - history rows say where they come from (source '7.1' for migrated rows,
+--   '9.1' for rows this version writes);
+-- - new columns with defaults (smtp_settings.tls_mode,
+--   quarantine_message.released_at, admin_account.must_change_password, ...).
+--
+-- Message files under /var/imss are never rewritten: file_path keeps the
+-- 7.1 path. The secondary indexes of the history tables, and the foreign
+-- key of policy_event_recipient, are in 002_indexes.sql, built after the
+-- bulk load of the last 24 hours as pg_restore does it; primary keys stay
+-- here because the idempotent history transform (ON CONFLICT) needs them.
+
+CREATE TABLE schema_version (
+    version      text        PRIMARY KEY,
+    build        integer     NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    description  text        NOT NULL DEFAULT ''
+);
+
+INSERT INTO schema_version (version, build, description)
+VALUES ('9.1', 1195, 'IMSS 9.1 admin schema');
+
+-- Typed settings: one row each (the key is always true), created with the
+-- 9.1 defaults and overwritten by whatever 7.1 had.
+
+CREATE TABLE smtp_settings (
+    singleton         boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    hostname          text     NOT NULL DEFAULT '',
+    max_message_size  bigint   NOT NULL DEFAULT 10485760 CHECK (max_message_size >= 0),
+    max_recipients    integer  NOT NULL DEFAULT 100 CHECK (max_recipients >= 0),
+    relay_domains     text[]   NOT NULL DEFAULT '{}',
+    -- New in 9.1.
+    tls_mode          text     NOT NULL DEFAULT 'opportunistic'
+                               CHECK (tls_mode IN ('off', 'opportunistic', 'required'))
+);
+
+CREATE TABLE notification_settings (
+    singleton      boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    admin_address  text     NOT NULL DEFAULT '',
+    smtp_server    text     NOT NULL DEFAULT '127.0.0.1'
+);
+
+CREATE TABLE log_settings (
+    singleton       boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    retention_days  integer  NOT NULL DEFAULT 90 CHECK (retention_days >= 0),
+    level           text     NOT NULL DEFAULT 'normal',
+    -- New in 9.1.
+    syslog_enabled  boolean  NOT NULL DEFAULT false
+);
+
+CREATE TABLE update_settings (
+    singleton         boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    source_url        text     NOT NULL DEFAULT '',
+    proxy             text     NOT NULL DEFAULT '',
+    -- New in 9.1.
+    verify_signature  boolean  NOT NULL DEFAULT true
+);
+
+CREATE TABLE reputation_settings (
+    singleton            boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    ers_enabled          boolean  NOT NULL DEFAULT false,
+    ip_profiler_enabled  boolean  NOT NULL DEFAULT false
+);
+
+-- End-user quarantine: 7.1 kept these in tb_euq_setting (and the digest
+-- schedule in tb_global_setting [EUQ]).
+CREATE TABLE euq_settings (
+    singleton                boolean  PRIMARY KEY DEFAULT true CHECK (singleton),
+    enabled                  boolean  NOT NULL DEFAULT false,
+    end_user_access          boolean  NOT NULL DEFAULT false,
+    console_port             integer  NOT NULL DEFAULT 8447 CHECK (console_port BETWEEN 0 AND 65535),
+    ldap_server              text     NOT NULL DEFAULT '',
+    digest_enabled           boolean  NOT NULL DEFAULT false,
+    digest_schedule          text     NOT NULL DEFAULT '0 8 * * *',
+    -- New in 9.1.
+    session_timeout_minutes  integer  NOT NULL DEFAULT 30 CHECK (session_timeout_minutes > 0)
+);
+
+INSERT INTO smtp_settings DEFAULT VALUES;
+INSERT INTO notification_settings DEFAULT VALUES;
+INSERT INTO log_settings DEFAULT VALUES;
+INSERT INTO update_settings DEFAULT VALUES;
+INSERT INTO reputation_settings DEFAULT VALUES;
+INSERT INTO euq_settings DEFAULT VALUES;
+
+-- Policy rules, in evaluation order.
+CREATE TABLE policy_rule (
+    rule_id          bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name             text         NOT NULL UNIQUE,
+    -- New in 9.1.
+    description      text         NOT NULL DEFAULT '',
+    enabled          boolean      NOT NULL DEFAULT true,
+    priority         integer      NOT NULL,
+    direction        text         NOT NULL DEFAULT 'incoming'
+                                  CHECK (direction IN ('incoming', 'outgoing', 'both')),
+    sender_scope     text         NOT NULL DEFAULT '*',
+    recipient_scope  text         NOT NULL DEFAULT '*',
+    scan_condition   text         NOT NULL DEFAULT '',
+    action           text         NOT NULL DEFAULT 'pass'
+                                  CHECK (action IN ('pass', 'delete', 'quarantine', 'archive', 'tag', 'strip')),
+    notification     text         NOT NULL DEFAULT '',
+    created_at       timestamptz  NOT NULL DEFAULT now(),
+    modified_at      timestamptz  NOT NULL DEFAULT now()
+);
+
+-- The policy event log: one row per rule match the scanner reports.
+CREATE TABLE policy_event (
+    event_id      bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    event_time    timestamptz  NOT NULL,
+    message_id    text         NOT NULL,
+    scanner_host  text         NOT NULL,
+    sender        text         NOT NULL,
+    subject       text         NOT NULL DEFAULT '',
+    -- No foreign key: events outlive the rules that matched them.
+    rule_id       bigint,
+    rule_name     text         NOT NULL DEFAULT '',
+    action        text         NOT NULL
+                               CHECK (action IN ('pass', 'delete', 'quarantine', 'archive', 'tag', 'strip')),
+    reason        text         NOT NULL DEFAULT '',
+    message_size  bigint       NOT NULL DEFAULT 0,
+    source        text         NOT NULL DEFAULT '9.1' CHECK (source IN ('7.1', '9.1'))
+);
+
+-- The recipients of a policy event, in the order the envelope had them
+-- (7.1 kept them comma-joined in tb_policy_event.recipients). The foreign
+-- key to policy_event is in 002_indexes.sql.
+CREATE TABLE policy_event_recipient (
+    event_id   bigint   NOT NULL,
+    ordinal    integer  NOT NULL CHECK (ordinal > 0),
+    recipient  text     NOT NULL,
+    PRIMARY KEY (event_id, ordinal)
+);
+
+-- Quarantine index: each row points at a message file under /var/imss.
+CREATE TABLE quarantine_message (
+    quarantine_id   bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    -- No foreign key: older events reach 9.1 after their quarantine records.
+    event_id        bigint,
+    quarantined_at  timestamptz  NOT NULL,
+    area_name       text         NOT NULL DEFAULT 'Default',
+    message_id      text         NOT NULL,
+    sender          text         NOT NULL,
+    recipient       text         NOT NULL,
+    subject         text         NOT NULL DEFAULT '',
+    reason          text         NOT NULL DEFAULT '',
+    file_path       text         NOT NULL,
+    file_size       bigint       NOT NULL DEFAULT 0,
+    released        boolean      NOT NULL DEFAULT false,
+    -- New in 9.1.
+    released_at     timestamptz,
+    source          text         NOT NULL DEFAULT '9.1' CHECK (source IN ('7.1', '9.1'))
+);
+
+-- Archive index: like the quarantine index, other area.
+CREATE TABLE archive_message (
+    archive_id   bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    event_id     bigint,
+    archived_at  timestamptz  NOT NULL,
+    area_name    text         NOT NULL DEFAULT 'Default',
+    message_id   text         NOT NULL,
+    sender       text         NOT NULL,
+    recipient    text         NOT NULL,
+    subject      text         NOT NULL DEFAULT '',
+    file_path    text         NOT NULL,
+    file_size    bigint       NOT NULL DEFAULT 0,
+    source       text         NOT NULL DEFAULT '9.1' CHECK (source IN ('7.1', '9.1'))
+);
+
+-- EUQ approved senders, per end user.
+CREATE TABLE euq_approved_sender (
+    approved_sender_id  bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    owner_address       text         NOT NULL,
+    sender_pattern      text         NOT NULL,
+    created_at          timestamptz  NOT NULL DEFAULT now(),
+    UNIQUE (owner_address, sender_pattern)
+);
+
+-- Pattern files and engines, with the versions the last update installed
+-- (the 7.1 versions until 9.1's first update: seed, "after the upgrade").
+CREATE TABLE component_version (
+    component   text         PRIMARY KEY,
+    kind        text         NOT NULL CHECK (kind IN ('pattern', 'engine')),
+    version     text         NOT NULL,
+    updated_at  timestamptz  NOT NULL
+);
+
+-- Administrator accounts of the web console.
+CREATE TABLE admin_account (
+    account_id            bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    login_name            text         NOT NULL UNIQUE,
+    password_hash         text         NOT NULL,
+    role                  text         NOT NULL DEFAULT 'administrator',
+    enabled               boolean      NOT NULL DEFAULT true,
+    last_login_at         timestamptz,
+    -- New in 9.1.
+    must_change_password  boolean      NOT NULL DEFAULT false
+);
+
+-- Scheduled tasks: component updates, log maintenance, reports.
+CREATE TABLE scheduled_task (
+    task_id        bigint       GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name           text         NOT NULL UNIQUE,
+    kind           text         NOT NULL,
+    cron_schedule  text         NOT NULL,
+    enabled        boolean      NOT NULL DEFAULT true,
+    last_run_at    timestamptz,
+    -- New in 9.1.
+    next_run_at    timestamptz
+);
