@@ -26,6 +26,7 @@ pub mod rpmdb;
 pub mod schema91;
 pub mod secret;
 pub mod smtp;
+pub mod snapshot;
 pub mod status;
 pub mod step_journal;
 pub mod steps;

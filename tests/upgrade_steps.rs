@@ -52,3 +52,86 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
         "the probe before and the one after rollback are both logged"
     );
 }
+
+/// Runs the snapshot step on a built (stopped) server, checks what it did,
+/// undoes it, and checks the 7.1 database is back and whole.
+async fn snapshot_and_undo(server: &FixtureServer) {
+    use imss_upgrade::constants::BACKUP_DIR;
+    use imss_upgrade::steps::snapshot::{self as snapshot_step, SNAPSHOT_PATHS};
+    let ctx = Context::new(server.root());
+    let root = server.root();
+    let backup = root.resolve(BACKUP_DIR).unwrap();
+    std::fs::create_dir_all(&backup).unwrap();
+    let data_dir = root.resolve("/var/imss/pgdata").unwrap();
+    let before = imss_upgrade::snapshot::scan(&root, &["/var/imss/pgdata"]).unwrap();
+    let mut journal = StepJournal::create(&backup).unwrap();
+    for step in [Step::Quiesce, Step::Snapshot] {
+        journal.begin(step).unwrap();
+        if step == Step::Snapshot {
+            snapshot_step::run(&ctx, &mut journal).await.unwrap();
+        }
+        journal.finish(step).unwrap();
+    }
+    assert!(
+        !data_dir.exists(),
+        "the 7.1 data directory should have moved"
+    );
+    assert!(backup.join("pgdata-71/PG_VERSION").is_file());
+    let manifest = imss_upgrade::snapshot::verify(&backup).unwrap();
+    assert_eq!(
+        manifest.entries,
+        imss_upgrade::snapshot::scan(&root, SNAPSHOT_PATHS).unwrap()
+    );
+
+    journal.begin_rollback("test").unwrap();
+    let record = journal.record(Step::Snapshot).unwrap().clone();
+    journal.begin_undo(Step::Snapshot).unwrap();
+    snapshot_step::undo(&ctx, &record).await.unwrap();
+    // Undo again, as after an interruption: nothing left to do, no error.
+    snapshot_step::undo(&ctx, &record).await.unwrap();
+    journal.finish_undo(Step::Snapshot).unwrap();
+    assert_eq!(
+        imss_upgrade::snapshot::scan(&root, &["/var/imss/pgdata"]).unwrap(),
+        before
+    );
+    server.start().unwrap();
+    let client = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM tb_policy_event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 500);
+}
+
+#[tokio::test]
+async fn snapshot_moves_the_71_database_by_rename_and_undo_moves_it_back() {
+    let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
+    snapshot_and_undo(&server).await;
+}
+
+#[tokio::test]
+async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
+    let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
+    let backup = server.root_dir().join("var/imss/imss_backup_71_to_91");
+    std::fs::create_dir_all(&backup).unwrap();
+    imss_upgrade::cmd::Cmd::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
+        .arg(&backup)
+        .run()
+        .expect("mounting a tmpfs needs root (CI runs the tests as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = imss_upgrade::cmd::Cmd::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .run();
+        }
+    }
+    let _unmount = Unmount(backup);
+    snapshot_and_undo(&server).await;
+    server.stop().unwrap();
+}

@@ -4,6 +4,7 @@
 //! reverses it and may be run again after an interruption.
 
 pub mod quiesce;
+pub mod snapshot;
 
 use anyhow::Result;
 

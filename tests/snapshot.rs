@@ -1,0 +1,685 @@
+//! The snapshot engine on real trees under a temporary root: a 7.1-like
+//! program tree (made by the fixture) with links, odd modes, a file of
+//! another owner, long names and a system file. Each test changes the tree
+//! the way an upgrade (or a crash during one) would, restores, and
+//! compares the whole tree entry by entry (type, mode, owner, mtime to the
+//! nanosecond, size, SHA-256, link target) with the manifest.
+//!
+//! These tests run as root: the tree holds files of other owners, as an
+//! IMSS tree does, and restore sets owners.
+
+use std::fs::{self, File, FileTimes};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use imss_fixture::tree::write_program_tree;
+use imss_upgrade::root::Root;
+use imss_upgrade::snapshot::{
+    self, ArchiveFormat, BackupMismatch, Compression, Entry, EntryKind, MANIFEST_FILE, Manifest,
+};
+
+const PROGRAM: &str = "/opt/trend/imss";
+const SYSTEM_FILE: &str = "/etc/imss-upgrade.conf";
+const ABSENT: &str = "/etc/systemd/system/imss91-euq.service";
+const PATHS: [&str; 3] = [PROGRAM, SYSTEM_FILE, ABSENT];
+
+/// Another owner, as the 7.1 tree's service account files are.
+const OTHER_UID: u32 = 4242;
+const OTHER_GID: u32 = 4343;
+
+/// A root with a 7.1-like tree, and a backup directory outside the tree.
+struct Server {
+    _dir: tempfile::TempDir,
+    root: Root,
+    backup: PathBuf,
+    /// A directory outside the root that a hostile link points to.
+    outside: PathBuf,
+}
+
+impl Server {
+    fn new() -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the snapshot tests run as root: the tree holds files of other owners and restore sets owners (run them as root, as `make test` in CI does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root_dir = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root_dir.join("etc/systemd/system")).unwrap();
+        fs::create_dir_all(root_dir.join("var/imss")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("keep"), "outside the root").unwrap();
+        let root = Root::new(&root_dir).unwrap();
+        let backup = root.resolve("/var/imss/imss_backup_71_to_91").unwrap();
+        let server = Server {
+            _dir: dir,
+            root,
+            backup,
+            outside,
+        };
+        server.build_tree();
+        server
+    }
+
+    fn host(&self, path: &str) -> PathBuf {
+        self.root.resolve_parent(path).unwrap()
+    }
+
+    fn build_tree(&self) {
+        let program = self.host(PROGRAM);
+        write_program_tree(&program, 3, 71).unwrap();
+        // Links: relative, absolute (inside the root), dangling, and one
+        // whose target is longer than a tar header holds.
+        symlink("libimsscore.so.7.1.0", program.join("lib/libimsscore.so")).unwrap();
+        symlink("/opt/trend/imss/bin", program.join("bin-link")).unwrap();
+        symlink("../nowhere/at/all", program.join("lib/dangling")).unwrap();
+        let long_target = format!("../{}/target", "a-very-long-directory-name".repeat(6));
+        symlink(&long_target, program.join("config/long-link")).unwrap();
+        // A name longer than a tar header holds.
+        let deep = program.join(format!("UI/{}", "nested-console-directory/".repeat(5)));
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("a-page-with-a-rather-long-name.jsp"), "<html/>\n").unwrap();
+        // Odd modes: setuid, no permissions at all, sticky and read-only dirs.
+        set_mode(&program.join("bin/imssps"), 0o4755);
+        fs::write(program.join("config/secret.key"), "k3y").unwrap();
+        set_mode(&program.join("config/secret.key"), 0o000);
+        fs::create_dir(program.join("temp")).unwrap();
+        set_mode(&program.join("temp"), 0o1777);
+        fs::create_dir(program.join("readonly")).unwrap();
+        fs::write(program.join("readonly/fixed.dat"), "fixed").unwrap();
+        set_mode(&program.join("readonly"), 0o555);
+        fs::create_dir(program.join("empty")).unwrap();
+        fs::write(program.join("empty-file"), "").unwrap();
+        // Another owner, as the service account's files.
+        fs::create_dir(program.join("queue")).unwrap();
+        fs::write(program.join("queue/state.db"), "queue state").unwrap();
+        for path in [program.join("queue"), program.join("queue/state.db")] {
+            std::os::unix::fs::lchown(&path, Some(OTHER_UID), Some(OTHER_GID)).unwrap();
+        }
+        std::os::unix::fs::lchown(program.join("bin-link"), Some(OTHER_UID), Some(0)).unwrap();
+        // A hard link: two names, two entries.
+        fs::hard_link(
+            program.join("bin/imssd"),
+            program.join("bin/imssd.hardlink"),
+        )
+        .unwrap();
+        // Old, exact mtimes, as an installed tree has.
+        set_mtime(&program.join("bin/imssd"), 1_500_000_000, 123_456_789);
+        set_mtime(&program.join("lib"), 1_400_000_000, 987_654_321);
+        fs::write(self.host(SYSTEM_FILE), "[imss]\nversion = 7.1\n").unwrap();
+        set_mode(&self.host(SYSTEM_FILE), 0o640);
+    }
+
+    fn create(&self) -> Manifest {
+        snapshot::create(&self.root, &self.backup, &PATHS).unwrap()
+    }
+
+    fn scan(&self) -> Vec<Entry> {
+        snapshot::scan(&self.root, &PATHS).unwrap()
+    }
+
+    fn restore(&self) -> snapshot::RestoreReport {
+        snapshot::restore(&self.root, &self.backup).unwrap()
+    }
+
+    /// What the 9.1 install might do to the tree, and worse.
+    fn change_like_an_upgrade(&self) {
+        let program = self.host(PROGRAM);
+        // Modified in place, same size.
+        let imssd = program.join("bin/imssd");
+        let mut bytes = fs::read(&imssd).unwrap();
+        bytes[100] ^= 0xff;
+        fs::write(&imssd, bytes).unwrap();
+        // Mode, owner and mtime changed only.
+        set_mode(&program.join("bin/imssps"), 0o755);
+        std::os::unix::fs::lchown(program.join("queue/state.db"), Some(0), Some(0)).unwrap();
+        set_mtime(&program.join("script/imssctl.sh"), 1_000, 0);
+        // Deleted.
+        fs::remove_file(program.join("lib/libtmase.so.7.5")).unwrap();
+        fs::remove_dir_all(program.join("UI/euqUI")).unwrap();
+        fs::remove_file(self.host(SYSTEM_FILE)).unwrap();
+        // Added: files in existing directories, a new directory.
+        fs::write(program.join("bin/imssd91"), "9.1 daemon").unwrap();
+        fs::create_dir_all(program.join("lib91/plugins")).unwrap();
+        fs::write(program.join("lib91/plugins/x.so"), "plugin").unwrap();
+        fs::write(self.host(ABSENT), "[Unit]\nDescription=9.1 EUQ\n").unwrap();
+        // A directory replaced by a file, a file by a directory.
+        fs::remove_dir_all(program.join("script")).unwrap();
+        fs::write(program.join("script"), "now a file").unwrap();
+        fs::remove_file(program.join("config/foxdns.ini")).unwrap();
+        fs::create_dir_all(program.join("config/foxdns.ini/d")).unwrap();
+        // Directories replaced by links that lead out of the tree: restore
+        // must not write through them.
+        fs::remove_dir_all(program.join("UI/adminUI")).unwrap();
+        symlink("/etc", program.join("UI/adminUI")).unwrap();
+        fs::remove_dir_all(program.join("readonly")).unwrap();
+        symlink(&self.outside, program.join("readonly")).unwrap();
+        // A link retargeted, a file replaced by a link.
+        fs::remove_file(program.join("lib/libimsscore.so")).unwrap();
+        symlink(
+            "/usr/lib64/libimsscore.so.9",
+            program.join("lib/libimsscore.so"),
+        )
+        .unwrap();
+        fs::remove_file(program.join("empty-file")).unwrap();
+        symlink("/etc/passwd", program.join("empty-file")).unwrap();
+        // A stale socket.
+        let _listener =
+            std::os::unix::net::UnixListener::bind(program.join("temp/imss.sock")).unwrap();
+    }
+
+    fn archive_path(&self, manifest: &Manifest) -> PathBuf {
+        self.backup.join(&manifest.archive.file)
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn set_mtime(path: &Path, secs: u64, nanos: u32) {
+    let time = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+    File::open(path)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(time))
+        .unwrap();
+}
+
+/// Compares two entry lists and names the first difference, instead of
+/// printing thousands of lines.
+fn assert_same_tree(live: &[Entry], recorded: &[Entry]) {
+    for (index, (a, b)) in live.iter().zip(recorded).enumerate() {
+        assert_eq!(a, b, "entry {index} differs (live, then recorded)");
+    }
+    assert_eq!(
+        live.len(),
+        recorded.len(),
+        "the live tree has {} entries, the snapshot {}; first extra: {:?}",
+        live.len(),
+        recorded.len(),
+        live.get(recorded.len()).or(recorded.get(live.len()))
+    );
+}
+
+fn mismatch_text(err: &anyhow::Error) -> String {
+    assert!(
+        err.downcast_ref::<BackupMismatch>().is_some(),
+        "expected a BackupMismatch, got: {err:#}"
+    );
+    format!("{err:#}")
+}
+
+fn entry<'m>(manifest: &'m Manifest, path: &str) -> &'m Entry {
+    manifest
+        .entries
+        .iter()
+        .find(|e| e.path == path)
+        .unwrap_or_else(|| panic!("no entry {path}"))
+}
+
+#[test]
+fn the_manifest_lists_every_entry_with_its_metadata_and_matches_a_scan() {
+    let server = Server::new();
+    let manifest = server.create();
+    assert_same_tree(&server.scan(), &manifest.entries);
+
+    assert_eq!(manifest.archive.format, ArchiveFormat::Tar);
+    assert_eq!(manifest.archive.file, "snapshot.tar");
+    let archive_len = fs::metadata(server.archive_path(&manifest)).unwrap().len();
+    assert_eq!(manifest.archive.size, archive_len);
+    assert_eq!(manifest.paths.len(), 3);
+
+    let backup_mode = fs::metadata(&server.backup).unwrap().permissions().mode();
+    assert_eq!(backup_mode & 0o7777, 0o700);
+    let manifest_mode = fs::metadata(server.backup.join(MANIFEST_FILE))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(manifest_mode & 0o777, 0o600);
+
+    let imssd = entry(&manifest, "/opt/trend/imss/bin/imssd");
+    let EntryKind::File { meta, size, sha256 } = &imssd.kind else {
+        panic!("{imssd:?}");
+    };
+    assert_eq!(
+        (meta.mtime_sec, meta.mtime_nsec),
+        (1_500_000_000, 123_456_789)
+    );
+    assert_eq!(*size, 2400 * 1024);
+    let contents = fs::read(server.host("/opt/trend/imss/bin/imssd")).unwrap();
+    assert_eq!(sha256, &sha256_hex(&contents));
+    let EntryKind::File { meta, .. } = entry(&manifest, "/opt/trend/imss/bin/imssps").kind else {
+        panic!()
+    };
+    assert_eq!(meta.mode, 0o4755);
+    let EntryKind::Dir { meta } = entry(&manifest, "/opt/trend/imss/queue").kind else {
+        panic!()
+    };
+    assert_eq!((meta.uid, meta.gid), (OTHER_UID, OTHER_GID));
+    let EntryKind::Symlink { target, .. } = &entry(&manifest, "/opt/trend/imss/lib/dangling").kind
+    else {
+        panic!()
+    };
+    assert_eq!(target, "../nowhere/at/all");
+    assert_eq!(entry(&manifest, ABSENT).kind, EntryKind::Absent);
+
+    // The manifest on disk is the one returned, one entry a line.
+    let text = fs::read_to_string(server.backup.join(MANIFEST_FILE)).unwrap();
+    assert!(text.contains(
+        "\n    {\"path\":\"/etc/systemd/system/imss91-euq.service\",\"type\":\"absent\"}"
+    ));
+    assert_eq!(snapshot::verify(&server.backup).unwrap(), manifest);
+}
+
+#[test]
+fn restore_after_an_upgrade_like_change_gives_back_the_tree_exactly() {
+    let server = Server::new();
+    let manifest = server.create();
+    server.change_like_an_upgrade();
+    assert_ne!(server.scan(), manifest.entries);
+
+    let report = server.restore();
+    assert_same_tree(&server.scan(), &manifest.entries);
+    assert!(report.removed >= 6, "{report:?}");
+    assert!(report.files > 20, "{report:?}");
+
+    // Nothing was written through the links the changed tree held.
+    let mut etc: Vec<_> = fs::read_dir(server.host("/etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    etc.sort();
+    assert_eq!(etc, ["imss-upgrade.conf", "systemd"]);
+    let outside: Vec<_> = fs::read_dir(&server.outside).unwrap().collect();
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert!(!server.host("/opt/trend/imss/temp/imss.sock").exists());
+    assert!(!server.host(ABSENT).exists());
+}
+
+#[test]
+fn restore_replaces_a_different_tree_and_a_top_directory_turned_link() {
+    let server = Server::new();
+    let manifest = server.create();
+    // The 9.1 tree: other files, other sizes, other contents, moved aside
+    // and linked, as a package that installs into a versioned directory.
+    let program = server.host(PROGRAM);
+    fs::remove_dir_all(&program).unwrap();
+    let elsewhere = server.host("/opt/trend/imss-9.1");
+    write_program_tree(&elsewhere, 5, 91).unwrap();
+    symlink("/opt/trend/imss-9.1", &program).unwrap();
+
+    server.restore();
+    assert!(fs::symlink_metadata(&program).unwrap().is_dir());
+    assert_same_tree(&server.scan(), &manifest.entries);
+    // The 9.1 tree it pointed to is not part of the snapshot: left alone.
+    assert!(elsewhere.join("bin/imssd").exists());
+}
+
+#[test]
+fn restore_is_idempotent_and_finishes_an_interrupted_restore() {
+    let server = Server::new();
+    let manifest = server.create();
+    server.change_like_an_upgrade();
+    server.restore();
+    let second = server.restore();
+    assert_eq!(second.removed, 0, "{second:?}");
+    assert_eq!(second.dirs_created, 0, "{second:?}");
+    assert_same_tree(&server.scan(), &manifest.entries);
+
+    // An interrupted restore: half of the files gone, some left under the
+    // temporary name, a directory not yet made.
+    let mut files: Vec<PathBuf> = manifest
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .map(|e| server.host(&e.path))
+        .collect();
+    files.sort();
+    for (index, path) in files.iter().enumerate() {
+        if index % 2 == 0 {
+            fs::remove_file(path).unwrap();
+        } else if index % 7 == 1 {
+            let name = path.file_name().unwrap().to_string_lossy();
+            fs::write(path.with_file_name(format!(".{name}.imss-restore")), "part").unwrap();
+        }
+    }
+    fs::remove_dir_all(server.host("/opt/trend/imss/UI")).unwrap();
+    server.change_like_an_upgrade_partly();
+    server.restore();
+    assert_same_tree(&server.scan(), &manifest.entries);
+}
+
+impl Server {
+    /// A mix: some of the 9.1 changes on top of a half-restored tree.
+    fn change_like_an_upgrade_partly(&self) {
+        let program = self.host(PROGRAM);
+        fs::write(program.join("bin/imssd91"), "9.1 daemon").unwrap();
+        fs::remove_dir_all(program.join("lib")).unwrap();
+        symlink("/usr/lib64", program.join("lib")).unwrap();
+    }
+}
+
+#[test]
+fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
+    let server = Server::new();
+    let manifest = server.create();
+    server.change_like_an_upgrade();
+    let before = server.scan();
+
+    // Flip one byte inside the contents of bin/policyserver.
+    let archive = server.archive_path(&manifest);
+    let mut bytes = fs::read(&archive).unwrap();
+    let contents = fs::read(server.host("/opt/trend/imss/bin/policyserver")).unwrap();
+    let at = find(&bytes, &contents[4096..4160]).expect("the file's bytes are in the archive");
+    bytes[at + 10] ^= 0x01;
+    fs::write(&archive, &bytes).unwrap();
+
+    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    for word in [
+        "the backup in",
+        "does not match its manifest",
+        "snapshot.tar",
+        "/opt/trend/imss/bin/policyserver",
+        "do not restore from it",
+    ] {
+        assert!(text.contains(word), "{word:?} missing from: {text}");
+    }
+    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    assert!(mismatch_text(&err).contains("/opt/trend/imss/bin/policyserver"));
+    assert_same_tree(&server.scan(), &before);
+
+    // A flipped byte in a header, where no entry's contents are.
+    bytes[at + 10] ^= 0x01;
+    bytes[0x9c] ^= 0x01; // the type flag of the first header
+    fs::write(&archive, &bytes).unwrap();
+    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    assert!(text.contains("snapshot.tar"), "{text}");
+    assert_same_tree(&server.scan(), &before);
+
+    // A truncated archive.
+    bytes[0x9c] ^= 0x01;
+    fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    assert!(text.contains("bytes"), "{text}");
+
+    // Put back as it was, it restores.
+    fs::write(&archive, &bytes).unwrap();
+    server.restore();
+    assert_same_tree(&server.scan(), &manifest.entries);
+}
+
+#[test]
+fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
+    let server = Server::new();
+    let manifest = server.create();
+    server.change_like_an_upgrade();
+    let before = server.scan();
+    let manifest_path = server.backup.join(MANIFEST_FILE);
+    let original = fs::read_to_string(&manifest_path).unwrap();
+
+    // An entry's hash edited.
+    let EntryKind::File { sha256, .. } =
+        &entry(&manifest, "/opt/trend/imss/lib/libvsapi.so.9.850").kind
+    else {
+        panic!()
+    };
+    let forged = "0".repeat(64);
+    fs::write(&manifest_path, original.replace(sha256.as_str(), &forged)).unwrap();
+    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    for word in [
+        "/opt/trend/imss/lib/libvsapi.so.9.850",
+        MANIFEST_FILE,
+        "snapshot.tar",
+        &forged,
+        "do not restore from it",
+    ] {
+        assert!(text.contains(word), "{word:?} missing from: {text}");
+    }
+    assert_same_tree(&server.scan(), &before);
+
+    // A mode made setuid.
+    let line = original
+        .lines()
+        .find(|l| l.contains("\"/opt/trend/imss/bin/imssd\""))
+        .unwrap();
+    let forged_line = line.replace("\"mode\":\"0755\"", "\"mode\":\"4755\"");
+    assert_ne!(line, forged_line);
+    fs::write(&manifest_path, original.replace(line, &forged_line)).unwrap();
+    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    assert!(text.contains("/opt/trend/imss/bin/imssd: mode"), "{text}");
+
+    // An entry pointed outside the snapshotted paths.
+    let escaped = original.replace(
+        "\"/opt/trend/imss/config/dtas.ini\"",
+        "\"/opt/trend/imss/../../../etc/dtas.ini\"",
+    );
+    fs::write(&manifest_path, escaped).unwrap();
+    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    assert!(text.contains("'..'"), "{text}");
+
+    // The archive's own hash edited.
+    fs::write(
+        &manifest_path,
+        original.replace(&manifest.archive.sha256, &forged),
+    )
+    .unwrap();
+    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    assert!(text.contains(&forged), "{text}");
+    assert_same_tree(&server.scan(), &before);
+
+    // No manifest at all: an unfinished snapshot.
+    fs::remove_file(&manifest_path).unwrap();
+    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    assert!(format!("{err:#}").contains("never finished"), "{err:#}");
+    assert_same_tree(&server.scan(), &before);
+}
+
+#[test]
+fn a_recompressed_snapshot_verifies_and_restores() {
+    let server = Server::new();
+    let plain = server.create();
+    let compressed = snapshot::recompress(&server.backup).unwrap();
+    assert_eq!(compressed.archive.format, ArchiveFormat::TarXz);
+    assert_eq!(compressed.archive.file, "snapshot.tar.xz");
+    assert!(compressed.archive.size < plain.archive.size);
+    assert_eq!(compressed.entries, plain.entries);
+    assert!(!server.backup.join("snapshot.tar").exists());
+    assert_eq!(snapshot::verify(&server.backup).unwrap(), compressed);
+    // Again: nothing to do.
+    assert_eq!(snapshot::recompress(&server.backup).unwrap(), compressed);
+
+    server.change_like_an_upgrade();
+    server.restore();
+    assert_same_tree(&server.scan(), &plain.entries);
+
+    // A flipped byte in the compressed archive is refused too.
+    let archive = server.archive_path(&compressed);
+    let mut bytes = fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&archive, &bytes).unwrap();
+    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    assert!(text.contains("snapshot.tar.xz"), "{text}");
+}
+
+#[test]
+fn an_xz_snapshot_taken_directly_restores() {
+    let server = Server::new();
+    let manifest = snapshot::create_with(
+        &server.root,
+        &server.backup,
+        &PATHS,
+        Compression::Xz {
+            preset: 0,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    assert_eq!(manifest.archive.file, "snapshot.tar.xz");
+    server.change_like_an_upgrade();
+    server.restore();
+    assert_same_tree(&server.scan(), &manifest.entries);
+
+    // A new plain snapshot replaces it and leaves no stale archive behind.
+    let plain = server.create();
+    assert_eq!(plain.archive.format, ArchiveFormat::Tar);
+    assert!(!server.backup.join("snapshot.tar.xz").exists());
+}
+
+#[test]
+fn a_backup_directory_inside_a_snapshotted_path_is_refused() {
+    let server = Server::new();
+    let inside = server.host("/opt/trend/imss/backup");
+    let err = snapshot::create(&server.root, &inside, &PATHS).unwrap_err();
+    assert!(format!("{err:#}").contains("backup directory"), "{err:#}");
+    let err = snapshot::create(&server.root, &server.backup, &[PROGRAM, "/opt/trend"]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("one is inside the other"),
+        "{err:#}"
+    );
+    let err = snapshot::create(&server.root, &server.backup, &["/opt/trend/../imss"]).unwrap_err();
+    assert!(format!("{err:#}").contains("'..'"), "{err:#}");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Times the engine against GNU tar on the same tree and prints the
+/// figures; asserts nothing about speed. Trees: the fixture's program tree
+/// padded by each of `IMSS_SNAPSHOT_BENCH_MB` MiB (comma-separated, default
+/// 250), and the program tree of a server that `imss-fixture build` made
+/// under `IMSS_SNAPSHOT_BENCH_ROOT`, if set. Modes (`IMSS_SNAPSHOT_BENCH_MODES`,
+/// default `tar`): `tar`, `xz0` and `xz6` (create with xz on 2 threads),
+/// `recompress`.
+#[test]
+#[ignore = "a benchmark: cargo test --release --test snapshot -- --ignored --nocapture"]
+fn bench_snapshot_create_verify_restore() {
+    let sizes = std::env::var("IMSS_SNAPSHOT_BENCH_MB").unwrap_or_else(|_| "250".into());
+    for mb in sizes.split(',').filter(|s| !s.is_empty()) {
+        let mb: u64 = mb.trim().parse().unwrap();
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root_dir = dir.path().join("root");
+        fs::create_dir_all(root_dir.join("var/imss")).unwrap();
+        let root = Root::new(&root_dir).unwrap();
+        write_program_tree(&root.resolve(PROGRAM).unwrap(), mb, 71).unwrap();
+        bench_tree(&root, &format!("fixture program tree padded by {mb} MiB"));
+    }
+    if let Ok(dir) = std::env::var("IMSS_SNAPSHOT_BENCH_ROOT") {
+        bench_tree(&Root::new(&dir).unwrap(), &format!("{PROGRAM} of {dir}"));
+    }
+}
+
+fn bench_tree(root: &Root, label: &str) {
+    use imss_upgrade::cmd::Cmd;
+    use std::time::Instant;
+
+    let modes = std::env::var("IMSS_SNAPSHOT_BENCH_MODES").unwrap_or_else(|_| "tar".into());
+    let entries = snapshot::scan(root, &[PROGRAM]).unwrap();
+    let (files, bytes) = entries.iter().fold((0, 0), |(n, total), e| match e.kind {
+        EntryKind::File { size, .. } => (n + 1, total + size),
+        _ => (n, total),
+    });
+    nix::unistd::sync();
+    println!(
+        "\n{label}: {:.0} MiB in {files} files, {} entries",
+        bytes as f64 / 1048576.0,
+        entries.len()
+    );
+    let line = |what: &str, started: Instant, size: Option<u64>| {
+        let size = size.map_or(String::new(), |s| {
+            format!("{:>9.1} MiB", s as f64 / 1048576.0)
+        });
+        println!(
+            "  {what:<40} {:>7.2} s {size}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let gnu_tar = work.path().join("gnu.tar");
+    let started = Instant::now();
+    Cmd::new("tar")
+        .arg("-cf")
+        .arg(&gnu_tar)
+        .arg("-C")
+        .arg(root.dir())
+        .arg(PROGRAM.trim_start_matches('/'))
+        .run()
+        .unwrap();
+    File::open(&gnu_tar).unwrap().sync_all().unwrap();
+    line(
+        "GNU tar -cf, fsync (baseline)",
+        started,
+        Some(fs::metadata(&gnu_tar).unwrap().len()),
+    );
+    fs::remove_file(&gnu_tar).unwrap();
+
+    let backup = work.path().join("backup");
+    for mode in modes.split(',') {
+        let compression = match mode {
+            "tar" => Compression::None,
+            "xz0" => Compression::Xz {
+                preset: 0,
+                threads: 2,
+            },
+            "xz6" => Compression::Xz {
+                preset: 6,
+                threads: 2,
+            },
+            "recompress" => {
+                if !backup.join("snapshot.tar").exists() {
+                    snapshot::create(root, &backup, &[PROGRAM]).unwrap();
+                }
+                let started = Instant::now();
+                let manifest = snapshot::recompress(&backup).unwrap();
+                line(
+                    "recompress to xz -6, 1 thread",
+                    started,
+                    Some(manifest.archive.size),
+                );
+                bench_read_side(root, &backup, &manifest);
+                continue;
+            }
+            other => panic!("unknown mode {other}"),
+        };
+        let started = Instant::now();
+        let manifest = snapshot::create_with(root, &backup, &[PROGRAM], compression).unwrap();
+        line(
+            &format!("create, {compression:?}"),
+            started,
+            Some(manifest.archive.size),
+        );
+        bench_read_side(root, &backup, &manifest);
+    }
+    assert_same_tree(&snapshot::scan(root, &[PROGRAM]).unwrap(), &entries);
+}
+
+fn bench_read_side(root: &Root, backup: &Path, manifest: &Manifest) {
+    use std::time::Instant;
+    let line = |what: &str, started: Instant| {
+        println!("    {what:<38} {:>7.2} s", started.elapsed().as_secs_f64());
+    };
+    let started = Instant::now();
+    snapshot::verify(backup).unwrap();
+    line("verify", started);
+    let started = Instant::now();
+    snapshot::scan(root, &[PROGRAM]).unwrap();
+    line("scan", started);
+    // Restore over a tree where a quarter of the files changed.
+    for (index, entry) in manifest.entries.iter().enumerate() {
+        if index % 4 == 0 && matches!(entry.kind, EntryKind::File { .. }) {
+            fs::write(root.resolve_parent(&entry.path).unwrap(), b"9.1").unwrap();
+        }
+    }
+    fs::write(root.resolve(PROGRAM).unwrap().join("bin/imssd91"), "9.1").unwrap();
+    let started = Instant::now();
+    snapshot::restore(root, backup).unwrap();
+    line("restore (verify, write, sync)", started);
+}
