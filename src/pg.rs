@@ -226,8 +226,17 @@ impl Cluster {
     /// Starts the server with extra `-c name=value` settings (for example a
     /// read-only start from the backup directory).
     pub fn start_with(&self, settings: &[(&str, &str)]) -> Result<()> {
+        // Where the server listens is this struct's to say, whatever the
+        // data directory's postgresql.conf was written with.
+        let port = self.port.to_string();
+        let socket_dir = self.socket_dir.to_string_lossy();
+        let placement = [
+            ("port", port.as_str()),
+            ("listen_addresses", self.listen_address.as_str()),
+            ("unix_socket_directories", socket_dir.as_ref()),
+        ];
         let mut options = String::new();
-        for (name, value) in settings {
+        for (name, value) in placement.iter().chain(settings) {
             // pg_ctl hands -o to postgres, which splits it on blanks: refuse
             // values that would need quoting rather than quote them.
             if value.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
@@ -249,9 +258,10 @@ impl Cluster {
         }
         cmd.arg("start").run().with_context(|| {
             format!(
-                "starting PostgreSQL on {} (its log: {})",
+                "starting PostgreSQL on {}; the end of its log {}:\n{}",
                 self.data_dir.display(),
-                self.log_file().display()
+                self.log_file().display(),
+                log_tail(&self.log_file(), 8)
             )
         })?;
         tracing::info!(
@@ -344,6 +354,13 @@ fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Resu
         .with_context(|| format!("giving {} to {}", path.display(), owner.name))?;
     file.write_all(contents)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The last `lines` lines of a server log, for an error message.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A value for `postgresql.conf`, single-quoted.

@@ -135,3 +135,99 @@ async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
     snapshot_and_undo(&server).await;
     server.stop().unwrap();
 }
+
+#[tokio::test]
+async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_undo_removes_it() {
+    use imss_upgrade::constants::BACKUP_DIR;
+    use imss_upgrade::steps::{migrate, snapshot as snapshot_step};
+    let server =
+        FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let root = server.root();
+    let ctx =
+        Context::new(root.clone()).with_target_pg(imss_fixture::pgbin::pg15().unwrap().bin_dir());
+    let settings = DbSettings::load(&root).unwrap();
+    let client = pg::connect(&settings).await.unwrap();
+    let newest_day: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tb_policy_event WHERE event_time >= (now() AT TIME ZONE 'UTC') - interval '24 hours'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let backup = root.resolve(BACKUP_DIR).unwrap();
+    std::fs::create_dir_all(&backup).unwrap();
+    let mut journal = StepJournal::create(&backup).unwrap();
+    journal.begin(Step::Quiesce).unwrap();
+    quiesce::run(&ctx, &mut journal).await.unwrap();
+    journal.finish(Step::Quiesce).unwrap();
+    journal.begin(Step::Snapshot).unwrap();
+    snapshot_step::run(&ctx, &mut journal).await.unwrap();
+    journal.finish(Step::Snapshot).unwrap();
+    journal.begin(Step::Migrate).unwrap();
+    let report = migrate::run(&ctx, &mut journal).await.unwrap();
+    journal.finish(Step::Migrate).unwrap();
+
+    // About a third of three days of history is the last 24 hours.
+    assert!(
+        (newest_day - report.window.policy_events as i64).abs() <= 2,
+        "{newest_day} vs {:?}",
+        report.window
+    );
+    assert!(report.verified.len() >= 10, "{:?}", report.verified);
+    let export = backup.join("imsx_config.dat");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&export).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The 9.1 cluster runs, and answers where 7.1 did, with the same password.
+    assert!(migrate::target_cluster(&ctx).unwrap().is_running().unwrap());
+    let new = pg::connect(&settings).await.unwrap();
+    let version: String = new
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version.starts_with("15."), "{version}");
+    let migrated: i64 = new
+        .query_one("SELECT count(*) FROM policy_event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrated, report.window.policy_events as i64);
+    drop(new);
+
+    journal.begin_rollback("test").unwrap();
+    for record in journal.steps_to_undo() {
+        journal.begin_undo(record.step).unwrap();
+        match record.step {
+            Step::Migrate => migrate::undo(&ctx, &record).await.unwrap(),
+            Step::Snapshot => snapshot_step::undo(&ctx, &record).await.unwrap(),
+            Step::Quiesce => quiesce::undo(&ctx, &record).await.unwrap(),
+            other => panic!("{other} was not run"),
+        }
+        journal.finish_undo(record.step).unwrap();
+    }
+    let old = pg::connect(&settings).await.unwrap();
+    let version: String = old
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        version.starts_with("10."),
+        "7.1's database is back: {version}"
+    );
+    let events: i64 = old
+        .query_one("SELECT count(*) FROM tb_policy_event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        events, 3001,
+        "the history and the rollback's health check mail"
+    );
+}

@@ -3,6 +3,7 @@
 //! step journal what undoing it needs before each effect, and `undo`, which
 //! reverses it and may be run again after an interruption.
 
+pub mod migrate;
 pub mod quiesce;
 pub mod snapshot;
 
