@@ -542,6 +542,34 @@ fn a_backup_directory_inside_a_snapshotted_path_is_refused() {
     assert!(format!("{err:#}").contains("'..'"), "{err:#}");
 }
 
+#[test]
+fn fifos_and_names_that_are_not_utf8_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let server = Server::new();
+    let fifo = server.host("/opt/trend/imss/temp/control.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let err = snapshot::create(&server.root, &server.backup, &PATHS).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("/opt/trend/imss/temp/control.fifo is a FIFO"),
+        "{text}"
+    );
+    fs::remove_file(&fifo).unwrap();
+
+    let odd = server
+        .host("/opt/trend/imss/temp")
+        .join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.txt"));
+    fs::write(&odd, "x").unwrap();
+    let err = snapshot::create(&server.root, &server.backup, &PATHS).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("/opt/trend/imss/temp/latin1-"), "{text}");
+    assert!(text.contains("not valid UTF-8"), "{text}");
+    // A failed snapshot leaves no archive and no manifest behind.
+    assert!(!server.backup.join(MANIFEST_FILE).exists());
+    assert!(!server.backup.join("snapshot.tar.tmp").exists());
+    assert!(!server.backup.join("snapshot.tar").exists());
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -549,137 +577,4 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Times the engine against GNU tar on the same tree and prints the
-/// figures; asserts nothing about speed. Trees: the fixture's program tree
-/// padded by each of `IMSS_SNAPSHOT_BENCH_MB` MiB (comma-separated, default
-/// 250), and the program tree of a server that `imss-fixture build` made
-/// under `IMSS_SNAPSHOT_BENCH_ROOT`, if set. Modes (`IMSS_SNAPSHOT_BENCH_MODES`,
-/// default `tar`): `tar`, `xz0` and `xz6` (create with xz on 2 threads),
-/// `recompress`.
-#[test]
-#[ignore = "a benchmark: cargo test --release --test snapshot -- --ignored --nocapture"]
-fn bench_snapshot_create_verify_restore() {
-    let sizes = std::env::var("IMSS_SNAPSHOT_BENCH_MB").unwrap_or_else(|_| "250".into());
-    for mb in sizes.split(',').filter(|s| !s.is_empty()) {
-        let mb: u64 = mb.trim().parse().unwrap();
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let root_dir = dir.path().join("root");
-        fs::create_dir_all(root_dir.join("var/imss")).unwrap();
-        let root = Root::new(&root_dir).unwrap();
-        write_program_tree(&root.resolve(PROGRAM).unwrap(), mb, 71).unwrap();
-        bench_tree(&root, &format!("fixture program tree padded by {mb} MiB"));
-    }
-    if let Ok(dir) = std::env::var("IMSS_SNAPSHOT_BENCH_ROOT") {
-        bench_tree(&Root::new(&dir).unwrap(), &format!("{PROGRAM} of {dir}"));
-    }
-}
-
-fn bench_tree(root: &Root, label: &str) {
-    use imss_upgrade::cmd::Cmd;
-    use std::time::Instant;
-
-    let modes = std::env::var("IMSS_SNAPSHOT_BENCH_MODES").unwrap_or_else(|_| "tar".into());
-    let entries = snapshot::scan(root, &[PROGRAM]).unwrap();
-    let (files, bytes) = entries.iter().fold((0, 0), |(n, total), e| match e.kind {
-        EntryKind::File { size, .. } => (n + 1, total + size),
-        _ => (n, total),
-    });
-    nix::unistd::sync();
-    println!(
-        "\n{label}: {:.0} MiB in {files} files, {} entries",
-        bytes as f64 / 1048576.0,
-        entries.len()
-    );
-    let line = |what: &str, started: Instant, size: Option<u64>| {
-        let size = size.map_or(String::new(), |s| {
-            format!("{:>9.1} MiB", s as f64 / 1048576.0)
-        });
-        println!(
-            "  {what:<40} {:>7.2} s {size}",
-            started.elapsed().as_secs_f64()
-        );
-    };
-
-    let work = tempfile::tempdir_in("/var/tmp").unwrap();
-    let gnu_tar = work.path().join("gnu.tar");
-    let started = Instant::now();
-    Cmd::new("tar")
-        .arg("-cf")
-        .arg(&gnu_tar)
-        .arg("-C")
-        .arg(root.dir())
-        .arg(PROGRAM.trim_start_matches('/'))
-        .run()
-        .unwrap();
-    File::open(&gnu_tar).unwrap().sync_all().unwrap();
-    line(
-        "GNU tar -cf, fsync (baseline)",
-        started,
-        Some(fs::metadata(&gnu_tar).unwrap().len()),
-    );
-    fs::remove_file(&gnu_tar).unwrap();
-
-    let backup = work.path().join("backup");
-    for mode in modes.split(',') {
-        let compression = match mode {
-            "tar" => Compression::None,
-            "xz0" => Compression::Xz {
-                preset: 0,
-                threads: 2,
-            },
-            "xz6" => Compression::Xz {
-                preset: 6,
-                threads: 2,
-            },
-            "recompress" => {
-                if !backup.join("snapshot.tar").exists() {
-                    snapshot::create(root, &backup, &[PROGRAM]).unwrap();
-                }
-                let started = Instant::now();
-                let manifest = snapshot::recompress(&backup).unwrap();
-                line(
-                    "recompress to xz -6, 1 thread",
-                    started,
-                    Some(manifest.archive.size),
-                );
-                bench_read_side(root, &backup, &manifest);
-                continue;
-            }
-            other => panic!("unknown mode {other}"),
-        };
-        let started = Instant::now();
-        let manifest = snapshot::create_with(root, &backup, &[PROGRAM], compression).unwrap();
-        line(
-            &format!("create, {compression:?}"),
-            started,
-            Some(manifest.archive.size),
-        );
-        bench_read_side(root, &backup, &manifest);
-    }
-    assert_same_tree(&snapshot::scan(root, &[PROGRAM]).unwrap(), &entries);
-}
-
-fn bench_read_side(root: &Root, backup: &Path, manifest: &Manifest) {
-    use std::time::Instant;
-    let line = |what: &str, started: Instant| {
-        println!("    {what:<38} {:>7.2} s", started.elapsed().as_secs_f64());
-    };
-    let started = Instant::now();
-    snapshot::verify(backup).unwrap();
-    line("verify", started);
-    let started = Instant::now();
-    snapshot::scan(root, &[PROGRAM]).unwrap();
-    line("scan", started);
-    // Restore over a tree where a quarter of the files changed.
-    for (index, entry) in manifest.entries.iter().enumerate() {
-        if index % 4 == 0 && matches!(entry.kind, EntryKind::File { .. }) {
-            fs::write(root.resolve_parent(&entry.path).unwrap(), b"9.1").unwrap();
-        }
-    }
-    fs::write(root.resolve(PROGRAM).unwrap().join("bin/imssd91"), "9.1").unwrap();
-    let started = Instant::now();
-    snapshot::restore(root, backup).unwrap();
-    line("restore (verify, write, sync)", started);
 }

@@ -58,12 +58,12 @@ pub(crate) fn apply(
     manifest: &Manifest,
     archive: &File,
 ) -> Result<RestoreReport> {
+    let backup = backup_dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", backup_dir.display()))?;
     let mut tops: Vec<(&SnapshotPath, PathBuf)> = Vec::new();
     for top in &manifest.paths {
         let host = root.resolve_parent(&top.resolved)?;
-        let backup = backup_dir
-            .canonicalize()
-            .with_context(|| format!("reading {}", backup_dir.display()))?;
         if backup.starts_with(&host) || host.starts_with(&backup) {
             bail!(
                 "cannot restore {}: the backup directory {} is inside it or it is inside the backup directory",

@@ -490,7 +490,7 @@ pub(crate) fn hash_file(file: &File) -> io::Result<Hash> {
     HashingReader::new(BufReader::with_capacity(IO_BUFFER, file)).drain()
 }
 
-/// Copies `size` bytes of `from` into `to`, hashing them.
+/// Copies all of `from` into `to`, hashing it on the way.
 pub(crate) fn copy_hashed(from: &mut dyn Read, to: &mut dyn Write) -> io::Result<Hash> {
     let mut hash = Hash::default();
     let mut buf = vec![0u8; IO_BUFFER];
