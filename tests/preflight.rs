@@ -400,41 +400,6 @@ fn tree_digest(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
     out
 }
 
-fn dump_database(server: &FixtureServer) -> String {
-    let root = server.root();
-    let settings = imss_upgrade::config::DbSettings::load(&root).unwrap();
-    let pgpass = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        pgpass.path(),
-        format!(
-            "*:*:*:*:{}\n",
-            String::from_utf8_lossy(settings.password.expose())
-        ),
-    )
-    .unwrap();
-    let dump = Cmd::new(imss_fixture::pgbin::pg15().unwrap().program("pg_dumpall"))
-        .args([
-            "-h",
-            &settings.host,
-            "-p",
-            &settings.port.to_string(),
-            "-U",
-            &settings.user,
-        ])
-        .env("PGPASSFILE", pgpass.path())
-        .output_text()
-        .unwrap();
-    assert!(
-        dump.contains("tb_policy_event"),
-        "the dump should hold the 7.1 schema"
-    );
-    // pg_dump fences each dump with a random \restrict key; the rest is the data.
-    dump.lines()
-        .filter(|line| !line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn preflight_changes_nothing() {
     let server = started(&["--password", "plain-for-pgpass"]);
@@ -449,7 +414,7 @@ fn preflight_changes_nothing() {
         "var/lib/rpm/rpmdb.sqlite-shm",
     ];
     let tree_before = tree_digest(&server.root_dir(), &skip);
-    let dump_before = dump_database(&server);
+    let dump_before = server.dump_all().unwrap();
     let outcome = preflight(&server);
     assert_eq!(outcome.code, 0, "{}", outcome.text);
     let tree_after = tree_digest(&server.root_dir(), &skip);
@@ -459,7 +424,7 @@ fn preflight_changes_nothing() {
         .filter(|path| tree_before.get(*path) != tree_after.get(*path))
         .collect();
     assert!(changed.is_empty(), "preflight changed: {changed:?}");
-    let dump_after = dump_database(&server);
+    let dump_after = server.dump_all().unwrap();
     let differing: Vec<(&str, &str)> = dump_before
         .lines()
         .zip(dump_after.lines())

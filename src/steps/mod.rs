@@ -23,6 +23,13 @@ pub fn source_cluster(ctx: &Context) -> Result<Cluster> {
     Cluster::bundled_71(&ctx.root, &owner, settings.port)
 }
 
+/// Checks that the installed scanner takes mail (sender and recipient
+/// accepted) without sending a message, so nothing is logged.
+pub fn check_scanner_accepting(ctx: &Context) -> Result<()> {
+    let port = ProductInfo::smtp_port(&ctx.root)?;
+    crate::smtp::check_accepting(crate::constants::DATABASE_HOST, port)
+}
+
 /// Sends the mail health check to the installed scanner: Ok when it
 /// accepted the message.
 pub fn check_mail_accepted(ctx: &Context, purpose: &str) -> Result<()> {

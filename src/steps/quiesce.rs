@@ -31,11 +31,12 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     Ok(())
 }
 
-/// Starts the 7.1 server again and checks that it accepts mail.
+/// Starts the 7.1 server again and checks that it accepts mail, without a
+/// message: the 7.1 database must come back exactly as it was.
 pub async fn undo(ctx: &Context, record: &StepRecord) -> Result<()> {
     if record.undo.services_to_restart.is_empty() {
         return Ok(());
     }
     imssctl::control(&ctx.root, Action::Start)?;
-    super::check_mail_accepted(ctx, "rollback")
+    super::check_scanner_accepting(ctx)
 }
