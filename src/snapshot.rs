@@ -147,14 +147,7 @@ pub fn create_with(
     // moment does a manifest describe an archive it was not written for.
     remove_file_if_exists(&backup_dir.join(MANIFEST_FILE))?;
     sync_dir(backup_dir)?;
-    std::fs::rename(&temp_path, &archive_path).with_context(|| {
-        format!(
-            "renaming {} to {}",
-            temp_path.display(),
-            archive_path.display()
-        )
-    })?;
-    sync_dir(backup_dir)?;
+    rename_into_place(&temp_path, &archive_path, backup_dir)?;
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -292,14 +285,7 @@ pub fn recompress_with(backup_dir: &Path, preset: u32, threads: u32) -> Result<M
     let (sha256, size) = compressed.inspect_err(|_| {
         let _ = std::fs::remove_file(&temp_path);
     })?;
-    std::fs::rename(&temp_path, &archive_path).with_context(|| {
-        format!(
-            "renaming {} to {}",
-            temp_path.display(),
-            archive_path.display()
-        )
-    })?;
-    sync_dir(backup_dir)?;
+    rename_into_place(&temp_path, &archive_path, backup_dir)?;
     let manifest = Manifest {
         archive: ArchiveInfo {
             file: format.file_name().to_string(),
@@ -605,6 +591,19 @@ fn remove_file_if_exists(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Renames a finished temporary file to its name in `dir`, and syncs `dir`
+/// so the rename survives a power loss.
+fn rename_into_place(temp_path: &Path, final_path: &Path, dir: &Path) -> Result<()> {
+    std::fs::rename(temp_path, final_path).with_context(|| {
+        format!(
+            "renaming {} to {}",
+            temp_path.display(),
+            final_path.display()
+        )
+    })?;
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
