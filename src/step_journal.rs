@@ -252,28 +252,35 @@ impl StepJournal {
     /// Adds to what undoing the running `step` needs, before the effect it
     /// describes happens, so that a crash right after it is undone too.
     pub fn note_undo(&mut self, step: Step, update: impl FnOnce(&mut Undo)) -> Result<()> {
-        let record = self
-            .record_mut(step)
-            .with_context(|| format!("step {step} was not begun"))?;
-        ensure!(
-            record.status == StepStatus::Started,
-            "step {step} is not running"
-        );
+        let record = self.record_in(step, &[StepStatus::Started])?;
         update(&mut record.undo);
         self.save()
     }
 
-    /// Records that `step` finished; after the last step the run is complete.
-    pub fn finish(&mut self, step: Step) -> Result<()> {
+    /// The record of `step`, which must be in one of the `allowed` states.
+    fn record_in(&mut self, step: Step, allowed: &[StepStatus]) -> Result<&mut StepRecord> {
         let record = self
             .record_mut(step)
             .with_context(|| format!("step {step} was not begun"))?;
         ensure!(
-            record.status == StepStatus::Started,
-            "step {step} is not running"
+            allowed.contains(&record.status),
+            "step {step} is {:?}, not {allowed:?}",
+            record.status
         );
-        record.status = StepStatus::Done;
+        Ok(record)
+    }
+
+    /// Moves `step` from one of the `allowed` states to `to`.
+    fn transition(&mut self, step: Step, allowed: &[StepStatus], to: StepStatus) -> Result<()> {
+        let record = self.record_in(step, allowed)?;
+        record.status = to;
         record.changed_at = Utc::now();
+        Ok(())
+    }
+
+    /// Records that `step` finished; after the last step the run is complete.
+    pub fn finish(&mut self, step: Step) -> Result<()> {
+        self.transition(step, &[StepStatus::Started], StepStatus::Done)?;
         if step.next().is_none() {
             self.state = RunState::Completed;
         }
@@ -305,25 +312,17 @@ impl StepJournal {
             self.state == RunState::RollingBack,
             "no rollback is under way"
         );
-        let record = self
-            .record_mut(step)
-            .with_context(|| format!("step {step} was not begun"))?;
-        record.status = StepStatus::Undoing;
-        record.changed_at = Utc::now();
+        self.transition(
+            step,
+            &[StepStatus::Started, StepStatus::Done, StepStatus::Undoing],
+            StepStatus::Undoing,
+        )?;
         self.save()
     }
 
     /// Records that `step` is undone; when none is left, the run is rolled back.
     pub fn finish_undo(&mut self, step: Step) -> Result<()> {
-        let record = self
-            .record_mut(step)
-            .with_context(|| format!("step {step} was not begun"))?;
-        ensure!(
-            record.status == StepStatus::Undoing,
-            "step {step} is not being undone"
-        );
-        record.status = StepStatus::Undone;
-        record.changed_at = Utc::now();
+        self.transition(step, &[StepStatus::Undoing], StepStatus::Undone)?;
         if self.steps.iter().all(|r| r.status == StepStatus::Undone) {
             self.state = RunState::RolledBack;
         }
