@@ -114,13 +114,7 @@ pub fn create_with(
     let format = compression.format();
     let archive_path = backup_dir.join(format.file_name());
     let temp_path = temp_archive_path(backup_dir, format);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp_path)
-        .with_context(|| format!("creating {}", temp_path.display()))?;
+    let file = create_temp_archive(&temp_path)?;
 
     let written = (|| -> Result<_> {
         let mut writer = ArchiveWriter::new(file, compression)
@@ -242,13 +236,7 @@ pub fn recompress_with(backup_dir: &Path, preset: u32, threads: u32) -> Result<M
     let temp_path = temp_archive_path(backup_dir, format);
     let archive_path = backup_dir.join(format.file_name());
     let compressed = (|| -> Result<(String, u64)> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp_path)
-            .with_context(|| format!("creating {}", temp_path.display()))?;
+        let file = create_temp_archive(&temp_path)?;
         let mut encoder =
             XzEncoder::new_stream(FileWriter::new(file), archive::xz_encoder(preset, threads)?);
         let input = copy_hashed(&mut BufReader::with_capacity(IO_BUFFER, &tar), &mut encoder)
@@ -591,6 +579,17 @@ fn remove_file_if_exists(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Creates (or empties) a temporary archive, readable by root only.
+fn create_temp_archive(temp_path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(temp_path)
+        .with_context(|| format!("creating {}", temp_path.display()))
 }
 
 /// Renames a finished temporary file to its name in `dir`, and syncs `dir`
