@@ -3,7 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+use crate::context::{Context, PAYLOAD_DIR};
+use crate::root::Root;
 
 use crate::exit;
 
@@ -31,6 +36,29 @@ pub fn finish(result: anyhow::Result<u8>) -> ExitCode {
         Err(err) => {
             tracing::error!(message_id = crate::logging::events::STEP_FAILED, "{err:#}");
             ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// Where the 9.1 programs come from.
+#[derive(Args)]
+pub struct PayloadArgs {
+    /// The 9.1 program tree to install (the upgrade package's payload).
+    #[arg(long, default_value = PAYLOAD_DIR, value_name = "DIR")]
+    pub payload: PathBuf,
+    /// PostgreSQL 15 programs for the 9.1 cluster [default: DIR/PostgreSQL/bin
+    /// of --payload].
+    #[arg(long, value_name = "DIR")]
+    pub target_pg_bin: Option<PathBuf>,
+}
+
+impl PayloadArgs {
+    /// The context for the server under `root` with these programs.
+    pub fn context(self, root: Root) -> Context {
+        let ctx = Context::with_payload(root, self.payload);
+        match self.target_pg_bin {
+            Some(bin) => ctx.with_target_pg(bin),
+            None => ctx,
         }
     }
 }

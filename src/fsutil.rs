@@ -42,6 +42,13 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Makes the renames and removals in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

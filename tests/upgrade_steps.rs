@@ -20,7 +20,7 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
     let ctx = Context::new(server.root());
     let backup = tempfile::tempdir().unwrap();
     let mut journal = StepJournal::create(backup.path()).unwrap();
-    steps::check_mail_accepted(&ctx, "before").unwrap();
+    steps::send_health_mail(&ctx, "before").unwrap();
 
     journal.begin(Step::Quiesce).unwrap();
     quiesce::run(&ctx, &mut journal).await.unwrap();

@@ -8,7 +8,7 @@ cd "$top"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
-cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+cargo test --workspace --all-targets --features imss-upgrade/failpoints "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 read -r passed failed ignored < <(awk '

@@ -3,47 +3,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::Parser;
-use imss_upgrade::constants::BACKUP_DIR;
-use imss_upgrade::{cli, exit, logging, root::Root};
+use imss_upgrade::cli::PayloadArgs;
+use imss_upgrade::{cli, exit, logging, root::Root, upgrade};
 
 /// Revert an upgraded server to IMSS 7.1 from the backup the upgrade kept
-/// in /var/imss/imss_backup_71_to_91, until the upgrade is finalized.
+/// in /var/imss/imss_backup_71_to_91, until the upgrade is finalized: 9.1
+/// stops, its cluster and program tree go, the 7.1 tree comes back from the
+/// snapshot (checked against its manifest first), the 7.1 database
+/// directory moves back, and 7.1 starts and must accept mail.
 #[derive(Parser)]
 #[command(version, after_help = exit::HELP)]
 struct Cli {
     /// Directory the server is installed under (as `rpm --root`).
     #[arg(long, default_value = "/", value_name = "DIR")]
     root: PathBuf,
+    #[command(flatten)]
+    payload: PayloadArgs,
     /// Show debug lines on stderr.
     #[arg(long, short)]
     verbose: bool,
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli: Cli = cli::parse();
-    cli::finish(run(cli))
+    cli::finish(run(cli).await)
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let root = Root::new(&cli.root)?;
     logging::init(logging::LogOptions {
         identifier: "imss-rollback",
-        install_log: None,
+        install_log: Some(&root),
         verbose: cli.verbose,
         quiet: false,
     })?;
-    let root = Root::new(&cli.root)?;
-    let backup = root.resolve(BACKUP_DIR)?;
-    if !backup.exists() {
-        bail!(
-            "nothing to roll back: {} does not exist, so no upgrade was made under {}",
-            backup.display(),
-            root.dir().display()
-        );
-    }
-    bail!(
-        "{} exists but holds no rollback manifest this version can read; leave it in place and contact support",
-        backup.display()
-    )
+    upgrade::roll_back_completed(&cli.payload.context(root)).await?;
+    println!("rolled back: IMSS 7.1 runs and takes mail again");
+    Ok(exit::OK)
 }

@@ -5,7 +5,9 @@
 
 pub mod migrate;
 pub mod quiesce;
+pub mod register_rollback;
 pub mod snapshot;
+pub mod switch;
 
 use anyhow::Result;
 
@@ -30,13 +32,14 @@ pub fn check_scanner_accepting(ctx: &Context) -> Result<()> {
     crate::smtp::check_accepting(crate::constants::DATABASE_HOST, port)
 }
 
-/// Sends the mail health check to the installed scanner: Ok when it
-/// accepted the message.
-pub fn check_mail_accepted(ctx: &Context, purpose: &str) -> Result<()> {
+/// Sends the health-check mail to the installed scanner; returns its
+/// Message-ID once the scanner accepted it.
+pub fn send_health_mail(ctx: &Context, purpose: &str) -> Result<String> {
     let port = ProductInfo::smtp_port(&ctx.root)?;
     let message_id = format!(
         "<imss-upgrade-{purpose}-{}@localhost>",
-        chrono::Utc::now().format("%Y%m%d%H%M%S%.3f")
+        chrono::Utc::now().format("%Y%m%d%H%M%S%.6f")
     );
-    crate::smtp::send_probe(crate::constants::DATABASE_HOST, port, &message_id)
+    crate::smtp::send_probe(crate::constants::DATABASE_HOST, port, &message_id)?;
+    Ok(message_id)
 }

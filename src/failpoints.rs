@@ -1,0 +1,24 @@
+//! Named fail points (crate `fail`) at every step boundary and inside every
+//! long step, so that tests can make the upgrade fail, or stop dead, at a
+//! chosen place. Built only with the `failpoints` cargo feature; without it
+//! [`fail_point!`](crate::fail_point) compiles to nothing.
+//!
+//! The names are `before-<step>`, `after-<step>` and the ones inside the
+//! steps (`snapshot-archived`, `migrate-config-imported`,
+//! `migrate-window-copied`, `switch-staged`, `switch-swapped`,
+//! `switch-health-check`); `FAILPOINTS=name=return` in the environment of a
+//! binary built with the feature triggers one.
+
+/// At this point, fail with an error naming the point if the test asked for
+/// it (action `return`), or panic, sleep or pause as `fail` allows.
+#[macro_export]
+macro_rules! fail_point {
+    ($name:expr) => {
+        ::fail::fail_point!($name, |_| {
+            Err(::anyhow::anyhow!(
+                "fail point {} was triggered: a test injected this failure",
+                $name
+            ))
+        })
+    };
+}
