@@ -155,8 +155,10 @@ async fn load_target(
         &export,
     )?;
     config_export::import(&mut target, &export).await?;
+    crate::fail_point!("migrate-config-imported");
     let cutoff = schema91::window_cutoff(started_at);
     let window = schema91::copy_window_to_staging(&source, &target, cutoff).await?;
+    crate::fail_point!("migrate-window-copied");
     schema91::transform_history(&target).await?;
     schema91::create_indexes(&target).await?;
     let floors = schema91::source_id_floors(&source).await?;

@@ -27,6 +27,7 @@ pub const MOVED_DATA_DIR: &str = "/var/imss/imss_backup_71_to_91/pgdata-71";
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     let backup = ctx.root.resolve(BACKUP_DIR)?;
     snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS)?;
+    crate::fail_point!("snapshot-archived");
     journal.note_undo(Step::Snapshot, |undo| {
         undo.moved
             .push((PathBuf::from(PG71_DATA_DIR), PathBuf::from(MOVED_DATA_DIR)));

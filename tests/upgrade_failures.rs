@@ -1,0 +1,142 @@
+//! Failures injected into the whole upgrade (named fail points, feature
+//! `failpoints`, which `make test` builds in): each ends with 7.1 running,
+//! its program tree identical to before (manifest compare) and `pg_dumpall`
+//! identical to before. An interrupted run (a panic at a fail point, as a
+//! crash would leave it) is settled by `recover`.
+//!
+//! Fail points are process-wide: every test holds a `FailScenario`, which
+//! runs them one at a time.
+
+use imss_fixture::harness::{FixtureServer, Payload};
+use imss_upgrade::config::ProductInfo;
+use imss_upgrade::constants::BACKUP_DIR;
+use imss_upgrade::snapshot;
+use imss_upgrade::step_journal::{RunState, StepJournal};
+use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
+use imss_upgrade::upgrade::{self, Recovery};
+
+/// The 7.1 server's state that a rollback must give back.
+struct Before {
+    tree: Vec<snapshot::Entry>,
+    dump: String,
+}
+
+fn built_server() -> (FixtureServer, Payload, Before) {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "these tests need the fail points: run them with `--features imss-upgrade/failpoints` (make test does)"
+        );
+    }
+    let server =
+        FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let before = Before {
+        tree: snapshot::scan(&server.root(), SNAPSHOT_PATHS).unwrap(),
+        dump: server.dump_all().unwrap(),
+    };
+    (server, payload, before)
+}
+
+/// 7.1 runs, takes mail, and is what it was.
+fn assert_back_on_71(server: &FixtureServer, payload: &Payload, before: &Before) {
+    let ctx = payload.context(server).unwrap();
+    let root = server.root();
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
+    steps::check_scanner_accepting(&ctx).expect("7.1 takes mail after the rollback");
+    let tree = snapshot::scan(&root, SNAPSHOT_PATHS).unwrap();
+    assert!(
+        tree == before.tree,
+        "the 7.1 program tree differs from before the upgrade"
+    );
+    assert!(
+        server.dump_all().unwrap() == before.dump,
+        "pg_dumpall of the 7.1 cluster differs from before the upgrade"
+    );
+    let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal.state, RunState::RolledBack);
+    assert_eq!(
+        std::fs::read_to_string(root.resolve("/var/imss/pgdata/PG_VERSION").unwrap()).unwrap(),
+        "10\n"
+    );
+    assert!(!root.resolve("/opt/trend/imss.91-staging").unwrap().exists());
+}
+
+async fn failure_at(point: &str) {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, before) = built_server();
+    fail::cfg(point, "return").unwrap();
+    let err = upgrade::run(&payload.context(&server).unwrap())
+        .await
+        .expect_err("the injected failure must fail the upgrade");
+    scenario.teardown();
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("fail point {point}")), "{text}");
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    assert_back_on_71(&server, &payload, &before);
+    let journal = StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(journal.failure.as_deref().unwrap_or("").contains(point));
+}
+
+#[tokio::test]
+async fn a_failure_before_the_snapshot_rolls_back_to_71_as_it_was() {
+    failure_at("before-snapshot").await;
+}
+
+#[tokio::test]
+async fn a_failure_in_the_middle_of_the_migration_rolls_back_to_71_as_it_was() {
+    failure_at("migrate-window-copied").await;
+}
+
+#[tokio::test]
+async fn a_failure_at_the_health_check_rolls_back_to_71_as_it_was() {
+    failure_at("switch-health-check").await;
+}
+
+/// Runs the upgrade until it dies at `point` (a panic: nothing after it
+/// runs, as after a crash), then `recover`.
+async fn interrupted_at(point: &str) -> (FixtureServer, Payload, Before, Recovery) {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, before) = built_server();
+    fail::cfg(point, "panic").unwrap();
+    let ctx = payload.context(&server).unwrap();
+    let run = tokio::spawn(async move { upgrade::run(&ctx).await.map(drop) });
+    let died = run.await.expect_err("the run must die at the fail point");
+    assert!(died.is_panic());
+    scenario.teardown();
+    let recovery = upgrade::recover(&payload.context(&server).unwrap())
+        .await
+        .unwrap();
+    (server, payload, before, recovery)
+}
+
+#[tokio::test]
+async fn recover_rolls_back_a_run_that_died_before_the_switch() {
+    let (server, payload, before, recovery) = interrupted_at("migrate-config-imported").await;
+    assert_eq!(recovery, Recovery::RolledBack);
+    assert_back_on_71(&server, &payload, &before);
+}
+
+#[tokio::test]
+async fn recover_finishes_a_run_that_died_after_the_switch() {
+    let (server, payload, _before, recovery) = interrupted_at("before-register-rollback").await;
+    assert_eq!(recovery, Recovery::Finished);
+    let root = server.root();
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
+    let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal.state, RunState::Completed);
+    steps::send_health_mail(&payload.context(&server).unwrap(), "after-recover")
+        .expect("9.1 takes mail");
+    assert_eq!(
+        upgrade::recover(&payload.context(&server).unwrap())
+            .await
+            .unwrap(),
+        Recovery::AlreadySettled(RunState::Completed)
+    );
+}

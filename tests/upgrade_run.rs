@@ -1,0 +1,211 @@
+//! The whole upgrade on model 7.1 servers: `upgrade::run` under mail
+//! traffic, then 9.1 serving mail from PostgreSQL 15 with the 7.1
+//! configuration and the last 24 hours; and `imss-rollback`'s revert of a
+//! completed upgrade back to 7.1 exactly as it was.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use imss_fixture::harness::{FixtureServer, Payload};
+use imss_fixture::traffic::{self, TrafficOptions};
+use imss_upgrade::config::{DbSettings, ProductInfo};
+use imss_upgrade::constants::BACKUP_DIR;
+use imss_upgrade::pg;
+use imss_upgrade::snapshot;
+use imss_upgrade::step_journal::{RunState, StepJournal};
+use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
+use imss_upgrade::upgrade::{self, Outcome};
+
+/// What 9.1 must show of 7.1's configuration, read as sorted text rows.
+async fn configuration(settings: &DbSettings, queries: &[&str]) -> Vec<Vec<String>> {
+    let client = pg::connect(settings).await.unwrap();
+    let mut tables = Vec::new();
+    for query in queries {
+        let rows = client.query(*query, &[]).await.unwrap();
+        let mut lines: Vec<String> = rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        lines.sort();
+        tables.push(lines);
+    }
+    tables
+}
+
+const CONFIG_71: &[&str] = &[
+    "SELECT login_name || '/' || password_hash FROM tb_admin_account",
+    "SELECT component || '/' || version FROM tb_component_version",
+    "SELECT CASE WHEN lower(value) IN ('1', 'yes', 'true', 'on') THEN 'yes' ELSE 'no' END \
+     FROM tb_euq_setting WHERE name = 'enable_euq'",
+];
+
+const CONFIG_91: &[&str] = &[
+    "SELECT login_name || '/' || password_hash FROM admin_account",
+    "SELECT component || '/' || version FROM component_version",
+    "SELECT CASE WHEN enabled THEN 'yes' ELSE 'no' END FROM euq_settings",
+];
+
+#[tokio::test]
+async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
+    let server =
+        FixtureServer::build(&["--history-rows", "6000", "--tree-mb", "2", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let ctx = payload.context(&server).unwrap();
+    let root = server.root();
+    let settings_71 = DbSettings::load(&root).unwrap();
+    let config_before = configuration(&settings_71, CONFIG_71).await;
+
+    let accepted_log = tempfile::NamedTempFile::new().unwrap();
+    let options = TrafficOptions {
+        host: "127.0.0.1".into(),
+        port: server.smtp_port,
+        rate: 20.0,
+        duration: Duration::from_secs(600),
+        accepted_log: Some(accepted_log.path().to_path_buf()),
+    };
+    let (stop_traffic, stop) = tokio::sync::watch::channel(false);
+    let traffic = tokio::spawn(async move { traffic::run_until(&options, stop).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let outcome = upgrade::run(&ctx).await.expect("the upgrade succeeds");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_traffic.send(true).unwrap();
+    let traffic = traffic.await.unwrap().unwrap();
+    let Outcome::Upgraded(report) = outcome else {
+        panic!("the upgrade was inhibited: {outcome:?}")
+    };
+
+    // 9.1 runs, with the 7.1 password carried over, and takes mail.
+    let product = ProductInfo::load(&root).unwrap();
+    assert_eq!((product.version.as_str(), product.build), ("9.1", 1195));
+    let settings_91 = DbSettings::load(&root).unwrap();
+    assert_eq!(settings_91.password.expose(), settings_71.password.expose());
+    assert_eq!(settings_91.port, settings_71.port);
+    let probe = steps::send_health_mail(&ctx, "after").unwrap();
+    let client = pg::connect(&settings_91).await.unwrap();
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version.starts_with("15."), "{version}");
+
+    // Configuration, EUQ, component versions and admin accounts moved.
+    assert_eq!(configuration(&settings_91, CONFIG_91).await, config_before);
+    assert!(report.verified >= 3, "{report:?}");
+    assert!(report.window.policy_events > 0, "{report:?}");
+
+    // Every mail the sender saw accepted, before, during and after the
+    // switch, is in PostgreSQL 15 (all of them are within 24 hours).
+    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(accepted.len() as u64, traffic.accepted);
+    assert!(traffic.accepted > 20, "{traffic:?}");
+    let in_91: BTreeSet<String> = client
+        .query(
+            "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
+            &[&probe],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<_> = accepted.difference(&in_91).collect();
+    assert!(
+        missing.is_empty(),
+        "accepted but in neither database: {missing:?}"
+    );
+    assert!(in_91.contains(&probe));
+
+    // The backup holds the snapshot, its manifest, the configuration
+    // export, the untouched 7.1 data directory and the rollback manifest.
+    let backup = root.resolve(BACKUP_DIR).unwrap();
+    let manifest = snapshot::verify(&backup).unwrap();
+    assert!(manifest.entries.len() > 10);
+    for file in [
+        "imsx_config.dat",
+        "rollback-manifest.json",
+        "pgdata-71/PG_VERSION",
+    ] {
+        assert!(
+            backup.join(file).is_file(),
+            "{file} missing from the backup"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(backup.join("pgdata-71/PG_VERSION")).unwrap(),
+        "10\n"
+    );
+    let journal = StepJournal::load(&backup).unwrap().unwrap();
+    assert_eq!(journal.state, RunState::Completed);
+}
+
+#[tokio::test]
+async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly() {
+    let server =
+        FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let root = server.root();
+    let tree_before = snapshot::scan(&root, SNAPSHOT_PATHS).unwrap();
+    let dump_before = server.dump_all().unwrap();
+
+    let ctx = payload.context(&server).unwrap();
+    let outcome = upgrade::run(&ctx).await.unwrap();
+    assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
+
+    let rollback = imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .arg("--root")
+        .arg(root.dir())
+        .arg("--payload")
+        .arg(payload.dir())
+        .arg("--target-pg-bin")
+        .arg(ctx.target_pg_bin.as_path())
+        .output_text()
+        .unwrap();
+    assert!(rollback.contains("rolled back"), "{rollback}");
+
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
+    steps::check_scanner_accepting(&ctx).unwrap();
+    assert!(snapshot::scan(&root, SNAPSHOT_PATHS).unwrap() == tree_before);
+    assert!(server.dump_all().unwrap() == dump_before);
+    let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal.state, RunState::RolledBack);
+
+    // A second rollback has nothing to do, and says so.
+    let again = imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .arg("--root")
+        .arg(root.dir())
+        .run()
+        .unwrap_err();
+    assert!(
+        format!("{again:#}").contains("rolled back already"),
+        "{again:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_snapshot_is_refused_by_imss_rollback_and_9_1_keeps_running() {
+    let server =
+        FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let ctx = payload.context(&server).unwrap();
+    upgrade::run(&ctx).await.unwrap();
+    let backup = server.root().resolve(BACKUP_DIR).unwrap();
+    let manifest_path = backup.join("snapshot-manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let tampered = text.replacen("\"mode\":\"0755\"", "\"mode\":\"0777\"", 1);
+    assert_ne!(text, tampered, "the manifest lists a 0755 entry");
+    std::fs::write(&manifest_path, tampered).unwrap();
+
+    let err = upgrade::roll_back_completed(&ctx).await.unwrap_err();
+    assert!(format!("{err:#}").contains("tampered"), "{err:#}");
+    assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
+    steps::send_health_mail(&ctx, "after-refusal").unwrap();
+}
