@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::format::{FmtSpan, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -60,6 +60,17 @@ pub struct LogOptions<'a> {
     pub quiet: bool,
 }
 
+/// What the journal and the install log keep: this project's debug lines
+/// (every command's argv among them), and other crates' warnings only (the
+/// database driver's per-query lines and notices are noise there).
+fn record_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("imss_upgrade", LevelFilter::DEBUG)
+        .with_target("imss_rollback", LevelFilter::DEBUG)
+        .with_target("imss_fixture", LevelFilter::DEBUG)
+}
+
 /// Sets up the global subscriber. `IMSS_LOG` (an `EnvFilter` directive)
 /// overrides the stderr level.
 pub fn init(options: LogOptions<'_>) -> Result<()> {
@@ -73,7 +84,8 @@ pub fn init(options: LogOptions<'_>) -> Result<()> {
     let stderr_filter = EnvFilter::builder()
         .with_default_directive(stderr_default.into())
         .with_env_var("IMSS_LOG")
-        .from_env_lossy();
+        .from_env_lossy()
+        .add_directive("tokio_postgres=warn".parse().expect("a valid directive"));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -87,7 +99,7 @@ pub fn init(options: LogOptions<'_>) -> Result<()> {
         layer
             .with_field_prefix(None)
             .with_syslog_identifier(options.identifier.to_string())
-            .with_filter(LevelFilter::DEBUG)
+            .with_filter(record_filter())
     });
 
     let install_log = match options.install_log {
@@ -108,7 +120,7 @@ pub fn init(options: LogOptions<'_>) -> Result<()> {
                     .with_target(false)
                     .with_span_events(FmtSpan::NONE)
                     .fmt_fields(people_fields())
-                    .with_filter(LevelFilter::DEBUG),
+                    .with_filter(record_filter()),
             )
         }
         None => None,
