@@ -9,6 +9,26 @@
 //! `switch-health-check`); `FAILPOINTS=name=return` in the environment of a
 //! binary built with the feature triggers one.
 
+/// Every fail point, in the order a run passes them.
+pub const POINTS: &[&str] = &[
+    "before-quiesce",
+    "after-quiesce",
+    "before-snapshot",
+    "snapshot-archived",
+    "after-snapshot",
+    "before-migrate",
+    "migrate-config-imported",
+    "migrate-window-copied",
+    "after-migrate",
+    "before-switch",
+    "switch-staged",
+    "switch-swapped",
+    "switch-health-check",
+    "after-switch",
+    "before-register-rollback",
+    "after-register-rollback",
+];
+
 /// At this point, fail with an error naming the point if the test asked for
 /// it (action `return`), or panic, sleep or pause as `fail` allows.
 #[macro_export]

@@ -120,7 +120,7 @@ fn prepare_backup_dir(ctx: &Context) -> Result<std::path::PathBuf> {
             RunState::RolledBack => {
                 let kept = backup.with_file_name(format!(
                     "imss_backup_71_to_91.rolled-back-{}",
-                    earlier.started_at.format("%Y%m%dT%H%M%SZ")
+                    earlier.started_at.format("%Y%m%dT%H%M%S%.6fZ")
                 ));
                 std::fs::rename(&backup, &kept).with_context(|| {
                     format!(

@@ -98,45 +98,53 @@ async fn a_failure_at_the_health_check_rolls_back_to_71_as_it_was() {
 }
 
 /// Runs the upgrade until it dies at `point` (a panic: nothing after it
-/// runs, as after a crash), then `recover`.
-async fn interrupted_at(point: &str) -> (FixtureServer, Payload, Before, Recovery) {
+/// runs, as after a crash or a power loss), then `recover`.
+async fn interrupted_at(server: &FixtureServer, payload: &Payload, point: &str) -> Recovery {
+    fail::cfg(point, "panic").unwrap();
+    let ctx = payload.context(server).unwrap();
+    let run = tokio::spawn(async move {
+        upgrade::run(&ctx)
+            .await
+            .map(|outcome| format!("{outcome:?}"))
+    });
+    let died = run.await.expect_err("the run must die at the fail point");
+    assert!(died.is_panic(), "{point}: {died}");
+    fail::remove(point);
+    upgrade::recover(&payload.context(server).unwrap())
+        .await
+        .unwrap_or_else(|err| panic!("recover after {point}: {err:#}"))
+}
+
+/// One server goes through a run that dies at each fail point in turn:
+/// `recover` rolls back every run that died before the switch was done and
+/// finishes every later one (which `imss-rollback` then reverts), and each
+/// time 7.1 comes back exactly as it was.
+#[tokio::test]
+async fn recover_settles_a_run_interrupted_at_every_fail_point() {
     let scenario = fail::FailScenario::setup();
     let (server, payload, before) = built_server();
-    fail::cfg(point, "panic").unwrap();
     let ctx = payload.context(&server).unwrap();
-    let run = tokio::spawn(async move { upgrade::run(&ctx).await.map(drop) });
-    let died = run.await.expect_err("the run must die at the fail point");
-    assert!(died.is_panic());
+    let switch_done_from = imss_upgrade::failpoints::POINTS
+        .iter()
+        .position(|p| *p == "before-register-rollback")
+        .unwrap();
+    for (index, point) in imss_upgrade::failpoints::POINTS.iter().enumerate() {
+        let recovery = interrupted_at(&server, &payload, point).await;
+        if index < switch_done_from {
+            assert_eq!(recovery, Recovery::RolledBack, "{point}");
+        } else {
+            assert_eq!(recovery, Recovery::Finished, "{point}");
+            assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
+            steps::send_health_mail(&ctx, "after-recover").expect("9.1 takes mail");
+            assert_eq!(
+                upgrade::recover(&ctx).await.unwrap(),
+                Recovery::AlreadySettled(RunState::Completed)
+            );
+            upgrade::roll_back_completed(&ctx)
+                .await
+                .unwrap_or_else(|err| panic!("imss-rollback after {point}: {err:#}"));
+        }
+        assert_back_on_71(&server, &payload, &before);
+    }
     scenario.teardown();
-    let recovery = upgrade::recover(&payload.context(&server).unwrap())
-        .await
-        .unwrap();
-    (server, payload, before, recovery)
-}
-
-#[tokio::test]
-async fn recover_rolls_back_a_run_that_died_before_the_switch() {
-    let (server, payload, before, recovery) = interrupted_at("migrate-config-imported").await;
-    assert_eq!(recovery, Recovery::RolledBack);
-    assert_back_on_71(&server, &payload, &before);
-}
-
-#[tokio::test]
-async fn recover_finishes_a_run_that_died_after_the_switch() {
-    let (server, payload, _before, recovery) = interrupted_at("before-register-rollback").await;
-    assert_eq!(recovery, Recovery::Finished);
-    let root = server.root();
-    assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
-    let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
-        .unwrap()
-        .unwrap();
-    assert_eq!(journal.state, RunState::Completed);
-    steps::send_health_mail(&payload.context(&server).unwrap(), "after-recover")
-        .expect("9.1 takes mail");
-    assert_eq!(
-        upgrade::recover(&payload.context(&server).unwrap())
-            .await
-            .unwrap(),
-        Recovery::AlreadySettled(RunState::Completed)
-    );
 }

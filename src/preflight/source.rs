@@ -7,25 +7,33 @@ use anyhow::Result;
 
 use super::{Facts, Finding, Severity};
 use crate::config::ProductInfo;
-use crate::constants::{
-    BACKUP_DIR, IMSS_INI, MIN_SOURCE_BUILD, SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_VERSION,
-};
+use crate::constants::{BACKUP_DIR, IMSS_INI, MIN_SOURCE_BUILD, SOURCE_VERSION, TARGET_VERSION};
 use crate::context::Context;
+use crate::step_journal::{RunState, StepJournal};
 
 /// Version, build, and whether an upgrade is already in progress.
 pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
     let backup = ctx.root.resolve(BACKUP_DIR)?;
-    if backup.join(STEP_JOURNAL_FILE).exists() {
-        out.push(Finding::new(
-            "upgrade-in-progress",
-            Severity::Inhibitor,
-            "An upgrade to 9.1 is in progress or not finalized",
-            format!("{} holds the journal of an earlier upgrade run", backup.display()),
-            "run `imss-upgrade status` to see it; finish it with `imss-upgrade recover`, or revert with `imss-rollback`, \
-             or once 9.1 runs well, `imss-upgrade finalize`",
-        ));
-    } else if backup.exists() {
-        out.push(Finding::new(
+    let earlier = StepJournal::load(&backup);
+    match earlier {
+        Ok(Some(journal)) if journal.state == RunState::RolledBack => out.push(Finding::new(
+            "earlier-attempt-rolled-back",
+            Severity::Info,
+            "An earlier upgrade attempt was rolled back",
+            format!(
+                "{} holds the journal of a run that was rolled back{}",
+                backup.display(),
+                journal
+                    .failure
+                    .as_deref()
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            ),
+            "nothing to do: the next run keeps that backup beside the new one, \
+             as imss_backup_71_to_91.rolled-back-<time>; delete it when no longer needed",
+        )),
+        Ok(None) if !backup.exists() => {}
+        Ok(None) => out.push(Finding::new(
             "backup-dir-exists",
             Severity::Inhibitor,
             "A backup directory from an earlier upgrade attempt exists",
@@ -34,7 +42,15 @@ pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) ->
                 "move {} to another file system or delete it, then run again",
                 backup.display()
             ),
-        ));
+        )),
+        Ok(Some(_)) | Err(_) => out.push(Finding::new(
+            "upgrade-in-progress",
+            Severity::Inhibitor,
+            "An upgrade to 9.1 is in progress or not finalized",
+            format!("{} holds the journal of an earlier upgrade run", backup.display()),
+            "run `imss-upgrade status` to see it; finish it with `imss-upgrade recover`, or revert with `imss-rollback`, \
+             or once 9.1 runs well, `imss-upgrade finalize`",
+        )),
     }
 
     let product = match ProductInfo::load(&ctx.root) {

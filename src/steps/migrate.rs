@@ -173,8 +173,10 @@ async fn load_target(
 /// Stops and removes the 9.1 cluster; stops the 7.1 one in the backup if a
 /// crash left it running.
 pub async fn undo(ctx: &Context, record: &StepRecord) -> Result<()> {
+    // Only a started cluster has a pid file; before the start the backup
+    // directory is still closed to the service account, which pg_ctl runs as.
     if let Ok(old) = backup_cluster(ctx)
-        && old.data_dir.exists()
+        && old.data_dir.join("postmaster.pid").exists()
     {
         old.stop(StopMode::Fast)?;
     }
