@@ -4,13 +4,16 @@
 //! [`fail_point!`](crate::fail_point) compiles to nothing.
 //!
 //! The names are `before-<step>`, `after-<step>` and the ones inside the
-//! steps (`snapshot-archived`, `migrate-config-imported`,
+//! steps (`presync-window-copied`, `snapshot-archived`, `migrate-config-imported`,
 //! `migrate-window-copied`, `switch-staged`, `switch-swapped`,
 //! `switch-health-check`); `FAILPOINTS=name=return` in the environment of a
 //! binary built with the feature triggers one.
 
 /// Every fail point, in the order a run passes them.
 pub const POINTS: &[&str] = &[
+    "before-presync",
+    "presync-window-copied",
+    "after-presync",
     "before-quiesce",
     "after-quiesce",
     "before-snapshot",

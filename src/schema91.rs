@@ -755,6 +755,62 @@ pub async fn copy_selection_to_staging(
     Ok(rows)
 }
 
+/// The ids of the policy events of the window (time at or after `cutoff`)
+/// on the 7.1 server, in order: an index scan, cheap at any size.
+pub async fn window_event_ids_71(
+    client_71: &impl GenericClient,
+    cutoff: NaiveDateTime,
+) -> Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT event_id::bigint FROM {} WHERE event_time >= {} ORDER BY 1",
+        Table71::PolicyEvent.name(),
+        timestamp_literal(cutoff)
+    );
+    let rows = client_71
+        .query(&sql, &[])
+        .await
+        .context("listing the 7.1 policy events of the last 24 hours")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The ids of the policy events of the window already migrated to 9.1, in
+/// order.
+pub async fn window_event_ids_91(
+    client_91: &impl GenericClient,
+    cutoff: NaiveDateTime,
+) -> Result<Vec<i64>> {
+    let sql = format!(
+        "SELECT event_id FROM public.policy_event \
+          WHERE source = '7.1' AND event_time >= {} AT TIME ZONE 'UTC' ORDER BY 1",
+        timestamp_literal(cutoff)
+    );
+    let rows = client_91
+        .query(&sql, &[])
+        .await
+        .context("listing the migrated policy events of the last 24 hours")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The policy events in `on_71` but not in `on_91` (both sorted), as
+/// selections of runs of consecutive ids: every id of a run is one of
+/// them, so the same selection gives exactly those rows on both servers.
+pub fn missing_event_selections(on_71: &[i64], on_91: &[i64]) -> Vec<Selection> {
+    let present: std::collections::HashSet<i64> = on_91.iter().copied().collect();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for id in on_71.iter().copied().filter(|id| !present.contains(id)) {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs.into_iter()
+        .map(|(first, last)| Selection {
+            table: Table71::PolicyEvent,
+            filter: Filter::Ids { first, last },
+        })
+        .collect()
+}
+
 /// What [`copy_window_to_staging`] copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WindowCounts {
@@ -994,6 +1050,26 @@ pub async fn import_config_json(client_91: &mut Client, config_json: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_events_are_selected_as_runs_of_consecutive_ids() {
+        let on_71 = [3, 5, 6, 7, 8, 9, 12, 13, 20];
+        let on_91 = [3, 5, 6, 8];
+        let runs: Vec<String> = missing_event_selections(&on_71, &on_91)
+            .iter()
+            .map(|s| s.where_clause())
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                "WHERE event_id BETWEEN 7 AND 7",
+                "WHERE event_id BETWEEN 9 AND 9",
+                "WHERE event_id BETWEEN 12 AND 13",
+                "WHERE event_id BETWEEN 20 AND 20",
+            ]
+        );
+        assert!(missing_event_selections(&on_91, &on_91).is_empty());
+    }
 
     #[test]
     fn a_time_filter_needs_a_history_table() {

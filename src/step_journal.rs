@@ -25,11 +25,14 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
+    /// While 7.1 takes mail: the 9.1 cluster made ready beside it, with the
+    /// last 24 hours of policy events.
+    Presync,
     /// Stop the 7.1 services and database. Mail downtime starts.
     Quiesce,
     /// Archive the program tree and system files; move the 7.1 data directory.
     Snapshot,
-    /// New 9.1 cluster; configuration and the last 24 hours.
+    /// The 9.1 cluster into place; configuration and the rest of the last 24 hours.
     Migrate,
     /// 9.1 program tree, ini files, services. Mail downtime ends.
     Switch,
@@ -39,7 +42,8 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order they run.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
+        Step::Presync,
         Step::Quiesce,
         Step::Snapshot,
         Step::Migrate,
@@ -50,6 +54,7 @@ impl Step {
     /// The name used in the journal, logs and messages.
     pub fn name(self) -> &'static str {
         match self {
+            Step::Presync => "presync",
             Step::Quiesce => "quiesce",
             Step::Snapshot => "snapshot",
             Step::Migrate => "migrate",
@@ -368,15 +373,17 @@ mod tests {
         let (_dir, mut journal) = journal();
         let err = journal.begin(Step::Migrate).unwrap_err();
         assert!(err.to_string().contains("expects step"), "{err}");
-        journal.begin(Step::Quiesce).unwrap();
+        journal.begin(Step::Presync).unwrap();
         assert!(journal.finish(Step::Snapshot).is_err());
     }
 
     #[test]
     fn undo_notes_are_saved_before_the_effect() {
         let (dir, mut journal) = journal();
-        journal.begin(Step::Quiesce).unwrap();
-        journal.finish(Step::Quiesce).unwrap();
+        for step in [Step::Presync, Step::Quiesce] {
+            journal.begin(step).unwrap();
+            journal.finish(step).unwrap();
+        }
         journal.begin(Step::Snapshot).unwrap();
         journal
             .note_undo(Step::Snapshot, |undo| {
@@ -397,21 +404,24 @@ mod tests {
     #[test]
     fn rollback_undoes_newest_first_and_survives_interruption() {
         let (dir, mut journal) = journal();
-        for step in [Step::Quiesce, Step::Snapshot] {
+        for step in [Step::Presync, Step::Quiesce, Step::Snapshot] {
             journal.begin(step).unwrap();
             journal.finish(step).unwrap();
         }
         journal.begin(Step::Migrate).unwrap();
         journal.begin_rollback("migrate failed: disk full").unwrap();
         let order: Vec<Step> = journal.steps_to_undo().iter().map(|r| r.step).collect();
-        assert_eq!(order, [Step::Migrate, Step::Snapshot, Step::Quiesce]);
+        assert_eq!(
+            order,
+            [Step::Migrate, Step::Snapshot, Step::Quiesce, Step::Presync]
+        );
         journal.begin_undo(Step::Migrate).unwrap();
         journal.finish_undo(Step::Migrate).unwrap();
         journal.begin_undo(Step::Snapshot).unwrap();
         // Interrupted here; the next run resumes with what is left.
         let mut resumed = StepJournal::load(dir.path()).unwrap().unwrap();
         let left: Vec<Step> = resumed.steps_to_undo().iter().map(|r| r.step).collect();
-        assert_eq!(left, [Step::Snapshot, Step::Quiesce]);
+        assert_eq!(left, [Step::Snapshot, Step::Quiesce, Step::Presync]);
         for step in left {
             resumed.begin_undo(step).unwrap();
             resumed.finish_undo(step).unwrap();

@@ -20,7 +20,7 @@ use crate::preflight;
 use crate::schema91::WindowCounts;
 use crate::step_journal::{RunState, Step, StepJournal, StepRecord, StepStatus};
 use crate::steps::register_rollback::RollbackManifest;
-use crate::steps::{migrate, quiesce, register_rollback, snapshot, switch};
+use crate::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -193,6 +193,7 @@ async fn run_steps(
         }
         crate::fail_point!(&format!("before-{step}"));
         match step {
+            Step::Presync => presync::run(ctx, journal).await.map(drop),
             Step::Quiesce => quiesce::run(ctx, journal).await,
             Step::Snapshot => snapshot::run(ctx, journal).await,
             Step::Migrate => {
@@ -277,6 +278,7 @@ pub async fn roll_back(ctx: &Context, journal: &mut StepJournal, why: &str) -> R
 
 async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
     match record.step {
+        Step::Presync => presync::undo(ctx, record).await,
         Step::Quiesce => quiesce::undo(ctx, record).await,
         Step::Snapshot => snapshot::undo(ctx, record).await,
         Step::Migrate => migrate::undo(ctx, record).await,

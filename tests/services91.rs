@@ -28,7 +28,7 @@ use imss_upgrade::ini::IniFile;
 use imss_upgrade::pg::{self, Cluster, StopMode};
 use imss_upgrade::root::Root;
 use imss_upgrade::step_journal::{Step, StepJournal};
-use imss_upgrade::steps::{migrate, quiesce, snapshot};
+use imss_upgrade::steps::{migrate, presync, quiesce, snapshot};
 use imss_upgrade::user::ServiceUser;
 
 /// The PostgreSQL 15 programs the tests use.
@@ -187,12 +187,15 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Quiesce, snapshot and migrate on a started 7.1 model: afterwards its
+/// Presync, quiesce, snapshot and migrate on a started 7.1 model: afterwards its
 /// database runs in PostgreSQL 15, in the 9.1 schema, where 7.1's did.
 async fn migrate_to_postgres_15(ctx: &Context) -> StopOnDrop {
     let backup = ctx.root.resolve(BACKUP_DIR).unwrap();
     std::fs::create_dir_all(&backup).unwrap();
     let mut journal = StepJournal::create(&backup).unwrap();
+    journal.begin(Step::Presync).unwrap();
+    presync::run(ctx, &mut journal).await.unwrap();
+    journal.finish(Step::Presync).unwrap();
     journal.begin(Step::Quiesce).unwrap();
     quiesce::run(ctx, &mut journal).await.unwrap();
     journal.finish(Step::Quiesce).unwrap();

@@ -1,30 +1,32 @@
-//! Step 4, migrate: PostgreSQL 10 starts read-only from the backup
-//! directory, a new PostgreSQL 15 cluster takes the 7.1 cluster's place
-//! (same address, port and password), the 9.1 schema is loaded, the 7.1
-//! configuration is exported to `imsx_config.dat` and imported, and the
-//! last 24 hours of history are copied and transformed; counts and
-//! checksums must match before the step is done. The 9.1 cluster is left
-//! running for the switch; the 7.1 one is stopped again. Older history is
-//! left to the background transfer.
+//! Step 4, migrate: the 9.1 cluster that the presync made ready takes the
+//! 7.1 cluster's place (same address, port and password), PostgreSQL 10
+//! starts read-only from the backup directory, the 7.1 configuration is
+//! exported to `imsx_config.dat` and imported, and the rest of the last 24
+//! hours is copied and transformed: the quarantine and archive records,
+//! and the policy events the presync did not see. Checksums of every
+//! selection, and the ids of every policy event of the window, must match
+//! before the step is done. The 9.1 cluster is left running for the
+//! switch; the 7.1 one is stopped again. Older history is left to the
+//! background transfer.
 //!
-//! May touch: the new cluster's directory (created; removed on undo), the
-//! backup directory (`imsx_config.dat`; the 7.1 cluster is only read).
+//! May touch: `/var/imss/pgdata` (the 9.1 cluster moved there; removed on
+//! undo), the backup directory (`imsx_config.dat`; the 7.1 cluster is only
+//! read).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 
+use super::presync::STAGED_DATA_DIR;
 use super::snapshot::MOVED_DATA_DIR;
 use crate::config::{DbSettings, ProductInfo};
 use crate::config_export;
 use crate::constants::{
-    BACKUP_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, DATABASE_NAME, PG71_DATA_DIR, RUN_DIR,
-    SERVICE_USER,
+    BACKUP_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, RUN_DIR, SERVICE_USER,
 };
 use crate::context::Context;
-use crate::pg::{self, Cluster, InitOptions, PgInstall, StopMode};
-use crate::schema91;
+use crate::pg::{self, Cluster, PgInstall, StopMode};
+use crate::schema91::{self, Filter, Selection, Table71};
 use crate::step_journal::{Step, StepJournal, StepRecord};
 use crate::user::ServiceUser;
 
@@ -48,39 +50,6 @@ pub fn backup_cluster(ctx: &Context) -> Result<Cluster> {
     Ok(cluster)
 }
 
-/// The service account must reach its data directory inside the backup
-/// directory: the directory stays root's, and only the imss group may pass
-/// through it (0710; it may not list it). The socket directory is the
-/// account's own.
-fn open_backup_to_service(cluster: &Cluster) -> Result<()> {
-    let backup = cluster
-        .socket_dir
-        .parent()
-        .context("the backup socket directory has a parent")?;
-    std::os::unix::fs::chown(backup, None, Some(cluster.owner.gid))
-        .with_context(|| format!("giving {} to group {}", backup.display(), cluster.owner.gid))?;
-    std::fs::set_permissions(backup, std::fs::Permissions::from_mode(0o710))
-        .with_context(|| format!("setting the mode of {}", backup.display()))?;
-    if !cluster.socket_dir.exists() {
-        std::fs::create_dir(&cluster.socket_dir)
-            .with_context(|| format!("creating {}", cluster.socket_dir.display()))?;
-    }
-    std::os::unix::fs::chown(
-        &cluster.socket_dir,
-        Some(cluster.owner.uid),
-        Some(cluster.owner.gid),
-    )
-    .with_context(|| {
-        format!(
-            "giving {} to {}",
-            cluster.socket_dir.display(),
-            cluster.owner.name
-        )
-    })?;
-    std::fs::set_permissions(&cluster.socket_dir, std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
-
 /// The new 9.1 cluster, where the 7.1 one was and listening as it did.
 pub fn target_cluster(ctx: &Context) -> Result<Cluster> {
     let owner = ServiceUser::lookup(&ctx.root, SERVICE_USER)?;
@@ -98,7 +67,7 @@ pub fn target_cluster(ctx: &Context) -> Result<Cluster> {
     })
 }
 
-/// Creates and loads the 9.1 cluster.
+/// Moves the staged 9.1 cluster into place and brings it up to date.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateReport> {
     let settings = DbSettings::load(&ctx.root)?;
     let old = backup_cluster(ctx)?;
@@ -106,7 +75,16 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateRepo
     journal.note_undo(Step::Migrate, |undo| {
         undo.created.push(PathBuf::from(PG71_DATA_DIR));
     })?;
-    open_backup_to_service(&old)?;
+    super::open_backup_to_service(&old)?;
+    let staged = ctx.root.resolve_parent(STAGED_DATA_DIR)?;
+    std::fs::rename(&staged, &new.data_dir).with_context(|| {
+        format!(
+            "moving the 9.1 cluster from {} to {}",
+            staged.display(),
+            new.data_dir.display()
+        )
+    })?;
+    new.start()?;
     old.start_with(&[("default_transaction_read_only", "on")])?;
     let result = load_target(ctx, &settings, &old, &new, journal.started_at).await;
     old.stop(StopMode::Fast)?;
@@ -120,34 +98,13 @@ async fn load_target(
     new: &Cluster,
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<MigrateReport> {
-    std::fs::create_dir(&new.data_dir)
-        .with_context(|| format!("creating {}", new.data_dir.display()))?;
-    std::os::unix::fs::chown(&new.data_dir, Some(new.owner.uid), Some(new.owner.gid))
-        .with_context(|| format!("giving {} to {}", new.data_dir.display(), new.owner.name))?;
-    std::fs::set_permissions(&new.data_dir, std::fs::Permissions::from_mode(0o700))?;
-    new.initdb(&InitOptions {
-        superuser: &settings.user,
-        password: &settings.password,
-        no_sync: false,
-        settings: &[],
-    })?;
-    new.start()?;
-
     let source =
         pg::connect(&old.socket_settings(&settings.database, &settings.user, &settings.password))
             .await?;
-    let admin =
-        pg::connect(&new.socket_settings("postgres", &settings.user, &settings.password)).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {DATABASE_NAME} ENCODING 'UTF8'"))
-        .await
-        .context("creating the 9.1 database")?;
     let mut target =
         pg::connect(&new.socket_settings(&settings.database, &settings.user, &settings.password))
             .await?;
 
-    schema91::load_tables(&target).await?;
-    schema91::create_staging(&target).await?;
     let product = ProductInfo::load(&ctx.root)?;
     let export = config_export::export(&source, &product).await?;
     config_export::write(
@@ -156,16 +113,48 @@ async fn load_target(
     )?;
     config_export::import(&mut target, &export).await?;
     crate::fail_point!("migrate-config-imported");
+
+    // Quarantine and archive records whole; of the policy events, those the
+    // presync did not see.
     let cutoff = schema91::window_cutoff(started_at);
-    let window = schema91::copy_window_to_staging(&source, &target, cutoff).await?;
+    schema91::clear_staging_history(&target).await?;
+    let mut selections: Vec<Selection> = [Table71::Quarantine, Table71::Archive]
+        .into_iter()
+        .map(|table| Selection::new(table, Filter::Since(cutoff)))
+        .collect::<Result<_>>()?;
+    let events_71 = schema91::window_event_ids_71(&source, cutoff).await?;
+    let events_presynced = schema91::window_event_ids_91(&target, cutoff).await?;
+    selections.extend(schema91::missing_event_selections(
+        &events_71,
+        &events_presynced,
+    ));
+    let mut window = schema91::WindowCounts {
+        policy_events: events_71.len() as u64,
+        ..Default::default()
+    };
+    for selection in &selections {
+        let rows = schema91::copy_selection_to_staging(&source, &target, selection).await?;
+        match selection.table() {
+            Table71::Quarantine => window.quarantine = rows,
+            Table71::Archive => window.archive = rows,
+            _ => {}
+        }
+    }
     crate::fail_point!("migrate-window-copied");
     schema91::transform_history(&target).await?;
-    schema91::create_indexes(&target).await?;
     let floors = schema91::source_id_floors(&source).await?;
     schema91::set_id_floors(&target, &floors).await?;
-    let mut selections = schema91::window_selections(cutoff);
+
     selections.extend(schema91::config_selections());
     let verified = schema91::verify(&source, &target, &selections).await?;
+    let events_91 = schema91::window_event_ids_91(&target, cutoff).await?;
+    ensure!(
+        events_91 == events_71,
+        "9.1 holds {} policy events of the last 24 hours, 7.1 has {}: the 9.1 database does not hold \
+         what 7.1 had, so the upgrade must not switch to it",
+        events_91.len(),
+        events_71.len()
+    );
     schema91::clear_staging_history(&target).await?;
     Ok(MigrateReport { window, verified })
 }

@@ -4,12 +4,15 @@
 //! reverses it and may be run again after an interruption.
 
 pub mod migrate;
+pub mod presync;
 pub mod quiesce;
 pub mod register_rollback;
 pub mod snapshot;
 pub mod switch;
 
-use anyhow::Result;
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context as _, Result};
 
 use crate::config::{DbSettings, ProductInfo};
 use crate::constants::SERVICE_USER;
@@ -42,4 +45,37 @@ pub fn send_health_mail(ctx: &Context, purpose: &str) -> Result<String> {
     );
     crate::smtp::send_probe(crate::constants::DATABASE_HOST, port, &message_id)?;
     Ok(message_id)
+}
+
+/// The service account must reach its data directories and sockets inside
+/// the backup directory: the directory stays root's, and only the imss group may pass
+/// through it (0710; it may not list it). The socket directory is the
+/// account's own.
+pub(crate) fn open_backup_to_service(cluster: &Cluster) -> Result<()> {
+    let backup = cluster
+        .socket_dir
+        .parent()
+        .context("the backup socket directory has a parent")?;
+    std::os::unix::fs::chown(backup, None, Some(cluster.owner.gid))
+        .with_context(|| format!("giving {} to group {}", backup.display(), cluster.owner.gid))?;
+    std::fs::set_permissions(backup, std::fs::Permissions::from_mode(0o710))
+        .with_context(|| format!("setting the mode of {}", backup.display()))?;
+    if !cluster.socket_dir.exists() {
+        std::fs::create_dir(&cluster.socket_dir)
+            .with_context(|| format!("creating {}", cluster.socket_dir.display()))?;
+    }
+    std::os::unix::fs::chown(
+        &cluster.socket_dir,
+        Some(cluster.owner.uid),
+        Some(cluster.owner.gid),
+    )
+    .with_context(|| {
+        format!(
+            "giving {} to {}",
+            cluster.socket_dir.display(),
+            cluster.owner.name
+        )
+    })?;
+    std::fs::set_permissions(&cluster.socket_dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
 }
