@@ -26,8 +26,12 @@ test: setup lint
 demo: build
 	bash tools/demo.sh
 
+# Every section by default; `make bench BENCH_ARGS="--only downtime"`
+# measures one again and keeps the others (`imss-bench --help`).
+BENCH_ARGS ?=
+
 bench: build
-	$(RELEASE_BIN)/imss-bench --out BENCHMARKS.md
+	$(RELEASE_BIN)/imss-bench --out BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
