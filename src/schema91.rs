@@ -755,40 +755,139 @@ pub async fn copy_selection_to_staging(
     Ok(rows)
 }
 
-/// The ids of the policy events of the window (time at or after `cutoff`)
-/// on the 7.1 server, in order: an index scan, cheap at any size.
-pub async fn window_event_ids_71(
-    client_71: &impl GenericClient,
+/// Which server's policy events a window query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventSide {
+    /// The 7.1 table.
+    Source71,
+    /// The 9.1 table, rows migrated from 7.1 only.
+    Target91,
+}
+
+impl EventSide {
+    /// `FROM … WHERE …` of the window's policy events on this side.
+    fn window_from(self, cutoff: NaiveDateTime) -> String {
+        let at = timestamp_literal(cutoff);
+        match self {
+            EventSide::Source71 => format!(
+                "FROM {} WHERE event_time >= {at}",
+                Table71::PolicyEvent.name()
+            ),
+            EventSide::Target91 => format!(
+                "FROM public.policy_event WHERE source = '7.1' AND event_time >= {at} AT TIME ZONE 'UTC'"
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EventSide::Source71 => "7.1",
+            EventSide::Target91 => "9.1",
+        }
+    }
+}
+
+/// Ids are compared in blocks of this many: counts per block first, ids
+/// only in the blocks whose counts differ.
+const ID_BLOCK: i64 = 4096;
+
+/// The number of the window's policy events in each block of ids.
+async fn window_event_blocks(
+    client: &impl GenericClient,
+    side: EventSide,
     cutoff: NaiveDateTime,
+) -> Result<std::collections::BTreeMap<i64, i64>> {
+    let sql = format!(
+        "SELECT event_id::bigint / {ID_BLOCK}, count(*) {} GROUP BY 1",
+        side.window_from(cutoff)
+    );
+    let rows = client.query(&sql, &[]).await.with_context(|| {
+        format!(
+            "counting the policy events of the last 24 hours on {}",
+            side.name()
+        )
+    })?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The ids of the window's policy events in one block, in order.
+async fn window_event_ids(
+    client: &impl GenericClient,
+    side: EventSide,
+    cutoff: NaiveDateTime,
+    block: i64,
 ) -> Result<Vec<i64>> {
     let sql = format!(
-        "SELECT event_id::bigint FROM {} WHERE event_time >= {} ORDER BY 1",
-        Table71::PolicyEvent.name(),
-        timestamp_literal(cutoff)
+        "SELECT event_id::bigint {} AND event_id BETWEEN {} AND {} ORDER BY 1",
+        side.window_from(cutoff),
+        block * ID_BLOCK,
+        block * ID_BLOCK + ID_BLOCK - 1
     );
-    let rows = client_71
-        .query(&sql, &[])
-        .await
-        .context("listing the 7.1 policy events of the last 24 hours")?;
+    let rows = client.query(&sql, &[]).await.with_context(|| {
+        format!(
+            "listing the policy events of the last 24 hours on {}",
+            side.name()
+        )
+    })?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The ids of the policy events of the window already migrated to 9.1, in
-/// order.
-pub async fn window_event_ids_91(
+/// The policy events of the window that 7.1 has and 9.1 does not yet.
+#[derive(Debug, Clone, Default)]
+pub struct MissingEvents {
+    /// The window's policy events on 7.1.
+    pub on_71: u64,
+    /// Those not on 9.1, as selections of runs of consecutive ids.
+    pub selections: Vec<Selection>,
+}
+
+/// Finds the window's policy events that 9.1 lacks. Cheap at any window
+/// size: blocks of ids are counted on both sides, and only the blocks whose
+/// counts differ are listed id by id (a commit that landed out of id order
+/// after the presync's snapshot is found too).
+pub async fn missing_window_events(
+    client_71: &impl GenericClient,
     client_91: &impl GenericClient,
     cutoff: NaiveDateTime,
-) -> Result<Vec<i64>> {
-    let sql = format!(
-        "SELECT event_id FROM public.policy_event \
-          WHERE source = '7.1' AND event_time >= {} AT TIME ZONE 'UTC' ORDER BY 1",
-        timestamp_literal(cutoff)
-    );
-    let rows = client_91
-        .query(&sql, &[])
-        .await
-        .context("listing the migrated policy events of the last 24 hours")?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+) -> Result<MissingEvents> {
+    let on_71 = window_event_blocks(client_71, EventSide::Source71, cutoff).await?;
+    let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff).await?;
+    let mut missing = MissingEvents {
+        on_71: on_71.values().sum::<i64>() as u64,
+        selections: Vec::new(),
+    };
+    for (block, count) in &on_71 {
+        if on_91.get(block) == Some(count) {
+            continue;
+        }
+        let ids_71 = window_event_ids(client_71, EventSide::Source71, cutoff, *block).await?;
+        let ids_91 = window_event_ids(client_91, EventSide::Target91, cutoff, *block).await?;
+        missing
+            .selections
+            .extend(missing_event_selections(&ids_71, &ids_91));
+    }
+    Ok(missing)
+}
+
+/// Checks that 9.1 holds exactly the window's policy events that 7.1 has,
+/// block by block of ids.
+pub async fn check_window_events(
+    client_71: &impl GenericClient,
+    client_91: &impl GenericClient,
+    cutoff: NaiveDateTime,
+) -> Result<()> {
+    let on_71 = window_event_blocks(client_71, EventSide::Source71, cutoff).await?;
+    let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff).await?;
+    if on_71 != on_91 {
+        let count = |blocks: &std::collections::BTreeMap<i64, i64>| blocks.values().sum::<i64>();
+        bail!(
+            "9.1 holds {} policy events of the last 24 hours, 7.1 has {} (or they differ by id): \
+             the 9.1 database does not hold what 7.1 had, so the upgrade must not switch to it",
+            count(&on_91),
+            count(&on_71)
+        );
+    }
+    Ok(())
 }
 
 /// The policy events in `on_71` but not in `on_91` (both sorted), as

@@ -8,8 +8,9 @@
 //! runs them one at a time.
 
 use imss_fixture::harness::{FixtureServer, Payload};
-use imss_upgrade::config::ProductInfo;
+use imss_upgrade::config::{DbSettings, ProductInfo};
 use imss_upgrade::constants::BACKUP_DIR;
+use imss_upgrade::pg;
 use imss_upgrade::snapshot;
 use imss_upgrade::step_journal::{RunState, StepJournal};
 use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
@@ -147,4 +148,65 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
         assert_back_on_71(&server, &payload, &before);
     }
     scenario.teardown();
+}
+
+/// A policy event whose transaction took its id before the presync's
+/// snapshot but committed after it (here: a row taken out before the run
+/// and put back, with its old id, right after the presync) is below the
+/// highest id the presync copied, and still reaches 9.1.
+#[tokio::test]
+async fn a_policy_event_committed_out_of_id_order_after_the_presync_reaches_91() {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, _before) = built_server();
+    let settings = DbSettings::load(&server.root()).unwrap();
+    let client = pg::connect(&settings).await.unwrap();
+    let late_id: i32 = client
+        .query_one("SELECT max(event_id) - 3 FROM tb_policy_event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE held_back AS SELECT * FROM tb_policy_event WHERE event_id = {late_id};
+             DELETE FROM tb_policy_event WHERE event_id = {late_id};"
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let put_back = settings.clone();
+    fail::cfg_callback("after-presync", move || {
+        let settings = put_back.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                pg::connect(&settings)
+                    .await
+                    .unwrap()
+                    .batch_execute(
+                        "INSERT INTO tb_policy_event SELECT * FROM held_back; DROP TABLE held_back;",
+                    )
+                    .await
+                    .unwrap();
+            })
+        })
+        .join()
+        .unwrap();
+    })
+    .unwrap();
+    let outcome = upgrade::run(&payload.context(&server).unwrap()).await;
+    scenario.teardown();
+    let Ok(upgrade::Outcome::Upgraded(report)) = outcome else {
+        panic!("the upgrade did not complete: {outcome:?}");
+    };
+    let client_91 = pg::connect(&DbSettings::load(&server.root()).unwrap())
+        .await
+        .unwrap();
+    let found: i64 = client_91
+        .query_one(
+            "SELECT count(*) FROM policy_event WHERE event_id = $1 AND source = '7.1'",
+            &[&i64::from(late_id)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1, "event {late_id} did not reach 9.1: {report:?}");
 }
