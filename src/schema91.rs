@@ -791,14 +791,25 @@ impl EventSide {
 /// only in the blocks whose counts differ.
 const ID_BLOCK: i64 = 4096;
 
-/// The number of the window's policy events in each block of ids.
+/// The number of the window's policy events in each block of ids (or in
+/// `only` that block).
 async fn window_event_blocks(
     client: &impl GenericClient,
     side: EventSide,
     cutoff: NaiveDateTime,
+    only: Option<i64>,
 ) -> Result<std::collections::BTreeMap<i64, i64>> {
+    let in_block = only
+        .map(|block| {
+            format!(
+                " AND event_id BETWEEN {} AND {}",
+                block * ID_BLOCK,
+                block * ID_BLOCK + ID_BLOCK - 1
+            )
+        })
+        .unwrap_or_default();
     let sql = format!(
-        "SELECT event_id::bigint / {ID_BLOCK}, count(*) {} GROUP BY 1",
+        "SELECT event_id::bigint / {ID_BLOCK}, count(*) {}{in_block} GROUP BY 1",
         side.window_from(cutoff)
     );
     let rows = client.query(&sql, &[]).await.with_context(|| {
@@ -839,53 +850,66 @@ pub struct MissingEvents {
     pub on_71: u64,
     /// Those not on 9.1, as selections of runs of consecutive ids.
     pub selections: Vec<Selection>,
+    /// The blocks of ids whose counts differed, with 7.1's count.
+    differing: Vec<(i64, i64)>,
 }
 
 /// Finds the window's policy events that 9.1 lacks. Cheap at any window
-/// size: blocks of ids are counted on both sides, and only the blocks whose
-/// counts differ are listed id by id (a commit that landed out of id order
-/// after the presync's snapshot is found too).
+/// size: blocks of ids are counted on both sides (at once), and only the
+/// blocks whose counts differ are listed id by id (a commit that landed out
+/// of id order after the presync's snapshot is found too).
 pub async fn missing_window_events(
     client_71: &impl GenericClient,
     client_91: &impl GenericClient,
     cutoff: NaiveDateTime,
 ) -> Result<MissingEvents> {
-    let on_71 = window_event_blocks(client_71, EventSide::Source71, cutoff).await?;
-    let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff).await?;
+    let (on_71, on_91) = tokio::try_join!(
+        window_event_blocks(client_71, EventSide::Source71, cutoff, None),
+        window_event_blocks(client_91, EventSide::Target91, cutoff, None),
+    )?;
     let mut missing = MissingEvents {
         on_71: on_71.values().sum::<i64>() as u64,
-        selections: Vec::new(),
+        ..Default::default()
     };
-    for (block, count) in &on_71 {
-        if on_91.get(block) == Some(count) {
+    for (&block, &count) in &on_71 {
+        if on_91.get(&block) == Some(&count) {
             continue;
         }
-        let ids_71 = window_event_ids(client_71, EventSide::Source71, cutoff, *block).await?;
-        let ids_91 = window_event_ids(client_91, EventSide::Target91, cutoff, *block).await?;
+        missing.differing.push((block, count));
+        let ids_71 = window_event_ids(client_71, EventSide::Source71, cutoff, block).await?;
+        let ids_91 = window_event_ids(client_91, EventSide::Target91, cutoff, block).await?;
         missing
             .selections
             .extend(missing_event_selections(&ids_71, &ids_91));
     }
+    if let Some(block) = on_91.keys().find(|block| !on_71.contains_key(block)) {
+        missing.differing.push((*block, 0));
+    }
     Ok(missing)
 }
 
-/// Checks that 9.1 holds exactly the window's policy events that 7.1 has,
-/// block by block of ids.
+/// Checks that, once `missing` was copied, 9.1 holds exactly the window's
+/// policy events that 7.1 has: the blocks that differed are counted again
+/// on 9.1 (7.1 is read-only, and the other blocks agreed already).
 pub async fn check_window_events(
-    client_71: &impl GenericClient,
     client_91: &impl GenericClient,
     cutoff: NaiveDateTime,
+    missing: &MissingEvents,
 ) -> Result<()> {
-    let on_71 = window_event_blocks(client_71, EventSide::Source71, cutoff).await?;
-    let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff).await?;
-    if on_71 != on_91 {
-        let count = |blocks: &std::collections::BTreeMap<i64, i64>| blocks.values().sum::<i64>();
-        bail!(
-            "9.1 holds {} policy events of the last 24 hours, 7.1 has {} (or they differ by id): \
-             the 9.1 database does not hold what 7.1 had, so the upgrade must not switch to it",
-            count(&on_91),
-            count(&on_71)
-        );
+    for &(block, on_71) in &missing.differing {
+        let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff, Some(block))
+            .await?
+            .get(&block)
+            .copied()
+            .unwrap_or(0);
+        if on_91 != on_71 {
+            bail!(
+                "9.1 holds {on_91} policy events of the last 24 hours with ids {} to {}, 7.1 has {on_71}: \
+                 the 9.1 database does not hold what 7.1 had, so the upgrade must not switch to it",
+                block * ID_BLOCK,
+                block * ID_BLOCK + ID_BLOCK - 1
+            );
+        }
     }
     Ok(())
 }

@@ -123,7 +123,7 @@ async fn load_target(
         .map(|table| Selection::new(table, Filter::Since(cutoff)))
         .collect::<Result<_>>()?;
     let missing = schema91::missing_window_events(&source, &target, cutoff).await?;
-    selections.extend(missing.selections);
+    selections.extend(missing.selections.iter().cloned());
     let mut window = schema91::WindowCounts {
         policy_events: missing.on_71,
         ..Default::default()
@@ -143,7 +143,7 @@ async fn load_target(
 
     selections.extend(schema91::config_selections());
     let verified = schema91::verify(&source, &target, &selections).await?;
-    schema91::check_window_events(&source, &target, cutoff).await?;
+    schema91::check_window_events(&target, cutoff, &missing).await?;
     schema91::clear_staging_history(&target).await?;
     Ok(MigrateReport { window, verified })
 }
