@@ -336,7 +336,12 @@ pub async fn recover(ctx: &Context) -> Result<Recovery> {
             if switched {
                 let product = ProductInfo::load(&ctx.root)?;
                 let mut progress = Progress::default();
-                match run_steps(ctx, &mut journal, &product, &mut progress).await {
+                let finished = async {
+                    run_steps(ctx, &mut journal, &product, &mut progress).await?;
+                    check_91_after_recovery(ctx).await
+                }
+                .await;
+                match finished {
                     Ok(()) => return Ok(Recovery::Finished),
                     Err(err) => return Err(fail_and_roll_back(ctx, &mut journal, err).await),
                 }
@@ -350,6 +355,27 @@ pub async fn recover(ctx: &Context) -> Result<Recovery> {
             .await
             .context("rolling back the interrupted upgrade")?;
             Ok(Recovery::RolledBack)
+        }
+    }
+}
+
+/// After a crash, 9.1's services may still be settling: the health check
+/// that the switch passed is repeated, a few times, as a sender retries a
+/// temporary refusal.
+async fn check_91_after_recovery(ctx: &Context) -> Result<()> {
+    const ATTEMPTS: u32 = 3;
+    let mut attempt = 1;
+    loop {
+        match switch::check_health(ctx).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < ATTEMPTS => {
+                tracing::warn!("9.1 health check after recovery, attempt {attempt}: {err:#}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                attempt += 1;
+            }
+            Err(err) => {
+                return Err(err.context("9.1 does not take mail after the recovery"));
+            }
         }
     }
 }

@@ -39,6 +39,13 @@ fn built_server() -> (FixtureServer, Payload, Before) {
     (server, payload, before)
 }
 
+/// The last lines of a log file under the server's root.
+fn log_tail(server: &FixtureServer, path: &str) -> String {
+    let text = std::fs::read_to_string(server.root().resolve(path).unwrap()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 /// 7.1 runs, takes mail, and is what it was.
 fn assert_back_on_71(server: &FixtureServer, payload: &Payload, before: &Before) {
     let ctx = payload.context(server).unwrap();
@@ -136,7 +143,13 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
         } else {
             assert_eq!(recovery, Recovery::Finished, "{point}");
             assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-            steps::send_health_mail(&ctx, "after-recover").expect("9.1 takes mail");
+            if let Err(err) = steps::send_health_mail(&ctx, "after-recover") {
+                panic!(
+                    "9.1 does not take mail after recovering from {point}: {err:#}\n\
+                     the scanner's log ends:\n{}",
+                    log_tail(&server, "/var/imss/run/scanner.log")
+                );
+            }
             assert_eq!(
                 upgrade::recover(&ctx).await.unwrap(),
                 Recovery::AlreadySettled(RunState::Completed)

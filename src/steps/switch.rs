@@ -151,7 +151,7 @@ fn swap_in(ctx: &Context) -> Result<()> {
 
 /// The 9.1 scanner accepts a test mail, and its policy event is in the
 /// 9.1 database.
-async fn check_health(ctx: &Context) -> Result<()> {
+pub(crate) async fn check_health(ctx: &Context) -> Result<()> {
     let message_id = super::send_health_mail(ctx, "switch")?;
     let settings = DbSettings::load(&ctx.root)?;
     let client = crate::pg::connect(&settings).await?;
