@@ -4,7 +4,8 @@
 //! [`fail_point!`](crate::fail_point) compiles to nothing.
 //!
 //! The names are `before-<step>`, `after-<step>` and the ones inside the
-//! steps (`presync-window-copied`, `snapshot-archived`, `migrate-config-imported`,
+//! steps (`presync-fence-waiting` (only while a 7.1 transaction is open),
+//! `presync-window-copied`, `snapshot-archived`, `migrate-config-imported`,
 //! `migrate-window-copied`, `switch-staged`, `switch-swapped`,
 //! `switch-health-check`); `FAILPOINTS=name=return` in the environment of a
 //! binary built with the feature triggers one.

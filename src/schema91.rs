@@ -765,16 +765,20 @@ enum EventSide {
 }
 
 impl EventSide {
-    /// `FROM … WHERE …` of the window's policy events on this side.
-    fn window_from(self, cutoff: NaiveDateTime) -> String {
+    /// `FROM … WHERE …` of the window's policy events on this side, those
+    /// with ids above `above` only when it is given.
+    fn window_from(self, cutoff: NaiveDateTime, above: Option<i64>) -> String {
         let at = timestamp_literal(cutoff);
+        let above = above
+            .map(|id| format!(" AND event_id > {id}"))
+            .unwrap_or_default();
         match self {
             EventSide::Source71 => format!(
-                "FROM {} WHERE event_time >= {at}",
+                "FROM {} WHERE event_time >= {at}{above}",
                 Table71::PolicyEvent.name()
             ),
             EventSide::Target91 => format!(
-                "FROM public.policy_event WHERE source = '7.1' AND event_time >= {at} AT TIME ZONE 'UTC'"
+                "FROM public.policy_event WHERE source = '7.1' AND event_time >= {at} AT TIME ZONE 'UTC'{above}"
             ),
         }
     }
@@ -796,7 +800,7 @@ const ID_BLOCK: i64 = 4096;
 async fn window_event_blocks(
     client: &impl GenericClient,
     side: EventSide,
-    cutoff: NaiveDateTime,
+    window: &EventWindow,
     only: Option<i64>,
 ) -> Result<std::collections::BTreeMap<i64, i64>> {
     let in_block = only
@@ -810,7 +814,7 @@ async fn window_event_blocks(
         .unwrap_or_default();
     let sql = format!(
         "SELECT event_id::bigint / {ID_BLOCK}, count(*) {}{in_block} GROUP BY 1",
-        side.window_from(cutoff)
+        side.window_from(window.cutoff, window.above)
     );
     let rows = client.query(&sql, &[]).await.with_context(|| {
         format!(
@@ -825,12 +829,12 @@ async fn window_event_blocks(
 async fn window_event_ids(
     client: &impl GenericClient,
     side: EventSide,
-    cutoff: NaiveDateTime,
+    window: &EventWindow,
     block: i64,
 ) -> Result<Vec<i64>> {
     let sql = format!(
         "SELECT event_id::bigint {} AND event_id BETWEEN {} AND {} ORDER BY 1",
-        side.window_from(cutoff),
+        side.window_from(window.cutoff, window.above),
         block * ID_BLOCK,
         block * ID_BLOCK + ID_BLOCK - 1
     );
@@ -843,11 +847,21 @@ async fn window_event_ids(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Which policy events are compared: those of the window (at or after
+/// `cutoff`), and of those only the ones with ids above `above` when the
+/// presync could fence the lower ones off ([`fence_low_water`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EventWindow {
+    /// The start of the 24-hour window.
+    pub cutoff: NaiveDateTime,
+    /// Every 7.1 policy event with an id up to this was committed before the
+    /// presync's snapshot, so the presync copied it.
+    pub above: Option<i64>,
+}
+
 /// The policy events of the window that 7.1 has and 9.1 does not yet.
 #[derive(Debug, Clone, Default)]
 pub struct MissingEvents {
-    /// The window's policy events on 7.1.
-    pub on_71: u64,
     /// Those not on 9.1, as selections of runs of consecutive ids.
     pub selections: Vec<Selection>,
     /// The blocks of ids whose counts differed, with 7.1's count.
@@ -861,23 +875,20 @@ pub struct MissingEvents {
 pub async fn missing_window_events(
     client_71: &impl GenericClient,
     client_91: &impl GenericClient,
-    cutoff: NaiveDateTime,
+    window: &EventWindow,
 ) -> Result<MissingEvents> {
     let (on_71, on_91) = tokio::try_join!(
-        window_event_blocks(client_71, EventSide::Source71, cutoff, None),
-        window_event_blocks(client_91, EventSide::Target91, cutoff, None),
+        window_event_blocks(client_71, EventSide::Source71, window, None),
+        window_event_blocks(client_91, EventSide::Target91, window, None),
     )?;
-    let mut missing = MissingEvents {
-        on_71: on_71.values().sum::<i64>() as u64,
-        ..Default::default()
-    };
+    let mut missing = MissingEvents::default();
     for (&block, &count) in &on_71 {
         if on_91.get(&block) == Some(&count) {
             continue;
         }
         missing.differing.push((block, count));
-        let ids_71 = window_event_ids(client_71, EventSide::Source71, cutoff, block).await?;
-        let ids_91 = window_event_ids(client_91, EventSide::Target91, cutoff, block).await?;
+        let ids_71 = window_event_ids(client_71, EventSide::Source71, window, block).await?;
+        let ids_91 = window_event_ids(client_91, EventSide::Target91, window, block).await?;
         missing
             .selections
             .extend(missing_event_selections(&ids_71, &ids_91));
@@ -893,11 +904,11 @@ pub async fn missing_window_events(
 /// on 9.1 (7.1 is read-only, and the other blocks agreed already).
 pub async fn check_window_events(
     client_91: &impl GenericClient,
-    cutoff: NaiveDateTime,
+    window: &EventWindow,
     missing: &MissingEvents,
 ) -> Result<()> {
     for &(block, on_71) in &missing.differing {
-        let on_91 = window_event_blocks(client_91, EventSide::Target91, cutoff, Some(block))
+        let on_91 = window_event_blocks(client_91, EventSide::Target91, window, Some(block))
             .await?
             .get(&block)
             .copied()
@@ -912,6 +923,103 @@ pub async fn check_window_events(
         }
     }
     Ok(())
+}
+
+/// How long [`fence_low_water`] waits for the transactions open on 7.1.
+const FENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the highest policy event id 7.1 has handed out, then waits until
+/// every transaction open at that moment has ended: any of them may hold a
+/// lower id not yet committed. After that, every policy event with an id up
+/// to the mark is committed (or never will be), so a snapshot taken next
+/// sees all of them, and the rows it misses all have higher ids. `None`
+/// when a transaction stays open longer than 30 s (the downtime then
+/// compares the whole window, which is slower, not less exact).
+pub async fn fence_low_water(client_71: &impl GenericClient) -> Result<Option<i64>> {
+    let row = client_71
+        .query_one(
+            "SELECT s.last_value, s.cache_size, \
+                    array(SELECT virtualtransaction FROM pg_locks \
+                           WHERE locktype = 'virtualxid' AND granted AND pid <> pg_backend_pid()) \
+               FROM pg_catalog.pg_sequences s \
+              WHERE format('%I.%I', s.schemaname, s.sequencename) \
+                  = pg_get_serial_sequence('tb_policy_event', 'event_id')",
+            &[],
+        )
+        .await
+        .context("reading the 7.1 policy event id sequence")?;
+    // With a cache, a session hands out ids it took earlier: no mark holds.
+    if row.get::<_, i64>(1) != 1 {
+        return Ok(None);
+    }
+    let low_water: Option<i64> = row.get(0);
+    let open: Vec<String> = row.get(2);
+    let deadline = std::time::Instant::now() + FENCE_TIMEOUT;
+    loop {
+        let still_open: i64 = client_71
+            .query_one(
+                "SELECT count(*) FROM pg_locks \
+                  WHERE locktype = 'virtualxid' AND granted AND virtualtransaction = ANY($1)",
+                &[&open],
+            )
+            .await
+            .context("waiting for the transactions open on 7.1")?
+            .get(0);
+        if still_open == 0 {
+            return Ok(Some(low_water.unwrap_or(0)));
+        }
+        crate::fail_point!("presync-fence-waiting");
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                still_open,
+                "transactions on 7.1 stayed open for 30 s: the downtime compares the whole window"
+            );
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// What the presync leaves for the migrate step, kept in the 9.1
+/// database's staging schema with the rows it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresyncMark {
+    /// See [`EventWindow::above`].
+    pub low_water: Option<i64>,
+    /// Policy events of the window the presync copied.
+    pub policy_events: i64,
+}
+
+impl PresyncMark {
+    /// Records the mark.
+    pub async fn record(&self, client_91: &impl GenericClient) -> Result<()> {
+        client_91
+            .execute(
+                &format!(
+                    "CREATE TABLE {STAGING_SCHEMA}.presync_mark AS \
+                     SELECT $1::bigint AS low_water, $2::bigint AS policy_events"
+                ),
+                &[&self.low_water, &self.policy_events],
+            )
+            .await
+            .context("recording what the presync copied")?;
+        Ok(())
+    }
+
+    /// Reads the mark the presync recorded.
+    pub async fn read(client_91: &impl GenericClient) -> Result<Self> {
+        let row = client_91
+            .query_one(
+                &format!("SELECT low_water, policy_events FROM {STAGING_SCHEMA}.presync_mark"),
+                &[],
+            )
+            .await
+            .context("reading what the presync copied from the 9.1 database")?;
+        Ok(Self {
+            low_water: row.get(0),
+            policy_events: row.get(1),
+        })
+    }
 }
 
 /// The policy events in `on_71` but not in `on_91` (both sorted), as

@@ -163,50 +163,59 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
     scenario.teardown();
 }
 
-/// A policy event whose transaction took its id before the presync's
-/// snapshot but committed after it (here: a row taken out before the run
-/// and put back, with its old id, right after the presync) is below the
-/// highest id the presync copied, and still reaches 9.1.
+/// A policy event whose transaction took its id before the presync but
+/// commits while the presync waits for the transactions open on 7.1 (its
+/// fence) is copied, and reaches 9.1: the downtime only looks above the
+/// fence's low-water mark.
 #[tokio::test]
-async fn a_policy_event_committed_out_of_id_order_after_the_presync_reaches_91() {
+async fn a_policy_event_committed_while_the_presync_waits_reaches_91() {
     let scenario = fail::FailScenario::setup();
     let (server, payload, _before) = built_server();
     let settings = DbSettings::load(&server.root()).unwrap();
-    let client = pg::connect(&settings).await.unwrap();
-    let late_id: i32 = client
-        .query_one("SELECT max(event_id) - 3 FROM tb_policy_event", &[])
-        .await
-        .unwrap()
-        .get(0);
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE held_back AS SELECT * FROM tb_policy_event WHERE event_id = {late_id};
-             DELETE FROM tb_policy_event WHERE event_id = {late_id};"
-        ))
-        .await
-        .unwrap();
-    drop(client);
-    let put_back = settings.clone();
-    fail::cfg_callback("after-presync", move || {
-        let settings = put_back.clone();
+    let (commit, committed) = std::sync::mpsc::channel::<()>();
+    let (inserted, wait_inserted) = std::sync::mpsc::channel::<i32>();
+    let open_transaction = {
+        let settings = settings.clone();
         std::thread::spawn(move || {
             tokio::runtime::Runtime::new().unwrap().block_on(async {
-                pg::connect(&settings)
-                    .await
-                    .unwrap()
-                    .batch_execute(
-                        "INSERT INTO tb_policy_event SELECT * FROM held_back; DROP TABLE held_back;",
+                let client = pg::connect(&settings).await.unwrap();
+                client.batch_execute("BEGIN").await.unwrap();
+                let id: i32 = client
+                    .query_one(
+                        "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, \
+                         recipients, subject, rule_id, rule_name, action, reason, message_size) \
+                         SELECT now() AT TIME ZONE 'UTC', '<late-commit@test>', scanner_host, sender, \
+                         recipients, subject, rule_id, rule_name, action, reason, message_size \
+                         FROM tb_policy_event ORDER BY event_id DESC LIMIT 1 RETURNING event_id",
+                        &[],
                     )
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .get(0);
+                inserted.send(id).unwrap();
+                committed.recv().unwrap();
+                client.batch_execute("COMMIT").await.unwrap();
             })
         })
-        .join()
-        .unwrap();
+    };
+    let late_id = wait_inserted.recv().unwrap();
+    let commit = std::sync::Mutex::new(Some(commit));
+    let waited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saw_wait = waited.clone();
+    fail::cfg_callback("presync-fence-waiting", move || {
+        saw_wait.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(commit) = commit.lock().unwrap().take() {
+            commit.send(()).unwrap();
+        }
     })
     .unwrap();
     let outcome = upgrade::run(&payload.context(&server).unwrap()).await;
     scenario.teardown();
+    open_transaction.join().unwrap();
+    assert!(
+        waited.load(std::sync::atomic::Ordering::SeqCst),
+        "the presync did not wait for the open transaction"
+    );
     let Ok(upgrade::Outcome::Upgraded(report)) = outcome else {
         panic!("the upgrade did not complete: {outcome:?}");
     };

@@ -122,12 +122,14 @@ async fn load_target(
         .into_iter()
         .map(|table| Selection::new(table, Filter::Since(cutoff)))
         .collect::<Result<_>>()?;
-    let missing = schema91::missing_window_events(&source, &target, cutoff).await?;
-    selections.extend(missing.selections.iter().cloned());
-    let mut window = schema91::WindowCounts {
-        policy_events: missing.on_71,
-        ..Default::default()
+    let presynced = schema91::PresyncMark::read(&target).await?;
+    let events = schema91::EventWindow {
+        cutoff,
+        above: presynced.low_water,
     };
+    let missing = schema91::missing_window_events(&source, &target, &events).await?;
+    selections.extend(missing.selections.iter().cloned());
+    let mut window = schema91::WindowCounts::default();
     for selection in &selections {
         let rows = schema91::copy_selection_to_staging(&source, &target, selection).await?;
         match selection.table() {
@@ -137,13 +139,14 @@ async fn load_target(
         }
     }
     crate::fail_point!("migrate-window-copied");
-    schema91::transform_history(&target).await?;
+    let added = schema91::transform_history(&target).await?;
+    window.policy_events = presynced.policy_events as u64 + added.policy_events;
     let floors = schema91::source_id_floors(&source).await?;
     schema91::set_id_floors(&target, &floors).await?;
 
     selections.extend(schema91::config_selections());
     let verified = schema91::verify(&source, &target, &selections).await?;
-    schema91::check_window_events(&target, cutoff, &missing).await?;
+    schema91::check_window_events(&target, &events, &missing).await?;
     schema91::clear_staging_history(&target).await?;
     Ok(MigrateReport { window, verified })
 }

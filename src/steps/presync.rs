@@ -108,8 +108,11 @@ async fn load(
     schema91::load_tables(&target).await?;
     schema91::create_staging(&target).await?;
 
-    // The copy and the 7.1 checksum see one snapshot of the live database.
+    // The copy and the 7.1 checksum see one snapshot of the live database,
+    // taken once no transaction can still commit a policy event with an id
+    // up to the low-water mark.
     let source = pg::connect(settings).await?;
+    let low_water = schema91::fence_low_water(&source).await?;
     source
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -135,6 +138,16 @@ async fn load(
         .into());
     }
     schema91::clear_staging_history(&target).await?;
+    schema91::PresyncMark {
+        low_water,
+        policy_events: copied as i64,
+    }
+    .record(&target)
+    .await?;
+    target
+        .batch_execute("ANALYZE")
+        .await
+        .context("gathering statistics on the 9.1 database")?;
     // The shutdown at quiesce then has little to write: a shorter downtime.
     if let Err(err) = source.batch_execute("CHECKPOINT").await {
         tracing::warn!(
