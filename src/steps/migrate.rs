@@ -59,7 +59,8 @@ pub fn target_cluster(ctx: &Context) -> Result<Cluster> {
             &ctx.target_pg_bin,
             "the upgrade package's PostgreSQL 15 is missing: reinstall the package",
         )?,
-        data_dir: ctx.root.resolve(PG71_DATA_DIR)?,
+        // Not there yet during the presync, nor while the 7.1 one is moved.
+        data_dir: ctx.root.resolve_parent(PG71_DATA_DIR)?,
         socket_dir: ctx.root.resolve(RUN_DIR)?,
         listen_address: DATABASE_HOST.to_string(),
         port: settings.port,

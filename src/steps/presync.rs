@@ -18,12 +18,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use crate::config::DbSettings;
-use crate::constants::{BACKUP_DIR, DATABASE_NAME, SERVICE_USER};
+use crate::constants::{BACKUP_DIR, DATABASE_NAME};
 use crate::context::Context;
-use crate::pg::{self, Cluster, InitOptions, PgInstall, StopMode};
+use crate::pg::{self, Cluster, InitOptions, StopMode};
 use crate::schema91::{self, ChecksumMismatch, Filter, Selection, Table71};
 use crate::step_journal::{Step, StepJournal, StepRecord};
-use crate::user::ServiceUser;
 
 /// Where the 9.1 cluster is made ready before the downtime.
 pub const STAGED_DATA_DIR: &str = "/var/imss/pgdata-91.staged";
@@ -31,18 +30,11 @@ pub const STAGED_DATA_DIR: &str = "/var/imss/pgdata-91.staged";
 /// The 9.1 cluster in its staging place, on a socket of its own in the
 /// backup directory and no TCP port.
 pub fn staged_cluster(ctx: &Context) -> Result<Cluster> {
-    let settings = DbSettings::load(&ctx.root)?;
-    Ok(Cluster {
-        install: PgInstall::at(
-            &ctx.target_pg_bin,
-            "the upgrade package's PostgreSQL 15 is missing: reinstall the package",
-        )?,
-        data_dir: ctx.root.resolve_parent(STAGED_DATA_DIR)?,
-        socket_dir: ctx.root.resolve(BACKUP_DIR)?.join("run-91"),
-        listen_address: String::new(),
-        port: settings.port,
-        owner: ServiceUser::lookup(&ctx.root, SERVICE_USER)?,
-    })
+    let mut cluster = super::migrate::target_cluster(ctx)?;
+    cluster.data_dir = ctx.root.resolve_parent(STAGED_DATA_DIR)?;
+    cluster.socket_dir = ctx.root.resolve(BACKUP_DIR)?.join("run-91");
+    cluster.listen_address = String::new();
+    Ok(cluster)
 }
 
 /// What the presync copied.
