@@ -340,6 +340,27 @@ impl Cluster {
     }
 }
 
+/// Writes a pgpass file at `path` (which must not exist; created 0600, as
+/// libpq demands) that gives `password` for every server, database and
+/// user; a client program finds it through `PGPASSFILE`, so the password is
+/// never on its command line or in its environment. `\` and `:` are escaped
+/// as the file format asks.
+pub fn write_pgpass(path: &Path, password: &Secret) -> Result<()> {
+    let bytes = password.expose();
+    if bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        bail!("a database password with a line break cannot be written to a pgpass file");
+    }
+    let mut line = b"*:*:*:*:".to_vec();
+    for &byte in bytes {
+        if matches!(byte, b'\\' | b':') {
+            line.push(b'\\');
+        }
+        line.push(byte);
+    }
+    line.push(b'\n');
+    write_private_file(path, &line, &ServiceUser::current())
+}
+
 /// Creates `path` (which must not exist) with mode 0600, owned by `owner`.
 fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Result<()> {
     use std::io::Write;
@@ -498,4 +519,26 @@ pub async fn copy_pipe(
     sink.finish()
         .await
         .context("finishing the copy on the target server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_pgpass_file_is_private_and_escapes_backslash_and_colon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        write_pgpass(&path, &Secret::new("a:b\\c%(x)s;#= \"'")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "*:*:*:*:a\\:b\\\\c%(x)s;#= \"'\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Never over an existing file; never a line break.
+        assert!(write_pgpass(&path, &Secret::new("x")).is_err());
+        assert!(write_pgpass(&dir.path().join("other"), &Secret::new("a\nb")).is_err());
+    }
 }
