@@ -380,6 +380,22 @@ async fn check_91_after_recovery(ctx: &Context) -> Result<()> {
     }
 }
 
+/// Rewrites the completed upgrade's snapshot as xz `preset` on `threads`
+/// threads, off the critical path (the downtime writes a plain tar); safe
+/// to interrupt and run again. Returns the archive's size in bytes.
+pub fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u64> {
+    let backup = ctx.root.resolve(BACKUP_DIR)?;
+    match StepJournal::load(&backup)?.map(|journal| journal.state) {
+        Some(RunState::Completed) => {}
+        _ => bail!(
+            "{} holds no completed upgrade: the snapshot is compressed once the upgrade is done",
+            backup.display()
+        ),
+    }
+    let manifest = crate::snapshot::recompress_with(&backup, preset, threads)?;
+    Ok(manifest.archive.size)
+}
+
 /// Reverts a completed upgrade (`imss-rollback`), after checking that the
 /// backup is the one the upgrade registered.
 pub async fn roll_back_completed(ctx: &Context) -> Result<()> {

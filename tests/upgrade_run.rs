@@ -143,7 +143,8 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
 }
 
 #[tokio::test]
-async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly() {
+async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_compressed_snapshot()
+{
     let server =
         FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
     server.start().unwrap();
@@ -156,6 +157,15 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly() {
     let outcome = upgrade::run(&ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
+
+    // The background unit compresses the snapshot; rollback reads the xz.
+    imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+        .args(["compress-snapshot", "--preset", "0", "--root"])
+        .arg(root.dir())
+        .run()
+        .unwrap();
+    let backup = root.resolve(BACKUP_DIR).unwrap();
+    assert!(backup.join("snapshot.tar.xz").is_file() && !backup.join("snapshot.tar").exists());
 
     let rollback = imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
         .arg("--root")

@@ -53,6 +53,18 @@ enum Command {
         #[command(flatten)]
         payload: PayloadArgs,
     },
+    /// Rewrite the completed upgrade's snapshot as xz, off the critical path
+    /// (the downtime writes a plain tar); for the background unit, safe to
+    /// interrupt and run again. Rollback reads either form.
+    CompressSnapshot {
+        /// xz preset, 0 (fast) to 9 (small).
+        #[arg(long, default_value_t = imss_upgrade::snapshot::RECOMPRESS_PRESET,
+              value_parser = clap::value_parser!(u32).range(0..=9))]
+        preset: u32,
+        /// Compression threads (one leaves the other cores to mail).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
+    },
     /// Show what is installed: product version and build, components, and
     /// the admin database settings (password masked).
     Status {
@@ -102,6 +114,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Recover { payload } => {
             let recovery = upgrade::recover(&payload.context(root)).await?;
             println!("{}", recovery.describe());
+            Ok(exit::OK)
+        }
+        Command::CompressSnapshot { preset, threads } => {
+            let size = upgrade::compress_snapshot(&Context::new(root), preset, threads)?;
+            println!("snapshot compressed: {size} bytes");
             Ok(exit::OK)
         }
         Command::Config(ConfigCommand::Export { file }) => {
