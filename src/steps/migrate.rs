@@ -162,16 +162,5 @@ pub async fn undo(ctx: &Context, record: &StepRecord) -> Result<()> {
     {
         old.stop(StopMode::Fast)?;
     }
-    for created in &record.undo.created {
-        let path = ctx.root.resolve_parent(created)?;
-        if !path.exists() {
-            continue;
-        }
-        let new = target_cluster(ctx)?;
-        if new.data_dir == path {
-            new.stop(StopMode::Immediate)?;
-        }
-        std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    Ok(())
+    super::remove_created(ctx, record, &target_cluster(ctx)?)
 }

@@ -17,7 +17,8 @@ use anyhow::{Context as _, Result};
 use crate::config::{DbSettings, ProductInfo};
 use crate::constants::SERVICE_USER;
 use crate::context::Context;
-use crate::pg::Cluster;
+use crate::pg::{Cluster, StopMode};
+use crate::step_journal::StepRecord;
 use crate::user::ServiceUser;
 
 /// The 7.1 bundled cluster of the server under the context's root, where
@@ -78,4 +79,29 @@ pub(crate) fn open_backup_to_service(cluster: &Cluster) -> Result<()> {
     })?;
     std::fs::set_permissions(&cluster.socket_dir, std::fs::Permissions::from_mode(0o700))?;
     Ok(())
+}
+
+/// Undoes a step that created `cluster`'s data directory (and whatever else
+/// its record lists as created): a cluster a crash left running is stopped
+/// first (only a started cluster has a pid file), then each path goes.
+pub(crate) fn remove_created(ctx: &Context, record: &StepRecord, cluster: &Cluster) -> Result<()> {
+    for created in &record.undo.created {
+        let path = ctx.root.resolve_parent(created)?;
+        if path == cluster.data_dir && path.join("postmaster.pid").exists() {
+            cluster.stop(StopMode::Immediate)?;
+        }
+        remove_if_present(&path)?;
+    }
+    Ok(())
+}
+
+/// Removes the directory tree at `path`, if there is one.
+pub(crate) fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
 }

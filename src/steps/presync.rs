@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<PresyncRepo
 }
 
 /// A new, empty data directory of the service account's, and `initdb`.
-pub(super) fn create_cluster(cluster: &Cluster, settings: &DbSettings) -> Result<()> {
+fn create_cluster(cluster: &Cluster, settings: &DbSettings) -> Result<()> {
     let dir = &cluster.data_dir;
     std::fs::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::os::unix::fs::chown(dir, Some(cluster.owner.uid), Some(cluster.owner.gid))
@@ -157,16 +157,5 @@ async fn load(
 
 /// Stops the staged cluster if a crash left it running, and removes it.
 pub async fn undo(ctx: &Context, record: &StepRecord) -> Result<()> {
-    let staged = staged_cluster(ctx)?;
-    for created in &record.undo.created {
-        let path = ctx.root.resolve_parent(created)?;
-        if !path.exists() {
-            continue;
-        }
-        if path == staged.data_dir && path.join("postmaster.pid").exists() {
-            staged.stop(StopMode::Immediate)?;
-        }
-        std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    Ok(())
+    super::remove_created(ctx, record, &staged_cluster(ctx)?)
 }

@@ -38,9 +38,6 @@ pub const STAGING_DIR: &str = "/opt/trend/imss.91-staging";
 /// Where the 7.1 tree waits between the swap and its removal.
 pub const REPLACED_DIR: &str = "/opt/trend/imss.71-replaced";
 
-/// What undo stops: the 9.1 server, through its control script.
-const SERVER: &str = "imss-9.1";
-
 /// The 9.1 `imss.ini` before version, build and the carried sections.
 const IMSS_INI_91_TEMPLATE: &str = "\
 ; IMSS 9.1 product settings
@@ -65,13 +62,10 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     crate::fail_point!("switch-staged");
     swap_in(ctx)?;
     crate::fail_point!("switch-swapped");
-    journal.note_undo(Step::Switch, |undo| {
-        undo.services_to_restart = vec![SERVER.to_string()];
-    })?;
     imssctl::control(&ctx.root, Action::Start)?;
     crate::fail_point!("switch-health-check");
     check_health(ctx).await?;
-    remove_if_present(&ctx.root.resolve_parent(REPLACED_DIR)?)
+    super::remove_if_present(&ctx.root.resolve_parent(REPLACED_DIR)?)
 }
 
 /// Copies the payload to the staging directory and writes its ini files.
@@ -83,7 +77,7 @@ fn stage_tree(ctx: &Context, settings: &DbSettings, imss_71: &IniFile) -> Result
         payload.display()
     );
     let staging = ctx.root.resolve_parent(STAGING_DIR)?;
-    remove_if_present(&staging)?;
+    super::remove_if_present(&staging)?;
     Cmd::new("cp")
         .args(["-a", "--reflink=auto", "--"])
         .arg(payload)
@@ -185,20 +179,10 @@ pub async fn undo(ctx: &Context, record: &StepRecord) -> Result<()> {
         tracing::warn!("stopping 9.1 before the rollback: {err:#}");
     }
     for created in &record.undo.created {
-        remove_if_present(&ctx.root.resolve_parent(created)?)?;
+        super::remove_if_present(&ctx.root.resolve_parent(created)?)?;
     }
     if record.undo.restore_snapshot {
         snapshot::restore(&ctx.root, &ctx.root.resolve(BACKUP_DIR)?)?;
     }
     Ok(())
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => {
-            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
-    }
 }
