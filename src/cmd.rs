@@ -258,11 +258,13 @@ impl Cmd {
                 argv: first_argv.clone(),
                 source,
             })?;
-        if !produced.status.success() {
-            return Err(failed(first_argv, &produced));
-        }
+        // The consumer first: when it stops early, the producer dies of
+        // SIGPIPE, which is the consequence, not the cause.
         if !consumed.status.success() {
             return Err(failed(second_argv, &consumed));
+        }
+        if !produced.status.success() {
+            return Err(failed(first_argv, &produced));
         }
         Ok(())
     }
