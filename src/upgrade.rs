@@ -104,7 +104,7 @@ pub async fn run(ctx: &Context) -> Result<Outcome> {
         product.build
     );
     let mut progress = Progress::default();
-    match run_steps(ctx, &mut journal, &product, &mut progress).await {
+    match run_steps(ctx, &mut journal, &mut progress).await {
         Ok(()) => Ok(Outcome::Upgraded(progress.report(&journal))),
         Err(err) => Err(fail_and_roll_back(ctx, &mut journal, err).await),
     }
@@ -177,7 +177,6 @@ impl Progress {
 async fn run_steps(
     ctx: &Context,
     journal: &mut StepJournal,
-    product: &ProductInfo,
     progress: &mut Progress,
 ) -> Result<()> {
     while let Some(step) = journal.next_step() {
@@ -196,12 +195,11 @@ async fn run_steps(
             Step::Presync => presync::run(ctx, journal).await.map(drop),
             Step::Quiesce => quiesce::run(ctx, journal).await,
             Step::Snapshot => snapshot::run(ctx, journal).await,
-            Step::Migrate => {
-                progress.migrate = Some(migrate::run(ctx, journal).await?);
-                Ok(())
-            }
+            Step::Migrate => migrate::run(ctx, journal)
+                .await
+                .map(|report| progress.migrate = Some(report)),
             Step::Switch => switch::run(ctx, journal).await,
-            Step::RegisterRollback => register_rollback::run(ctx, journal, product).await,
+            Step::RegisterRollback => register_rollback::run(ctx, journal).await,
         }
         .with_context(|| format!("step {step}"))?;
         crate::fail_point!(&format!("after-{step}"));
@@ -334,10 +332,9 @@ pub async fn recover(ctx: &Context) -> Result<Recovery> {
                 .record(Step::Switch)
                 .is_some_and(|r| r.status == StepStatus::Done);
             if switched {
-                let product = ProductInfo::load(&ctx.root)?;
                 let mut progress = Progress::default();
                 let finished = async {
-                    run_steps(ctx, &mut journal, &product, &mut progress).await?;
+                    run_steps(ctx, &mut journal, &mut progress).await?;
                     check_91_after_recovery(ctx).await
                 }
                 .await;

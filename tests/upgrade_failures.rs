@@ -13,6 +13,7 @@ use imss_upgrade::constants::BACKUP_DIR;
 use imss_upgrade::pg;
 use imss_upgrade::snapshot;
 use imss_upgrade::step_journal::{RunState, StepJournal};
+use imss_upgrade::steps::register_rollback::RollbackManifest;
 use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
 use imss_upgrade::upgrade::{self, Recovery};
 
@@ -153,6 +154,13 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
             assert_eq!(
                 upgrade::recover(&ctx).await.unwrap(),
                 Recovery::AlreadySettled(RunState::Completed)
+            );
+            let registered =
+                RollbackManifest::load(&server.root().resolve(BACKUP_DIR).unwrap()).unwrap();
+            assert_eq!(
+                (registered.from.build, registered.to.build),
+                (1808, 1195),
+                "{point}: the rollback manifest names the releases"
             );
             upgrade::roll_back_completed(&ctx)
                 .await

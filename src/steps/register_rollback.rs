@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::snapshot::{MOVED_DATA_DIR, SNAPSHOT_PATHS};
-use crate::config::ProductInfo;
+use crate::config_export;
 use crate::constants::{
-    BACKUP_DIR, PG71_DATA_DIR, SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD, TARGET_VERSION,
+    BACKUP_DIR, CONFIG_EXPORT_FILE, PG71_DATA_DIR, SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD,
+    TARGET_VERSION,
 };
 use crate::context::Context;
 use crate::fsutil::atomic_write;
@@ -106,9 +107,12 @@ fn snapshot_manifest_sha256(backup_dir: &Path) -> Result<String> {
     )?)))
 }
 
-/// Writes the rollback manifest, after checking the snapshot it names.
-pub async fn run(ctx: &Context, journal: &mut StepJournal, from: &ProductInfo) -> Result<()> {
+/// Writes the rollback manifest, after checking the snapshot it names. The
+/// 7.1 build comes from the configuration export in the backup: by now
+/// `imss.ini` is 9.1's (and a recovery may run this step after a crash).
+pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     let backup = ctx.root.resolve(BACKUP_DIR)?;
+    let from = config_export::read(&backup.join(CONFIG_EXPORT_FILE))?.exported_from;
     let path = backup.join(ROLLBACK_MANIFEST_FILE);
     journal.note_undo(Step::RegisterRollback, |undo| {
         undo.created = vec![Path::new(BACKUP_DIR).join(ROLLBACK_MANIFEST_FILE)];
