@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use imss_fixture::harness::{FixtureServer, fixture_exe};
-use imss_upgrade::cmd::Cmd;
-use imss_upgrade::config::{DbSettings, ProductInfo};
-use imss_upgrade::ini::IniFile;
-use imss_upgrade::pg;
+use imss_upgrade::files::imss_ini::ProductInfo;
+use imss_upgrade::files::ini::IniFile;
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::support::cmd::Cmd;
+use imss_upgrade::system::pg;
 
 async fn count(settings: &DbSettings, table: &str) -> i64 {
     let client = pg::connect(settings).await.unwrap();

@@ -2,7 +2,7 @@
 //! unprivileged user and leave nothing behind, panics included.
 
 use imss_fixture::harness::{PgVersion, TestServer, processes_mentioning};
-use imss_upgrade::pg;
+use imss_upgrade::system::pg;
 
 async fn server_version(server: &TestServer) -> String {
     let client = pg::connect(&server.settings("postgres")).await.unwrap();
@@ -81,7 +81,9 @@ fn a_missing_postgres_10_says_how_to_install_it() {
         assert!(err.contains("/nonexistent/bin/initdb"), "{err}");
         return;
     }
-    let status = std::process::Command::new(exe)
+    // The child's output is captured: its own "test result" line would
+    // otherwise be counted with this binary's.
+    let child = std::process::Command::new(exe)
         .args([
             "--exact",
             "a_missing_postgres_10_says_how_to_install_it",
@@ -89,7 +91,16 @@ fn a_missing_postgres_10_says_how_to_install_it() {
         ])
         .env("IMSS_HARNESS_CHILD", "1")
         .env("IMSS_PG10_BIN", "/nonexistent/bin")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        child.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&child.stdout).contains("1 passed"),
+        "the child ran no test"
+    );
 }

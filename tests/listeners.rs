@@ -4,8 +4,8 @@
 //! it.
 
 use imss_fixture::named::{NamedServer, processes_using};
-use imss_upgrade::constants::{DNS_PORT, RNDC_PORT};
-use imss_upgrade::listeners::{Protocol, listeners_on, port_is_free};
+use imss_upgrade::support::constants::{DNS_PORT, RNDC_PORT};
+use imss_upgrade::system::listeners::{Protocol, listeners_on, port_is_free};
 
 #[test]
 fn a_real_named_on_port_53_is_found_with_its_process_and_gone_after_drop() {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use imss_fixture::harness::FixtureServer;
 use imss_fixture::named::NamedServer;
-use imss_upgrade::cmd::Cmd;
-use imss_upgrade::ini::IniFile;
+use imss_upgrade::files::ini::IniFile;
+use imss_upgrade::support::cmd::Cmd;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -128,7 +128,15 @@ fn a_healthy_server_with_a_percent_password_is_ready() {
             .contains("tb_policy_event"),
         "{summary}"
     );
-    assert_eq!(outcome.report["database"]["password"], "*".repeat(14));
+    // A mask of one width for every password: it tells nothing of the length.
+    assert_eq!(
+        outcome.report["database"]["password"],
+        imss_upgrade::support::secret::MASK
+    );
+    assert_ne!(
+        imss_upgrade::support::secret::MASK.len(),
+        "p%(ss)s%;#w=rd".len()
+    );
     assert!(
         !outcome.text.contains("p%(ss)s"),
         "the password must never be shown"
@@ -208,7 +216,7 @@ fn a_wrong_password_is_an_inhibitor() {
     let odbc = server.root_dir().join("opt/trend/imss/config/odbc.ini");
     let mut ini = IniFile::load(&odbc).unwrap();
     ini.set("IMSS", "Password", "not-the-password").unwrap();
-    ini.save(&odbc, 0o640).unwrap();
+    ini.save(&odbc, 0o640, None).unwrap();
     let outcome = preflight(&server);
     assert_eq!(outcome.code, 2, "{}", outcome.text);
     outcome.assert_finding(

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use imss_fixture::tree::write_program_tree;
-use imss_upgrade::root::Root;
 use imss_upgrade::snapshot::{
     self, ArchiveFormat, BackupMismatch, Compression, Entry, EntryKind, MANIFEST_FILE, Manifest,
 };
+use imss_upgrade::support::root::Root;
 
 const PROGRAM: &str = "/opt/trend/imss";
 const SYSTEM_FILE: &str = "/etc/imss-upgrade.conf";

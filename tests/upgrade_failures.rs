@@ -7,19 +7,21 @@
 //! Fail points are process-wide: every test holds a `FailScenario`, which
 //! runs them one at a time.
 
+use imss_fixture::harness::flow;
 use imss_fixture::harness::{FixtureServer, Payload};
-use imss_upgrade::config::{DbSettings, ProductInfo};
-use imss_upgrade::constants::BACKUP_DIR;
-use imss_upgrade::pg;
-use imss_upgrade::snapshot;
-use imss_upgrade::step_journal::{RunState, StepJournal};
-use imss_upgrade::steps::register_rollback::RollbackManifest;
-use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
-use imss_upgrade::upgrade::{self, Recovery};
+use imss_upgrade::files::imss_ini::ProductInfo;
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::flow::health;
+use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::recover::Recovery;
+use imss_upgrade::flow::rollback_manifest::RollbackManifest;
+use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::system::pg;
 
 /// The 7.1 server's state that a rollback must give back.
 struct Before {
-    tree: Vec<snapshot::Entry>,
+    tree: String,
     dump: String,
 }
 
@@ -34,7 +36,7 @@ fn built_server() -> (FixtureServer, Payload, Before) {
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let before = Before {
-        tree: snapshot::scan(&server.root(), SNAPSHOT_PATHS).unwrap(),
+        tree: server.tree_state("/opt/trend/imss").unwrap(),
         dump: server.dump_all().unwrap(),
     };
     (server, payload, before)
@@ -52,8 +54,8 @@ fn assert_back_on_71(server: &FixtureServer, payload: &Payload, before: &Before)
     let ctx = payload.context(server).unwrap();
     let root = server.root();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
-    steps::check_scanner_accepting(&ctx).expect("7.1 takes mail after the rollback");
-    let tree = snapshot::scan(&root, SNAPSHOT_PATHS).unwrap();
+    health::check_accepting(&ctx).expect("7.1 takes mail after the rollback");
+    let tree = server.tree_state("/opt/trend/imss").unwrap();
     assert!(
         tree == before.tree,
         "the 7.1 program tree differs from before the upgrade"
@@ -77,7 +79,7 @@ async fn failure_at(point: &str) {
     let scenario = fail::FailScenario::setup();
     let (server, payload, before) = built_server();
     fail::cfg(point, "return").unwrap();
-    let err = upgrade::run(&payload.context(&server).unwrap())
+    let err = flow::upgrade(&payload.context(&server).unwrap())
         .await
         .expect_err("the injected failure must fail the upgrade");
     scenario.teardown();
@@ -112,14 +114,14 @@ async fn interrupted_at(server: &FixtureServer, payload: &Payload, point: &str) 
     fail::cfg(point, "panic").unwrap();
     let ctx = payload.context(server).unwrap();
     let run = tokio::spawn(async move {
-        upgrade::run(&ctx)
+        flow::upgrade(&ctx)
             .await
             .map(|outcome| format!("{outcome:?}"))
     });
     let died = run.await.expect_err("the run must die at the fail point");
     assert!(died.is_panic(), "{point}: {died}");
     fail::remove(point);
-    upgrade::recover(&payload.context(server).unwrap())
+    flow::recover(&payload.context(server).unwrap())
         .await
         .unwrap_or_else(|err| panic!("recover after {point}: {err:#}"))
 }
@@ -133,18 +135,18 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
     let scenario = fail::FailScenario::setup();
     let (server, payload, before) = built_server();
     let ctx = payload.context(&server).unwrap();
-    let switch_done_from = imss_upgrade::failpoints::POINTS
+    let switch_done_from = imss_upgrade::flow::failpoints::POINTS
         .iter()
         .position(|p| *p == "before-register-rollback")
         .unwrap();
-    for (index, point) in imss_upgrade::failpoints::POINTS.iter().enumerate() {
+    for (index, point) in imss_upgrade::flow::failpoints::POINTS.iter().enumerate() {
         let recovery = interrupted_at(&server, &payload, point).await;
         if index < switch_done_from {
             assert_eq!(recovery, Recovery::RolledBack, "{point}");
         } else {
             assert_eq!(recovery, Recovery::Finished, "{point}");
             assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-            if let Err(err) = steps::send_health_mail(&ctx, "after-recover") {
+            if let Err(err) = health::send_test_mail(&ctx, "after-recover") {
                 panic!(
                     "9.1 does not take mail after recovering from {point}: {err:#}\n\
                      the scanner's log ends:\n{}",
@@ -152,7 +154,7 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
                 );
             }
             assert_eq!(
-                upgrade::recover(&ctx).await.unwrap(),
+                flow::recover(&ctx).await.unwrap(),
                 Recovery::AlreadySettled(RunState::Completed)
             );
             let registered =
@@ -162,7 +164,7 @@ async fn recover_settles_a_run_interrupted_at_every_fail_point() {
                 (1808, 1195),
                 "{point}: the rollback manifest names the releases"
             );
-            upgrade::roll_back_completed(&ctx)
+            flow::roll_back(&ctx)
                 .await
                 .unwrap_or_else(|err| panic!("imss-rollback after {point}: {err:#}"));
         }
@@ -217,14 +219,14 @@ async fn a_policy_event_committed_while_the_presync_waits_reaches_91() {
         }
     })
     .unwrap();
-    let outcome = upgrade::run(&payload.context(&server).unwrap()).await;
+    let outcome = flow::upgrade(&payload.context(&server).unwrap()).await;
     scenario.teardown();
     open_transaction.join().unwrap();
     assert!(
         waited.load(std::sync::atomic::Ordering::SeqCst),
         "the presync did not wait for the open transaction"
     );
-    let Ok(upgrade::Outcome::Upgraded(report)) = outcome else {
+    let Ok(Outcome::Upgraded(report)) = outcome else {
         panic!("the upgrade did not complete: {outcome:?}");
     };
     let client_91 = pg::connect(&DbSettings::load(&server.root()).unwrap())

@@ -6,15 +6,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use imss_fixture::harness::flow;
 use imss_fixture::harness::{FixtureServer, Payload};
 use imss_fixture::traffic::{self, TrafficOptions};
-use imss_upgrade::config::{DbSettings, ProductInfo};
-use imss_upgrade::constants::BACKUP_DIR;
-use imss_upgrade::pg;
+use imss_upgrade::files::imss_ini::ProductInfo;
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::flow::health;
+use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::run::Outcome;
 use imss_upgrade::snapshot;
-use imss_upgrade::step_journal::{RunState, StepJournal};
-use imss_upgrade::steps::{self, snapshot::SNAPSHOT_PATHS};
-use imss_upgrade::upgrade::{self, Outcome};
+use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::system::pg;
 
 /// What 9.1 must show of 7.1's configuration, read as sorted text rows.
 async fn configuration(settings: &DbSettings, queries: &[&str]) -> Vec<Vec<String>> {
@@ -61,14 +63,23 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         duration: Duration::from_secs(600),
         accepted_log: Some(accepted_log.path().to_path_buf()),
     };
+    // The sender runs on a thread and runtime of its own: whatever the
+    // upgrade's steps do to this one, mail keeps being sent on schedule,
+    // through the outage too.
     let (stop_traffic, stop) = tokio::sync::watch::channel(false);
-    let traffic = tokio::spawn(async move { traffic::run_until(&options, stop).await });
+    let traffic = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(traffic::run_until(&options, stop))
+    });
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let outcome = upgrade::run(&ctx).await.expect("the upgrade succeeds");
+    let outcome = flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_traffic.send(true).unwrap();
-    let traffic = traffic.await.unwrap().unwrap();
+    let traffic = traffic.join().unwrap().unwrap();
     let Outcome::Upgraded(report) = outcome else {
         panic!("the upgrade was inhibited: {outcome:?}")
     };
@@ -79,7 +90,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     let settings_91 = DbSettings::load(&root).unwrap();
     assert_eq!(settings_91.password.expose(), settings_71.password.expose());
     assert_eq!(settings_91.port, settings_71.port);
-    let probe = steps::send_health_mail(&ctx, "after").unwrap();
+    let probe = health::send_test_mail(&ctx, "after").unwrap();
     let client = pg::connect(&settings_91).await.unwrap();
     let version: String = client
         .query_one("SHOW server_version", &[])
@@ -102,6 +113,18 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         .collect();
     assert_eq!(accepted.len() as u64, traffic.accepted);
     assert!(traffic.accepted > 20, "{traffic:?}");
+    // Mail was offered during the outage too, and turned away there (not
+    // held back and sent in a burst afterwards): the switch was tested
+    // under traffic.
+    assert!(
+        traffic.refused + traffic.failed > 0,
+        "no mail met the outage: {traffic:?}"
+    );
+    assert_eq!(
+        traffic.sent,
+        traffic.accepted + traffic.refused + traffic.failed,
+        "{traffic:?}"
+    );
     let in_91: BTreeSet<String> = client
         .query(
             "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
@@ -150,16 +173,16 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let root = server.root();
-    let tree_before = snapshot::scan(&root, SNAPSHOT_PATHS).unwrap();
+    let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let dump_before = server.dump_all().unwrap();
 
     let ctx = payload.context(&server).unwrap();
-    let outcome = upgrade::run(&ctx).await.unwrap();
+    let outcome = flow::upgrade(&ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
 
     // The background unit compresses the snapshot; rollback reads the xz.
-    imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+    imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-upgrade"))
         .args(["compress-snapshot", "--preset", "0", "--root"])
         .arg(root.dir())
         .run()
@@ -167,7 +190,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     let backup = root.resolve(BACKUP_DIR).unwrap();
     assert!(backup.join("snapshot.tar.xz").is_file() && !backup.join("snapshot.tar").exists());
 
-    let rollback = imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+    let rollback = imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
         .arg("--root")
         .arg(root.dir())
         .arg("--payload")
@@ -179,8 +202,8 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     assert!(rollback.contains("rolled back"), "{rollback}");
 
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
-    steps::check_scanner_accepting(&ctx).unwrap();
-    assert!(snapshot::scan(&root, SNAPSHOT_PATHS).unwrap() == tree_before);
+    health::check_accepting(&ctx).unwrap();
+    assert!(server.tree_state("/opt/trend/imss").unwrap() == tree_before);
     assert!(server.dump_all().unwrap() == dump_before);
     let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
         .unwrap()
@@ -188,7 +211,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     assert_eq!(journal.state, RunState::RolledBack);
 
     // A second rollback has nothing to do, and says so.
-    let again = imss_upgrade::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+    let again = imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
         .arg("--root")
         .arg(root.dir())
         .run()
@@ -206,7 +229,7 @@ async fn a_tampered_snapshot_is_refused_by_imss_rollback_and_9_1_keeps_running()
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let ctx = payload.context(&server).unwrap();
-    upgrade::run(&ctx).await.unwrap();
+    flow::upgrade(&ctx).await.unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
     let manifest_path = backup.join("snapshot-manifest.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();
@@ -214,8 +237,8 @@ async fn a_tampered_snapshot_is_refused_by_imss_rollback_and_9_1_keeps_running()
     assert_ne!(text, tampered, "the manifest lists a 0755 entry");
     std::fs::write(&manifest_path, tampered).unwrap();
 
-    let err = upgrade::roll_back_completed(&ctx).await.unwrap_err();
+    let err = flow::roll_back(&ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-    steps::send_health_mail(&ctx, "after-refusal").unwrap();
+    health::send_test_mail(&ctx, "after-refusal").unwrap();
 }

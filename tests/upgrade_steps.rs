@@ -3,11 +3,19 @@
 //! databases, and undo puts them back.
 
 use imss_fixture::harness::FixtureServer;
-use imss_upgrade::config::DbSettings;
-use imss_upgrade::context::Context;
-use imss_upgrade::pg;
-use imss_upgrade::step_journal::{Step, StepJournal};
-use imss_upgrade::steps::{self, quiesce};
+use imss_fixture::oracle::device_and_inode;
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::flow::context::Context;
+use imss_upgrade::flow::health;
+use imss_upgrade::flow::journal::{RollbackCause, Step, StepJournal};
+use imss_upgrade::flow::layout::{self, SNAPSHOT_PATHS};
+use imss_upgrade::flow::rollback::undo_step;
+use imss_upgrade::flow::steps::quiesce;
+use imss_upgrade::system::pg;
+
+fn failed() -> RollbackCause {
+    RollbackCause::StepFailed("test".into())
+}
 
 /// Marks the presync done without running it, for a test of a later step
 /// that does not need the 9.1 cluster it makes.
@@ -27,24 +35,24 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
     let ctx = Context::new(server.root());
     let backup = tempfile::tempdir().unwrap();
     let mut journal = StepJournal::create(backup.path()).unwrap();
-    steps::send_health_mail(&ctx, "before").unwrap();
+    health::send_test_mail(&ctx, "before").unwrap();
 
     skip_presync(&mut journal);
     journal.begin(Step::Quiesce).unwrap();
     quiesce::run(&ctx, &mut journal).await.unwrap();
     journal.finish(Step::Quiesce).unwrap();
     assert!(!smtp_answers(server.smtp_port), "the scanner must be down");
-    assert!(!steps::source_cluster(&ctx).unwrap().is_running().unwrap());
-    let probe = steps::check_scanner_accepting(&ctx).unwrap_err();
+    assert!(!layout::source_71(&ctx).unwrap().is_running().unwrap());
+    let probe = health::check_accepting(&ctx).unwrap_err();
     assert!(
         format!("{probe:#}").contains("does not accept mail"),
         "{probe:#}"
     );
 
-    journal.begin_rollback("test").unwrap();
+    journal.begin_rollback(failed()).unwrap();
     let record = journal.record(Step::Quiesce).unwrap().clone();
     journal.begin_undo(Step::Quiesce).unwrap();
-    quiesce::undo(&ctx, &record).await.unwrap();
+    undo_step(&ctx, &record).await.unwrap();
     journal.finish_undo(Step::Quiesce).unwrap();
     assert!(smtp_answers(server.smtp_port));
     let client = pg::connect(&DbSettings::load(&server.root()).unwrap())
@@ -64,17 +72,29 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
     );
 }
 
+/// How the snapshot must have moved the 7.1 data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// One file system: the same directory (device and inode), renamed.
+    Rename,
+    /// Across file systems: a copy on the backup's device, the original gone.
+    Copy,
+}
+
 /// Runs the snapshot step on a built (stopped) server, checks what it did,
-/// undoes it, and checks the 7.1 database is back and whole.
-async fn snapshot_and_undo(server: &FixtureServer) {
-    use imss_upgrade::constants::BACKUP_DIR;
-    use imss_upgrade::steps::snapshot::{self as snapshot_step, SNAPSHOT_PATHS};
+/// undoes it, and checks the 7.1 database is back and whole. The trees are
+/// compared by `find` and `sha256sum` (the oracle), not by the snapshot's
+/// own walk.
+async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
+    use imss_upgrade::flow::steps::snapshot as snapshot_step;
+    use imss_upgrade::support::constants::BACKUP_DIR;
     let ctx = Context::new(server.root());
     let root = server.root();
     let backup = root.resolve(BACKUP_DIR).unwrap();
     std::fs::create_dir_all(&backup).unwrap();
     let data_dir = root.resolve("/var/imss/pgdata").unwrap();
-    let before = imss_upgrade::snapshot::scan(&root, &["/var/imss/pgdata"]).unwrap();
+    let before = server.tree_state("/var/imss/pgdata").unwrap();
+    let original = device_and_inode(&data_dir).unwrap();
     let mut journal = StepJournal::create(&backup).unwrap();
     skip_presync(&mut journal);
     for step in [Step::Quiesce, Step::Snapshot] {
@@ -89,23 +109,42 @@ async fn snapshot_and_undo(server: &FixtureServer) {
         "the 7.1 data directory should have moved"
     );
     assert!(backup.join("pgdata-71/PG_VERSION").is_file());
+    let moved = device_and_inode(&backup.join("pgdata-71")).unwrap();
+    match expected {
+        Move::Rename => assert_eq!(moved, original, "a rename keeps device and inode"),
+        Move::Copy => {
+            assert_ne!(moved.0, original.0, "the copy is on the backup's device");
+            assert_eq!(
+                device_and_inode(&backup).unwrap().0,
+                moved.0,
+                "the copy is on the backup's device"
+            );
+        }
+    }
+    assert_eq!(
+        imss_fixture::oracle::tree_state(&backup.join("pgdata-71")).unwrap(),
+        before,
+        "the moved 7.1 data directory differs from the original"
+    );
     let manifest = imss_upgrade::snapshot::verify(&backup).unwrap();
     assert_eq!(
         manifest.entries,
         imss_upgrade::snapshot::scan(&root, SNAPSHOT_PATHS).unwrap()
     );
 
-    journal.begin_rollback("test").unwrap();
+    journal.begin_rollback(failed()).unwrap();
     let record = journal.record(Step::Snapshot).unwrap().clone();
     journal.begin_undo(Step::Snapshot).unwrap();
-    snapshot_step::undo(&ctx, &record).await.unwrap();
+    undo_step(&ctx, &record).await.unwrap();
     // Undo again, as after an interruption: nothing left to do, no error.
-    snapshot_step::undo(&ctx, &record).await.unwrap();
+    undo_step(&ctx, &record).await.unwrap();
     journal.finish_undo(Step::Snapshot).unwrap();
-    assert_eq!(
-        imss_upgrade::snapshot::scan(&root, &["/var/imss/pgdata"]).unwrap(),
-        before
-    );
+    assert_eq!(server.tree_state("/var/imss/pgdata").unwrap(), before);
+    let back = device_and_inode(&data_dir).unwrap();
+    match expected {
+        Move::Rename => assert_eq!(back, original, "moved back by a rename"),
+        Move::Copy => assert_eq!(back.0, original.0, "copied back to its own device"),
+    }
     server.start().unwrap();
     let client = pg::connect(&DbSettings::load(&root).unwrap())
         .await
@@ -121,7 +160,7 @@ async fn snapshot_and_undo(server: &FixtureServer) {
 #[tokio::test]
 async fn snapshot_moves_the_71_database_by_rename_and_undo_moves_it_back() {
     let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
-    snapshot_and_undo(&server).await;
+    snapshot_and_undo(&server, Move::Rename).await;
 }
 
 #[tokio::test]
@@ -129,7 +168,7 @@ async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
     let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
     let backup = server.root_dir().join("var/imss/imss_backup_71_to_91");
     std::fs::create_dir_all(&backup).unwrap();
-    imss_upgrade::cmd::Cmd::new("mount")
+    imss_upgrade::support::cmd::Cmd::new("mount")
         .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
         .arg(&backup)
         .run()
@@ -137,21 +176,21 @@ async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = imss_upgrade::cmd::Cmd::new("umount")
+            let _ = imss_upgrade::support::cmd::Cmd::new("umount")
                 .arg("-l")
                 .arg(&self.0)
                 .run();
         }
     }
     let _unmount = Unmount(backup);
-    snapshot_and_undo(&server).await;
+    snapshot_and_undo(&server, Move::Copy).await;
     server.stop().unwrap();
 }
 
 #[tokio::test]
 async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_undo_removes_it() {
-    use imss_upgrade::constants::BACKUP_DIR;
-    use imss_upgrade::steps::{migrate, presync, snapshot as snapshot_step};
+    use imss_upgrade::flow::steps::{migrate, presync, snapshot as snapshot_step};
+    use imss_upgrade::support::constants::BACKUP_DIR;
     let server =
         FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
     server.start().unwrap();
@@ -170,7 +209,7 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
         .get(0);
     drop(client);
     let dump_before = server.dump_all().unwrap();
-    let tree_before = imss_upgrade::snapshot::scan(&root, snapshot_step::SNAPSHOT_PATHS).unwrap();
+    let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let backup = root.resolve(BACKUP_DIR).unwrap();
     std::fs::create_dir_all(&backup).unwrap();
     let mut journal = StepJournal::create(&backup).unwrap();
@@ -204,7 +243,7 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
         0o600
     );
     // The 9.1 cluster runs, and answers where 7.1 did, with the same password.
-    assert!(migrate::target_cluster(&ctx).unwrap().is_running().unwrap());
+    assert!(layout::target_91(&ctx).unwrap().is_running().unwrap());
     let new = pg::connect(&settings).await.unwrap();
     let version: String = new
         .query_one("SHOW server_version", &[])
@@ -220,16 +259,11 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
     assert_eq!(migrated, report.window.policy_events as i64);
     drop(new);
 
-    journal.begin_rollback("test").unwrap();
+    journal.begin_rollback(failed()).unwrap();
     for record in journal.steps_to_undo() {
         journal.begin_undo(record.step).unwrap();
-        match record.step {
-            Step::Migrate => migrate::undo(&ctx, &record).await.unwrap(),
-            Step::Snapshot => snapshot_step::undo(&ctx, &record).await.unwrap(),
-            Step::Quiesce => quiesce::undo(&ctx, &record).await.unwrap(),
-            Step::Presync => presync::undo(&ctx, &record).await.unwrap(),
-            other => panic!("{other} was not run"),
-        }
+        assert!(record.step <= Step::Migrate, "{} was not run", record.step);
+        undo_step(&ctx, &record).await.unwrap();
         journal.finish_undo(record.step).unwrap();
     }
     let old = pg::connect(&settings).await.unwrap();
@@ -248,7 +282,7 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
         "pg_dumpall of 7.1 differs after the rollback"
     );
     assert_eq!(
-        imss_upgrade::snapshot::scan(&root, snapshot_step::SNAPSHOT_PATHS).unwrap(),
+        server.tree_state("/opt/trend/imss").unwrap(),
         tree_before,
         "the program tree differs after the rollback"
     );

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use imss_upgrade::cli::PayloadArgs;
-use imss_upgrade::{cli, exit, logging, root::Root, upgrade};
+use imss_upgrade::cli::{self, PayloadArgs, upgrade};
+use imss_upgrade::support::exit;
+use imss_upgrade::support::logging::StderrLevel;
 
 /// Revert an upgraded server to IMSS 7.1 from the backup the upgrade kept
 /// in /var/imss/imss_backup_71_to_91, until the upgrade is finalized: 9.1
@@ -25,21 +26,15 @@ struct Cli {
     verbose: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli: Cli = cli::parse();
-    cli::finish(run(cli).await)
-}
-
-async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let root = Root::new(&cli.root)?;
-    logging::init(logging::LogOptions {
-        identifier: "imss-rollback",
-        install_log: Some(&root),
-        verbose: cli.verbose,
-        quiet: false,
-    })?;
-    upgrade::roll_back_completed(&cli.payload.context(root)).await?;
-    println!("rolled back: IMSS 7.1 runs and takes mail again");
-    Ok(exit::OK)
+    let stderr = if cli.verbose {
+        StderrLevel::Debug
+    } else {
+        StderrLevel::Warnings
+    };
+    cli::execute("imss-rollback", stderr, || async move {
+        let root = cli::open_root(&cli.root, true)?;
+        upgrade::roll_back(&cli.payload.context(root)).await
+    })
 }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use imss_upgrade::cli::PayloadArgs;
-use imss_upgrade::context::Context;
-use imss_upgrade::{cli, config_commands, exit, logging, preflight, root::Root, status, upgrade};
+use imss_upgrade::cli::{self, PayloadArgs, config, status, upgrade};
+use imss_upgrade::flow::context::Context;
+use imss_upgrade::support::exit;
+use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
 
 /// Upgrade InterScan Messaging Security Suite 7.1 to 9.1 in place, with
 /// automatic rollback.
@@ -91,71 +92,31 @@ enum ConfigCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli: Cli = cli::parse();
-    cli::finish(run(cli).await)
+    let stderr = match &cli.command {
+        _ if cli.verbose => StderrLevel::Debug,
+        // The report is the output; stderr carries only errors.
+        Command::Preflight { .. } => StderrLevel::Errors,
+        // Step lines for people; the details go to the journal and the log.
+        Command::Run { .. } | Command::Recover { .. } => StderrLevel::Warnings,
+        _ => StderrLevel::Info,
+    };
+    cli::execute(SYSLOG_IDENTIFIER, stderr, || run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let root = Root::new(&cli.root)?;
     let changes_server = matches!(cli.command, Command::Run { .. } | Command::Recover { .. });
-    logging::init(logging::LogOptions {
-        identifier: logging::SYSLOG_IDENTIFIER,
-        install_log: changes_server.then_some(&root),
-        verbose: cli.verbose,
-        // Preflight's report is its output; stderr carries only errors.
-        quiet: matches!(cli.command, Command::Preflight { .. }),
-    })?;
+    let root = cli::open_root(&cli.root, changes_server)?;
     match cli.command {
         Command::Status { json } => status::run(&root, json).await,
-        Command::Preflight { json } => run_preflight(&Context::new(root), json).await,
-        Command::Run { payload, json } => run_upgrade(&payload.context(root), json).await,
-        Command::Recover { payload } => {
-            let recovery = upgrade::recover(&payload.context(root)).await?;
-            println!("{}", recovery.describe());
-            Ok(exit::OK)
-        }
+        Command::Preflight { json } => upgrade::preflight(&Context::new(root), json).await,
+        Command::Run { payload, json } => upgrade::run(&payload.context(root), json).await,
+        Command::Recover { payload } => upgrade::recover(&payload.context(root)).await,
         Command::CompressSnapshot { preset, threads } => {
-            let size = upgrade::compress_snapshot(&Context::new(root), preset, threads)?;
-            println!("snapshot compressed: {size} bytes");
-            Ok(exit::OK)
+            upgrade::compress_snapshot(&Context::new(root), preset, threads).await
         }
-        Command::Config(ConfigCommand::Export { file }) => {
-            config_commands::export(&root, &file).await?;
-            Ok(exit::OK)
-        }
-        Command::Config(ConfigCommand::Import { file }) => {
-            config_commands::import(&root, &file).await?;
-            Ok(exit::OK)
-        }
+        Command::Config(ConfigCommand::Export { file }) => config::export(&root, &file).await,
+        Command::Config(ConfigCommand::Import { file }) => config::import(&root, &file).await,
     }
-}
-
-async fn run_preflight(ctx: &Context, json: bool) -> anyhow::Result<u8> {
-    let report = preflight::run(ctx).await?;
-    preflight::save(ctx, &report)?;
-    print_preflight(&report, json)?;
-    Ok(report.exit_code())
-}
-
-fn print_preflight(report: &preflight::Report, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        print!("{}", report.to_text());
-    }
-    Ok(())
-}
-
-async fn run_upgrade(ctx: &Context, json: bool) -> anyhow::Result<u8> {
-    let outcome = upgrade::run(ctx).await?;
-    match &outcome {
-        upgrade::Outcome::Inhibited(report) => print_preflight(report, json)?,
-        upgrade::Outcome::Upgraded(report) if json => {
-            println!("{}", serde_json::to_string_pretty(report)?)
-        }
-        upgrade::Outcome::Upgraded(report) => print!("{}", report.to_text()),
-    }
-    Ok(outcome.exit_code())
 }

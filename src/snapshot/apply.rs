@@ -28,7 +28,7 @@ use serde::Serialize;
 use super::archive::{IO_BUFFER, Source, member_name};
 use super::manifest::{Entry, EntryKind, Manifest, Meta, SnapshotPath, is_below};
 use super::walk::Progress;
-use crate::root::Root;
+use crate::support::root::Root;
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

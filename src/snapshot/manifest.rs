@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::BackupMismatch;
-use crate::fsutil::atomic_write;
+use crate::support::fsutil::atomic_write;
 
 /// The manifest's file name inside the backup directory.
 pub const MANIFEST_FILE: &str = "snapshot-manifest.json";

@@ -18,8 +18,8 @@ use nix::fcntl::OFlag;
 
 use super::archive::{Hash, copy_hashed};
 use super::manifest::{Entry, EntryKind, Meta, SnapshotPath, check_path_syntax, is_at_or_below};
-use crate::logging::events;
-use crate::root::Root;
+use crate::support::logging::events;
+use crate::support::root::Root;
 
 /// How often long walks log their progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);

@@ -1,0 +1,76 @@
+//! The commands that run the flow: `preflight`, `run`, `recover`,
+//! `imss-rollback` and `compress-snapshot`. Each prints for people (or
+//! JSON for automation) and returns the documented exit code.
+
+use anyhow::Result;
+
+use crate::flow::context::Context;
+use crate::flow::preflight::{self, Report};
+use crate::flow::run::Outcome;
+use crate::flow::{compress, recover, rollback, run};
+use crate::support::exit;
+use crate::support::step_lines::StepLines;
+
+/// `imss-upgrade preflight`: the report on stdout, saved under the root.
+pub async fn preflight(ctx: &Context, json: bool) -> Result<u8> {
+    let report = preflight::run(ctx).await?;
+    preflight::save(ctx, &report)?;
+    print_preflight(&report, json)?;
+    Ok(report.exit_code())
+}
+
+fn print_preflight(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// `imss-upgrade run`: step lines on stderr; on stdout the preflight report
+/// once, then the upgrade report (with `--json`, one JSON document: the
+/// upgrade report, or the preflight report when it inhibited).
+pub async fn run(ctx: &Context, json: bool) -> Result<u8> {
+    let lines = StepLines::stderr();
+    let outcome = run::run(ctx, &lines, |report| {
+        if json {
+            Ok(())
+        } else {
+            print_preflight(report, false)
+        }
+    })
+    .await?;
+    match &outcome {
+        Outcome::Inhibited(report) if json => print_preflight(report, true)?,
+        Outcome::Inhibited(_) => {}
+        Outcome::Upgraded(report) if json => {
+            println!("{}", serde_json::to_string_pretty(report)?)
+        }
+        Outcome::Upgraded(report) => print!("\n{}", report.to_text()),
+    }
+    Ok(outcome.exit_code())
+}
+
+/// `imss-upgrade recover`.
+pub async fn recover(ctx: &Context) -> Result<u8> {
+    let recovery = recover::recover(ctx, &StepLines::stderr()).await?;
+    println!("{}", recovery.describe());
+    Ok(exit::OK)
+}
+
+/// `imss-rollback`.
+pub async fn roll_back(ctx: &Context) -> Result<u8> {
+    rollback::roll_back_completed(ctx, &StepLines::stderr()).await?;
+    println!("rolled back: IMSS 7.1 runs and takes mail again");
+    Ok(exit::OK)
+}
+
+/// `imss-upgrade compress-snapshot`.
+pub async fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u8> {
+    let size = ctx
+        .unblock(move |ctx| compress::compress_snapshot(ctx, preset, threads))
+        .await?;
+    println!("snapshot compressed: {size} bytes");
+    Ok(exit::OK)
+}

@@ -1,0 +1,6 @@
+//! The product's own files: `odbc.ini` and `imss.ini`, read and rewritten
+//! verbatim. May use [`crate::support`] only.
+
+pub mod imss_ini;
+pub mod ini;
+pub mod odbc_ini;

@@ -1,0 +1,25 @@
+//! After a completed upgrade: the snapshot's plain tar, which the downtime
+//! wrote because xz is too slow for it, rewritten as xz off the critical
+//! path (`imss-upgrade compress-snapshot`). Rollback reads either form.
+
+use anyhow::{Result, bail};
+
+use super::context::Context;
+use super::journal::{RunState, StepJournal};
+use super::layout;
+
+/// Rewrites the completed upgrade's snapshot as xz `preset` on `threads`
+/// threads; safe to interrupt and run again. Returns the archive's size in
+/// bytes.
+pub fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u64> {
+    let backup = layout::backup_dir(ctx)?;
+    match StepJournal::load(&backup)?.map(|journal| journal.state) {
+        Some(RunState::Completed) => {}
+        _ => bail!(
+            "{} holds no completed upgrade: the snapshot is compressed once the upgrade is done",
+            backup.display()
+        ),
+    }
+    let manifest = crate::snapshot::recompress_with(&backup, preset, threads)?;
+    Ok(manifest.archive.size)
+}

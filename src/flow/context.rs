@@ -1,0 +1,105 @@
+//! What preflight and every step of the flow are handed: where the server
+//! is, the programs this run installs, and what the run reads once about
+//! the server (the admin database settings from `odbc.ini`, the service
+//! account).
+//!
+//! It lives in the flow, not in `support`: it carries the product's own
+//! settings (`files`), which the plumbing below may not know.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::Result;
+
+use crate::files::odbc_ini::DbSettings;
+use crate::support::account::ServiceUser;
+use crate::support::constants::SERVICE_USER;
+use crate::support::root::Root;
+
+/// Where the upgrade package puts the 9.1 program tree it installs (its
+/// payload), when the caller names no other. Not under the root: the
+/// payload belongs to the running upgrade, not to the server it upgrades.
+pub const PAYLOAD_DIR: &str = "/usr/share/imss-upgrade/payload";
+
+/// Where the payload's bundled PostgreSQL 15 keeps its programs, inside it.
+pub const PAYLOAD_PG_BIN: &str = "PostgreSQL/bin";
+
+/// The context of one run.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The root the server is installed under.
+    pub root: Root,
+    /// The 9.1 program tree the switch lays down at `/opt/trend/imss`.
+    pub payload_dir: PathBuf,
+    /// The PostgreSQL 15 programs that create and run the 9.1 cluster.
+    pub target_pg_bin: PathBuf,
+    database: OnceLock<DbSettings>,
+    service_user: OnceLock<ServiceUser>,
+}
+
+impl Context {
+    /// A context for the server under `root`, with the package's payload.
+    pub fn new(root: Root) -> Self {
+        Self::with_payload(root, PAYLOAD_DIR)
+    }
+
+    /// A context for the server under `root` with the payload in `dir`.
+    pub fn with_payload(root: Root, dir: impl Into<PathBuf>) -> Self {
+        let payload_dir = dir.into();
+        Self {
+            root,
+            target_pg_bin: payload_dir.join(PAYLOAD_PG_BIN),
+            payload_dir,
+            database: OnceLock::new(),
+            service_user: OnceLock::new(),
+        }
+    }
+
+    /// The same, creating the 9.1 cluster with the programs in `bin_dir`.
+    pub fn with_target_pg(mut self, bin_dir: impl Into<PathBuf>) -> Self {
+        self.target_pg_bin = bin_dir.into();
+        self
+    }
+
+    /// The admin database settings, read from `odbc.ini` the first time
+    /// they are asked for and kept for the rest of the run. The switch
+    /// writes the same settings into 9.1's `odbc.ini` (and reads them back
+    /// before it swaps the tree in), so they hold on both sides of it.
+    pub fn database(&self) -> Result<&DbSettings> {
+        if let Some(settings) = self.database.get() {
+            return Ok(settings);
+        }
+        let settings = DbSettings::load(&self.root)?;
+        Ok(self.database.get_or_init(|| settings))
+    }
+
+    /// The `imss` account the services and the bundled PostgreSQL run as,
+    /// looked up once.
+    pub fn service_user(&self) -> Result<&ServiceUser> {
+        if let Some(user) = self.service_user.get() {
+            return Ok(user);
+        }
+        let user = ServiceUser::lookup(&self.root, SERVICE_USER)?;
+        Ok(self.service_user.get_or_init(|| user))
+    }
+}
+
+impl Context {
+    /// Runs `work` (programs, file trees: anything that blocks) on a thread
+    /// of its own, so that it does not stall the async runtime the
+    /// database connections and the caller's other tasks run on. A panic
+    /// in `work` (a fail point's, say) goes on as a panic here.
+    pub async fn unblock<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Context) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let ctx = self.clone();
+        match tokio::task::spawn_blocking(move || work(&ctx)).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(anyhow::anyhow!(
+                "a blocking task of the upgrade was cancelled: {err}"
+            )),
+        }
+    }
+}

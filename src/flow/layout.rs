@@ -1,0 +1,158 @@
+//! Where everything the upgrade makes or moves lives, and nowhere else: the
+//! four placements of a database cluster (pg_upgrade's `old_cluster` and
+//! `new_cluster`, with the stages in between), the staging directories of
+//! the program tree, and the files of the backup directory. Steps take
+//! their paths from here, so no step needs to know another.
+//!
+//! Paths are absolute paths inside the root; [`Root::resolve`] turns them
+//! into paths on this machine.
+//!
+//! | what | where |
+//! | --- | --- |
+//! | the 7.1 cluster, live | `/var/imss/pgdata`, on 7.1's address and port |
+//! | the 9.1 cluster, staged by presync | `/var/imss/pgdata-91.staged`, on a socket in the backup directory |
+//! | the 7.1 cluster, moved by snapshot | `<backup>/pgdata-71`, on a socket in the backup directory |
+//! | the 9.1 cluster, placed by migrate | `/var/imss/pgdata`, on 7.1's address and port |
+//! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
+//! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` |
+//! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
+//!
+//! [`Root::resolve`]: crate::support::root::Root::resolve
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use super::context::Context;
+use crate::support::constants::{
+    BACKUP_DIR, BUNDLED_PG_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, PROGRAM_DIR,
+    RUN_DIR, STEP_JOURNAL_FILE,
+};
+use crate::system::pg::{Cluster, PgInstall};
+
+/// What the snapshot archives: every path the switch replaces.
+pub const SNAPSHOT_PATHS: &[&str] = &[PROGRAM_DIR];
+
+/// Where the presync makes the 9.1 cluster ready, beside the 7.1 one.
+pub const STAGED_91_DATA_DIR: &str = "/var/imss/pgdata-91.staged";
+
+/// Where the snapshot moves the 7.1 data directory.
+pub const MOVED_71_DATA_DIR: &str = "/var/imss/imss_backup_71_to_91/pgdata-71";
+
+/// Where the 9.1 cluster ends up: where 7.1's was.
+pub const TARGET_91_DATA_DIR: &str = PG71_DATA_DIR;
+
+/// Where the switch puts the 9.1 program tree together before it is
+/// swapped in.
+pub const PROGRAM_STAGING_DIR: &str = "/opt/trend/imss.91-staging";
+
+/// Where the 7.1 program tree waits between the swap and its removal.
+pub const PROGRAM_REPLACED_DIR: &str = "/opt/trend/imss.71-replaced";
+
+/// The rollback manifest's file name in the backup directory.
+pub const ROLLBACK_MANIFEST_FILE: &str = "rollback-manifest.json";
+
+/// The rollback manifest, inside the root.
+pub const ROLLBACK_MANIFEST: &str = "/var/imss/imss_backup_71_to_91/rollback-manifest.json";
+
+/// Socket directories inside the backup directory: a cluster started there
+/// is reached by the upgrade alone, and collides with nothing on TCP.
+const BACKUP_SOCKETS_71: &str = "run";
+const BACKUP_SOCKETS_91: &str = "run-91";
+
+/// The backup directory as a path on this machine.
+pub fn backup_dir(ctx: &Context) -> Result<PathBuf> {
+    Ok(ctx.root.resolve(BACKUP_DIR)?)
+}
+
+/// The step journal as a path on this machine.
+pub fn step_journal(ctx: &Context) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.join(STEP_JOURNAL_FILE))
+}
+
+/// `imsx_config.dat` in the backup directory, as a path on this machine.
+pub fn config_export(ctx: &Context) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.join(CONFIG_EXPORT_FILE))
+}
+
+/// The 7.1 cluster where 7.1 runs it, with the bundled PostgreSQL 10 of
+/// the 7.1 program tree.
+pub fn source_71(ctx: &Context) -> Result<Cluster> {
+    Ok(Cluster {
+        install: PgInstall::at(
+            ctx.root.resolve(BUNDLED_PG_DIR)?.join("bin"),
+            "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
+        )?,
+        data_dir: ctx.root.resolve(PG71_DATA_DIR)?,
+        socket_dir: ctx.root.resolve(RUN_DIR)?,
+        listen_address: DATABASE_HOST.to_string(),
+        port: ctx.database()?.port,
+        owner: ctx.service_user()?.clone(),
+    })
+}
+
+/// The 7.1 cluster in the backup directory, on a socket there only: no
+/// client but the upgrade reaches it, and it does not collide with the 9.1
+/// cluster, which takes over the 7.1 address and port.
+pub fn backup_71(ctx: &Context) -> Result<Cluster> {
+    Ok(Cluster {
+        data_dir: ctx.root.resolve(MOVED_71_DATA_DIR)?,
+        socket_dir: backup_dir(ctx)?.join(BACKUP_SOCKETS_71),
+        listen_address: String::new(),
+        ..source_71(ctx)?
+    })
+}
+
+/// The 9.1 cluster in its final place, where the 7.1 one was and listening
+/// as it did, run by the upgrade package's PostgreSQL 15.
+pub fn target_91(ctx: &Context) -> Result<Cluster> {
+    Ok(Cluster {
+        install: PgInstall::at(
+            &ctx.target_pg_bin,
+            "the upgrade package's PostgreSQL 15 is missing: reinstall the package",
+        )?,
+        // Not there yet during the presync, nor while the 7.1 one is moved.
+        data_dir: ctx.root.resolve_parent(TARGET_91_DATA_DIR)?,
+        socket_dir: ctx.root.resolve(RUN_DIR)?,
+        listen_address: DATABASE_HOST.to_string(),
+        port: ctx.database()?.port,
+        owner: ctx.service_user()?.clone(),
+    })
+}
+
+/// The 9.1 cluster while the presync makes it ready: beside the 7.1 one,
+/// on a socket in the backup directory and no TCP port.
+pub fn staged_91(ctx: &Context) -> Result<Cluster> {
+    Ok(Cluster {
+        data_dir: ctx.root.resolve_parent(STAGED_91_DATA_DIR)?,
+        socket_dir: backup_dir(ctx)?.join(BACKUP_SOCKETS_91),
+        listen_address: String::new(),
+        ..target_91(ctx)?
+    })
+}
+
+/// Opens the backup directory to `cluster`'s account, which must reach its
+/// data directory and socket inside it: the directory stays root's, and
+/// only the account's group may pass through it (0710; it may not list
+/// it). The socket directory is the account's own.
+pub fn open_backup_to(ctx: &Context, cluster: &Cluster) -> Result<()> {
+    let backup = backup_dir(ctx)?;
+    let owner = &cluster.owner;
+    std::os::unix::fs::chown(&backup, None, Some(owner.gid))
+        .with_context(|| format!("giving {} to group {}", backup.display(), owner.gid))?;
+    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o710))
+        .with_context(|| format!("setting the mode of {}", backup.display()))?;
+    let sockets = &cluster.socket_dir;
+    if sockets.exists() {
+        std::fs::set_permissions(sockets, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting the mode of {}", sockets.display()))?;
+    } else {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(sockets)
+            .with_context(|| format!("creating {}", sockets.display()))?;
+    }
+    std::os::unix::fs::chown(sockets, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("giving {} to {}", sockets.display(), owner.name))
+}

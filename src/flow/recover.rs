@@ -1,0 +1,112 @@
+//! `imss-upgrade recover`: settles a run the step journal says was
+//! interrupted (kill -9, power loss): once 9.1 took over (the switch is
+//! done) the run is finished, and 9.1 must take mail; before that, and for
+//! an interrupted rollback, it is rolled back.
+
+use anyhow::{Context as _, Result};
+
+use super::context::Context;
+use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
+use super::run::{Progress, run_steps};
+use super::{health, layout, rollback};
+use crate::support::logging::events;
+use crate::support::step_lines::StepLines;
+
+/// What [`recover`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// No journal: no upgrade was ever run here.
+    NothingToDo,
+    /// The journal's run had ended (completed or rolled back) already.
+    AlreadySettled(RunState),
+    /// The interrupted run was finished: 9.1 runs.
+    Finished,
+    /// The interrupted run was rolled back: 7.1 runs.
+    RolledBack,
+}
+
+impl Recovery {
+    /// One line for the administrator.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Recovery::NothingToDo => "no upgrade journal: nothing to recover",
+            Recovery::AlreadySettled(RunState::RolledBack) => {
+                "the last upgrade was rolled back already: 7.1 runs"
+            }
+            Recovery::AlreadySettled(_) => "the last upgrade completed: 9.1 runs",
+            Recovery::Finished => "the interrupted upgrade was finished: 9.1 runs",
+            Recovery::RolledBack => "the interrupted upgrade was rolled back: 7.1 runs",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Recovery::NothingToDo => "nothing",
+            Recovery::AlreadySettled(_) => "settled",
+            Recovery::Finished => "finished",
+            Recovery::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// Reads the step journal and settles an interrupted run.
+pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
+    let backup = layout::backup_dir(ctx)?;
+    let Some(mut journal) = StepJournal::load(&backup)? else {
+        return Ok(finished(Recovery::NothingToDo));
+    };
+    tracing::info!(
+        message_id = events::RECOVERY_STARTED,
+        imss_state = journal.state.describe(),
+        "recovering the upgrade in {}, which is {}",
+        journal.path().display(),
+        journal.state.describe()
+    );
+    let recovery = match journal.state {
+        RunState::Completed | RunState::RolledBack => Recovery::AlreadySettled(journal.state),
+        RunState::RollingBack => {
+            rollback::roll_back(ctx, &mut journal, None, lines).await?;
+            Recovery::RolledBack
+        }
+        RunState::InProgress if switched(&journal) => {
+            let mut progress = Progress::default();
+            let finished = async {
+                run_steps(ctx, &mut journal, &mut progress, lines).await?;
+                let line = lines.begin("Checking that 9.1 takes mail");
+                let checked = health::check_91_settled(ctx).await;
+                lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
+                checked
+            }
+            .await;
+            if let Err(err) = finished {
+                return Err(rollback::after_failure(ctx, &mut journal, err, lines).await);
+            }
+            Recovery::Finished
+        }
+        RunState::InProgress => {
+            let at = journal.steps.last().map_or("start", |r| r.step.name());
+            let cause = RollbackCause::Interrupted(format!("the run was interrupted at step {at}"));
+            rollback::roll_back(ctx, &mut journal, Some(cause), lines)
+                .await
+                .context("rolling back the interrupted upgrade")?;
+            Recovery::RolledBack
+        }
+    };
+    Ok(finished(recovery))
+}
+
+fn switched(journal: &StepJournal) -> bool {
+    journal
+        .record(Step::Switch)
+        .is_some_and(|r| r.status == StepStatus::Done)
+}
+
+fn finished(recovery: Recovery) -> Recovery {
+    tracing::info!(
+        message_id = events::RECOVERY_FINISHED,
+        imss_recovery = recovery.field(),
+        "{}",
+        recovery.describe()
+    );
+    recovery
+}

@@ -1,0 +1,162 @@
+//! Rolling back to 7.1: every step begun is undone, newest first, each
+//! undo recorded in the step journal before and after, so that a rollback
+//! that is itself interrupted is finished by `recover`. Three ways in: a
+//! step of a run failed ([`after_failure`]), `recover` found a run
+//! interrupted before the switch, or the administrator asked for it with
+//! `imss-rollback` ([`roll_back_completed`]).
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::context::Context;
+use super::journal::{RollbackCause, RunState, StepJournal, StepRecord, StepStatus, Undo};
+use super::layout;
+use super::rollback_manifest::RollbackManifest;
+use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use crate::support::logging::events;
+use crate::support::step_lines::StepLines;
+
+/// Rolls back after `err` failed a run; returns the error to report, which
+/// says which step failed, why, and where the server is now.
+pub(super) async fn after_failure(
+    ctx: &Context,
+    journal: &mut StepJournal,
+    err: anyhow::Error,
+    lines: &StepLines,
+) -> anyhow::Error {
+    let failed_step = journal
+        .steps
+        .iter()
+        .rev()
+        .find(|r| r.status == StepStatus::Started)
+        .map_or("start", |r| r.step.name());
+    let cause = RollbackCause::StepFailed(format!("{err:#}"));
+    let rolled_back = roll_back(ctx, journal, Some(cause), lines).await;
+    tracing::error!(
+        message_id = events::UPGRADE_FAILED,
+        imss_step = failed_step,
+        imss_rolled_back = if rolled_back.is_ok() { "yes" } else { "no" },
+        "the upgrade failed at step {failed_step}"
+    );
+    match rolled_back {
+        Ok(()) => err.context(format!(
+            "the upgrade failed at step {failed_step} and was rolled back: 7.1 runs and takes mail \
+             again, exactly as before; fix the cause below, then run the upgrade again"
+        )),
+        Err(rollback_err) => err.context(format!(
+            "the upgrade failed at step {failed_step}, and the rollback stopped too ({rollback_err:#}): \
+             mail may be down; fix that, then run `imss-upgrade recover` to finish the rollback"
+        )),
+    }
+}
+
+/// Undoes every step begun, newest first, each recorded in the journal.
+/// With a `cause`, a rollback begins (the journal checks that the cause
+/// fits the run's state); without one, an interrupted rollback is taken up
+/// and finished.
+pub async fn roll_back(
+    ctx: &Context,
+    journal: &mut StepJournal,
+    cause: Option<RollbackCause>,
+    lines: &StepLines,
+) -> Result<()> {
+    match cause {
+        Some(cause) => journal.begin_rollback(cause)?,
+        None => journal.resume_rollback()?,
+    }
+    tracing::info!(
+        message_id = events::ROLLBACK_STARTED,
+        imss_cause = journal.failure.as_deref().unwrap_or("unknown"),
+        "rolling back to 7.1"
+    );
+    for record in journal.steps_to_undo() {
+        let step = record.step;
+        let line = lines.begin(step.undo_title());
+        let began = Instant::now();
+        journal.begin_undo(step)?;
+        tracing::info!(
+            message_id = events::UNDO_STARTED,
+            imss_step = step.name(),
+            "undoing step {step}: {}",
+            step.undo_title()
+        );
+        if let Err(err) = undo_step(ctx, &record).await {
+            lines.end(line, "failed");
+            tracing::error!(
+                message_id = events::ROLLBACK_FAILED,
+                imss_step = step.name(),
+                "the rollback stopped while undoing step {step}"
+            );
+            return Err(err.context(format!("undoing step {step}")));
+        }
+        journal.finish_undo(step)?;
+        lines.end(line, "ok");
+        tracing::info!(
+            message_id = events::UNDO_FINISHED,
+            imss_step = step.name(),
+            imss_duration_ms = began.elapsed().as_millis() as u64,
+            "step {step} undone"
+        );
+    }
+    tracing::info!(
+        message_id = events::ROLLBACK_COMPLETED,
+        "rollback done: IMSS 7.1 runs and takes mail again"
+    );
+    Ok(())
+}
+
+/// Undoes one step as its record's note says (nothing when the step made
+/// no change yet).
+pub async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
+    let Some(undo) = &record.undo else {
+        // The step made no change yet.
+        return Ok(());
+    };
+    match undo {
+        Undo::RemoveStagedCluster { data_dir } => presync::undo(ctx, data_dir).await,
+        Undo::Restart71 => quiesce::undo(ctx).await,
+        Undo::MoveDataDirBack { original, moved_to } => {
+            snapshot::undo(ctx, original, moved_to).await
+        }
+        Undo::RemoveTargetCluster { data_dir } => migrate::undo(ctx, data_dir).await,
+        Undo::RestoreProgramTree { staging, replaced } => {
+            switch::undo(ctx, staging, replaced).await
+        }
+        Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
+    }
+}
+
+/// Reverts a completed upgrade (`imss-rollback`), after checking that the
+/// backup is the one the upgrade registered.
+pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()> {
+    let backup = layout::backup_dir(ctx)?;
+    let Some(mut journal) = StepJournal::load(&backup)? else {
+        bail!(
+            "nothing to roll back: {} holds no upgrade journal, so no upgrade was made under {}",
+            backup.display(),
+            ctx.root.dir().display()
+        );
+    };
+    match journal.state {
+        RunState::Completed => {}
+        RunState::RolledBack => bail!(
+            "the upgrade in {} was rolled back already: 7.1 runs",
+            backup.display()
+        ),
+        RunState::InProgress | RunState::RollingBack => bail!(
+            "the upgrade in {} did not complete: run `imss-upgrade recover`, which rolls it back",
+            backup.display()
+        ),
+    }
+    let line = lines.begin("Checking the backup against its registration");
+    let checked = ctx
+        .unblock(move |_| {
+            RollbackManifest::load(&backup)?;
+            crate::snapshot::verify(&backup).map(drop)
+        })
+        .await;
+    lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
+    checked.context("the backup cannot be restored from; 9.1 keeps running")?;
+    roll_back(ctx, &mut journal, Some(RollbackCause::Requested), lines).await
+}

@@ -1,0 +1,260 @@
+//! The upgrade run (DESIGN.md section 3): preflight, then the steps in
+//! order, each recorded in the step journal before and after; on any
+//! failure after the first change, the steps begun are undone newest first
+//! ([`super::rollback`]) and the server is back on 7.1 before the command
+//! returns.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::context::Context;
+use super::journal::{RunState, Step, StepJournal};
+use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use super::{layout, preflight, rollback};
+use crate::files::imss_ini::ProductInfo;
+use crate::migration::copy::WindowCounts;
+use crate::support::constants::SOURCE_VERSION;
+use crate::support::exit;
+use crate::support::fsutil;
+use crate::support::logging::events;
+use crate::support::step_lines::StepLines;
+
+/// How a run ended without an error.
+#[derive(Debug)]
+pub enum Outcome {
+    /// 9.1 runs and takes mail.
+    Upgraded(UpgradeReport),
+    /// Preflight found inhibitors; nothing was changed.
+    Inhibited(preflight::Report),
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Upgraded(_) => exit::OK,
+            Outcome::Inhibited(report) => report.exit_code(),
+        }
+    }
+}
+
+/// What a completed upgrade did, for the administrator and for automation.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeReport {
+    /// When the run began.
+    pub started_at: DateTime<Utc>,
+    /// When the last step finished.
+    pub finished_at: DateTime<Utc>,
+    /// From stopping the 7.1 scanner to the 9.1 scanner's accepted
+    /// health-check mail, in milliseconds.
+    pub mail_downtime_ms: u64,
+    /// Each step and how long it took, in milliseconds.
+    pub steps: Vec<(Step, u64)>,
+    /// Rows of the last 24 hours migrated.
+    pub window: WindowCounts,
+    /// Selections whose counts and checksums matched.
+    pub verified: usize,
+}
+
+impl UpgradeReport {
+    /// The report as text.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "IMSS upgraded from 7.1 to 9.1 in {:.1} s; mail downtime {:.1} s.\n",
+            (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0,
+            self.mail_downtime_ms as f64 / 1000.0
+        );
+        for (step, ms) in &self.steps {
+            text.push_str(&format!(
+                "  {:<18} {:>8.2} s\n",
+                step.name(),
+                *ms as f64 / 1000.0
+            ));
+        }
+        text.push_str(&format!(
+            "  last 24 hours migrated: {} policy events, {} quarantine and {} archive records\n",
+            self.window.policy_events, self.window.quarantine, self.window.archive
+        ));
+        text.push_str(&format!(
+            "  {} selections verified by count and checksum\n\
+             Rollback: imss-rollback (until the upgrade is finalized).\n",
+            self.verified
+        ));
+        text
+    }
+}
+
+/// Runs the whole upgrade of the server under the context's root. The
+/// preflight report goes to `show_preflight` once, before any change; step
+/// lines go to `lines`.
+pub async fn run(
+    ctx: &Context,
+    lines: &StepLines,
+    show_preflight: impl FnOnce(&preflight::Report) -> Result<()>,
+) -> Result<Outcome> {
+    let line = lines.begin("Checking the server (preflight)");
+    let report = preflight::run(ctx).await?;
+    preflight::save(ctx, &report)?;
+    lines.end(line, report.outcome_word());
+    show_preflight(&report)?;
+    if report.exit_code() != exit::OK {
+        return Ok(Outcome::Inhibited(report));
+    }
+    let product = ProductInfo::load(&ctx.root)?;
+    let backup = prepare_backup_dir(ctx)?;
+    let mut journal = StepJournal::create(&backup)?;
+    tracing::info!(
+        message_id = events::UPGRADE_STARTED,
+        imss_build = product.build,
+        imss_journal = %journal.path().display(),
+        "upgrade of IMSS {SOURCE_VERSION} build {} to 9.1 begins",
+        product.build
+    );
+    let mut progress = Progress::default();
+    match run_steps(ctx, &mut journal, &mut progress, lines).await {
+        Ok(()) => {
+            let report = progress.report(&journal);
+            tracing::info!(
+                message_id = events::UPGRADE_COMPLETED,
+                imss_duration_ms = (report.finished_at - report.started_at).num_milliseconds(),
+                imss_downtime_ms = report.mail_downtime_ms,
+                "the upgrade to 9.1 is complete: 9.1 runs and takes mail"
+            );
+            Ok(Outcome::Upgraded(report))
+        }
+        Err(err) => Err(rollback::after_failure(ctx, &mut journal, err, lines).await),
+    }
+}
+
+/// The backup directory, root's and 0700, with nothing of an earlier run in
+/// the way: a rolled-back attempt is kept beside it under another name.
+fn prepare_backup_dir(ctx: &Context) -> Result<PathBuf> {
+    let backup = layout::backup_dir(ctx)?;
+    if let Some(earlier) = StepJournal::load(&backup)? {
+        match earlier.state {
+            RunState::RolledBack => {
+                let kept = backup.with_file_name(format!(
+                    "imss_backup_71_to_91.rolled-back-{}",
+                    earlier.started_at.format("%Y%m%dT%H%M%S%.6fZ")
+                ));
+                fsutil::rename_durably(&backup, &kept).with_context(|| {
+                    format!(
+                        "keeping the earlier attempt's {} as {}",
+                        backup.display(),
+                        kept.display()
+                    )
+                })?;
+                tracing::info!(
+                    "the rolled-back earlier attempt is kept in {}",
+                    kept.display()
+                );
+            }
+            RunState::Completed => bail!(
+                "this server was already upgraded ({} says so): run imss-rollback to go back to 7.1 first",
+                earlier.path().display()
+            ),
+            RunState::InProgress | RunState::RollingBack => bail!(
+                "an earlier upgrade run was interrupted ({}): run `imss-upgrade recover` first",
+                earlier.path().display()
+            ),
+        }
+    }
+    fsutil::create_dir_with_mode(&backup, 0o700)?;
+    Ok(backup)
+}
+
+/// Timings gathered while the steps run.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    steps: Vec<(Step, u64)>,
+    downtime_started: Option<Instant>,
+    downtime: Option<Duration>,
+    migrate: Option<migrate::MigrateReport>,
+}
+
+impl Progress {
+    fn report(self, journal: &StepJournal) -> UpgradeReport {
+        let migrate = self.migrate;
+        UpgradeReport {
+            started_at: journal.started_at,
+            finished_at: Utc::now(),
+            mail_downtime_ms: self.downtime.map_or(0, |d| d.as_millis() as u64),
+            steps: self.steps,
+            window: migrate.as_ref().map(|m| m.window).unwrap_or_default(),
+            verified: migrate.map_or(0, |m| m.verified.len()),
+        }
+    }
+}
+
+/// Runs the steps from the journal's next one to the last.
+pub(super) async fn run_steps(
+    ctx: &Context,
+    journal: &mut StepJournal,
+    progress: &mut Progress,
+    lines: &StepLines,
+) -> Result<()> {
+    while let Some(step) = journal.next_step() {
+        let line = lines.begin(step.title());
+        let began = Instant::now();
+        journal.begin(step)?;
+        tracing::info!(
+            message_id = events::STEP_STARTED,
+            imss_step = step.name(),
+            "step {step} begins: {}",
+            step.title()
+        );
+        if step == Step::Quiesce {
+            progress.downtime_started = Some(began);
+        }
+        let done = run_step(ctx, journal, progress, step).await;
+        if let Err(err) = done {
+            lines.end(line, "failed");
+            tracing::error!(
+                message_id = events::STEP_FAILED,
+                imss_step = step.name(),
+                "step {step} failed; the cause follows"
+            );
+            return Err(err.context(format!("step {step}")));
+        }
+        journal.finish(step)?;
+        let took = began.elapsed();
+        if step == Step::Switch {
+            progress.downtime = progress.downtime_started.map(|t| t.elapsed());
+        }
+        progress.steps.push((step, took.as_millis() as u64));
+        lines.end(line, "ok");
+        tracing::info!(
+            message_id = events::STEP_FINISHED,
+            imss_step = step.name(),
+            imss_duration_ms = took.as_millis() as u64,
+            "step {step} done in {:.2} s",
+            took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+async fn run_step(
+    ctx: &Context,
+    journal: &mut StepJournal,
+    progress: &mut Progress,
+    step: Step,
+) -> Result<()> {
+    crate::fail_point!(&format!("before-{step}"));
+    match step {
+        Step::Presync => presync::run(ctx, journal).await.map(drop),
+        Step::Quiesce => quiesce::run(ctx, journal).await,
+        Step::Snapshot => snapshot::run(ctx, journal).await,
+        Step::Migrate => migrate::run(ctx, journal)
+            .await
+            .map(|report| progress.migrate = Some(report)),
+        Step::Switch => switch::run(ctx, journal).await,
+        Step::RegisterRollback => register_rollback::run(ctx, journal).await,
+    }?;
+    crate::fail_point!(&format!("after-{step}"));
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Step 3, snapshot: the 7.1 program tree and the system files the upgrade
+//! changes go into the backup directory as an archive with a manifest, and
+//! the 7.1 database directory moves there (a rename on the same file
+//! system, a verified copy across file systems). Neither is modified
+//! afterwards: rolling the database back is a move, whatever its size.
+//!
+//! May touch: the backup directory; the 7.1 data directory (moved).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::flow::context::Context;
+use crate::flow::journal::{StepJournal, Undo};
+use crate::flow::layout::{self, MOVED_71_DATA_DIR, SNAPSHOT_PATHS};
+use crate::snapshot::{self, tree_move};
+use crate::support::constants::PG71_DATA_DIR;
+
+/// Archives the program tree, then moves the stopped 7.1 data directory.
+pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
+    let backup = layout::backup_dir(ctx)?;
+    ctx.unblock(move |ctx| snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS).map(drop))
+        .await?;
+    crate::fail_point!("snapshot-archived");
+    journal.note_undo(Undo::MoveDataDirBack {
+        original: PathBuf::from(PG71_DATA_DIR),
+        moved_to: PathBuf::from(MOVED_71_DATA_DIR),
+    })?;
+    ctx.unblock(|ctx| {
+        tree_move::move_tree(
+            &ctx.root,
+            Path::new(PG71_DATA_DIR),
+            Path::new(MOVED_71_DATA_DIR),
+        )
+    })
+    .await
+}
+
+/// Moves the data directory back where it was, from whatever stage the
+/// move reached.
+pub async fn undo(ctx: &Context, original: &Path, moved_to: &Path) -> Result<()> {
+    let (original, moved_to) = (original.to_path_buf(), moved_to.to_path_buf());
+    ctx.unblock(move |ctx| tree_move::move_back(&ctx.root, &original, &moved_to))
+        .await
+}

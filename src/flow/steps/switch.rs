@@ -1,0 +1,131 @@
+//! Step 5, switch: the 9.1 program tree from the package's payload takes
+//! the place of the 7.1 one at `/opt/trend/imss`, with a 9.1 `odbc.ini`
+//! (the password carried byte for byte) and `imss.ini` (9.1, build 1195,
+//! the same components and ports), and the 9.1 services start on the
+//! PostgreSQL 15 cluster that the migrate step left running. The step is
+//! done when the 9.1 scanner accepts a test mail and its policy event is in
+//! PostgreSQL 15: mail downtime ends here.
+//!
+//! The new tree is staged beside the old one and swapped in with two
+//! renames, so the program tree is never half-written.
+//!
+//! May touch: `/opt/trend/imss` (replaced; the 7.1 tree is in the snapshot),
+//! its two staging siblings, the 9.1 services.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, ensure};
+
+use crate::files::imss_ini::{ProductInfo, imss_ini_91};
+use crate::files::ini::IniFile;
+use crate::files::odbc_ini::DbSettings;
+use crate::flow::context::Context;
+use crate::flow::health;
+use crate::flow::journal::{StepJournal, Undo};
+use crate::flow::layout::{self, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
+use crate::snapshot::{self, tree_move};
+use crate::support::constants::{IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
+use crate::support::fsutil;
+use crate::system::imssctl::{self, Action};
+
+/// The control script, inside a program tree.
+const CONTROL_SCRIPT: &str = "script/imssctl.sh";
+
+/// Lays down the 9.1 tree, starts 9.1 and checks that it takes mail.
+pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
+    journal.note_undo(Undo::RestoreProgramTree {
+        staging: PathBuf::from(PROGRAM_STAGING_DIR),
+        replaced: PathBuf::from(PROGRAM_REPLACED_DIR),
+    })?;
+    ctx.unblock(stage_tree).await?;
+    crate::fail_point!("switch-staged");
+    ctx.unblock(swap_in).await?;
+    crate::fail_point!("switch-swapped");
+    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start))
+        .await?;
+    crate::fail_point!("switch-health-check");
+    health::check_91_takes_mail(ctx, "switch").await?;
+    ctx.unblock(|ctx| {
+        fsutil::remove_tree_if_present(&ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?)
+    })
+    .await
+}
+
+/// Copies the payload to the staging directory and writes its ini files.
+fn stage_tree(ctx: &Context) -> Result<()> {
+    let payload = &ctx.payload_dir;
+    ensure!(
+        payload.join(CONTROL_SCRIPT).is_file(),
+        "{} is not a 9.1 program tree ({CONTROL_SCRIPT} is missing): reinstall the upgrade package",
+        payload.display()
+    );
+    let staging = ctx.root.resolve_parent(PROGRAM_STAGING_DIR)?;
+    fsutil::remove_tree_if_present(&staging)?;
+    tree_move::copy_tree(payload, &staging)?;
+    // The payload directory's own mode (a private temporary directory, say)
+    // is not the program tree's, which the services' account must enter.
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting the mode of {}", staging.display()))?;
+    let config_dir = staging.join("config");
+    if !config_dir.exists() {
+        fsutil::create_dir_with_mode(&config_dir, 0o755)?;
+    }
+
+    let imss_71 = IniFile::load(&ctx.root.resolve(IMSS_INI)?)?;
+    let imss_path = config_dir.join(file_name(IMSS_INI));
+    imss_ini_91(&imss_71, &imss_path)?.save(&imss_path, 0o644, None)?;
+
+    let settings = ctx.database()?;
+    let odbc_path = config_dir.join(file_name(ODBC_INI));
+    // The services read it as the imss group; nobody else may.
+    let group = ctx.service_user()?.gid;
+    settings
+        .odbc_ini_91(&odbc_path)?
+        .save(&odbc_path, 0o640, Some((0, group)))?;
+    let written = DbSettings::from_ini(&IniFile::load(&odbc_path)?)?;
+    ensure!(
+        written.password.expose() == settings.password.expose(),
+        "the 9.1 odbc.ini at {} does not read back the 7.1 password: nothing was switched; report this",
+        odbc_path.display()
+    );
+    Ok(())
+}
+
+fn file_name(path: &str) -> &str {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+}
+
+/// Puts the staged tree at `/opt/trend/imss`, the 7.1 tree aside.
+fn swap_in(ctx: &Context) -> Result<()> {
+    let live = ctx.root.resolve(PROGRAM_DIR)?;
+    let staging = ctx.root.resolve_parent(PROGRAM_STAGING_DIR)?;
+    let replaced = ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?;
+    fsutil::rename_durably(&live, &replaced)?;
+    fsutil::rename_durably(&staging, &live)
+}
+
+/// Stops 9.1 if it was started, and puts the 7.1 program tree back from the
+/// snapshot (verified first), whatever stage the switch reached.
+pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> {
+    let (staging, replaced) = (staging.to_path_buf(), replaced.to_path_buf());
+    ctx.unblock(move |ctx| {
+        let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
+        if live.join(CONTROL_SCRIPT).is_file()
+            && ProductInfo::load(&ctx.root).is_ok_and(|p| p.version == TARGET_VERSION)
+            && let Err(err) = imssctl::control(&ctx.root, Action::Stop)
+        {
+            // The migrate step's undo stops the cluster itself; a service
+            // left running shows when 7.1 starts.
+            tracing::warn!("stopping 9.1 before the rollback: {err:#}");
+        }
+        for dir in [&staging, &replaced] {
+            fsutil::remove_tree_if_present(&ctx.root.resolve_parent(dir)?)?;
+        }
+        snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?).map(drop)
+    })
+    .await
+}

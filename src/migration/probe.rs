@@ -1,0 +1,38 @@
+//! What the flow's checks ask of the product's databases: preflight of
+//! the 7.1 one, the health checks of the 9.1 one.
+
+use anyhow::{Context, Result};
+use tokio_postgres::GenericClient;
+
+/// How many policy events the 9.1 database holds for the mail with
+/// `message_id`: 1 once the scanner has accepted and logged it.
+pub async fn policy_events_for_message(
+    client_91: &impl GenericClient,
+    message_id: &str,
+) -> Result<i64> {
+    let row = client_91
+        .query_one(
+            "SELECT count(*) FROM policy_event WHERE message_id = $1",
+            &[&message_id],
+        )
+        .await
+        .context("looking up the health-check mail in the 9.1 database")?;
+    Ok(row.get(0))
+}
+
+/// Whether EUQ is enabled in the 7.1 database (`tb_euq_setting`
+/// `enable_euq`), when that can be read.
+pub async fn euq_enabled_71(client_71: &impl GenericClient) -> Option<bool> {
+    let row = client_71
+        .query_opt(
+            "SELECT value FROM tb_euq_setting WHERE name = 'enable_euq'",
+            &[],
+        )
+        .await
+        .ok()??;
+    let value: String = row.get(0);
+    Some(!matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off" | ""
+    ))
+}

@@ -1,0 +1,425 @@
+//! The one place that starts other programs.
+//!
+//! A [`Cmd`] is a program and an argument vector, never a shell string. The
+//! vector is logged before the program runs; anything secret travels on
+//! standard input ([`Cmd::stdin_secret`]), which is never logged. A non-zero
+//! exit becomes a [`CmdError`] carrying the status and the tail of stderr.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+
+use crate::support::account::ServiceUser;
+use crate::support::secret::Secret;
+use thiserror::Error;
+
+/// How many lines of stderr an error keeps.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// A program that failed to start or exited unsuccessfully.
+#[derive(Debug, Error)]
+pub enum CmdError {
+    /// The program could not be started (not installed, not executable).
+    #[error("could not start {argv}")]
+    Spawn {
+        /// The command line, for the operator.
+        argv: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The program ran and failed.
+    #[error("{argv} failed ({status}){}", stderr_suffix(.stderr_tail))]
+    Failed {
+        /// The command line, for the operator.
+        argv: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// The last lines it wrote to stderr.
+        stderr_tail: String,
+    },
+}
+
+impl CmdError {
+    /// The exit code, when the program ran and exited with one.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            CmdError::Failed { status, .. } => status.code(),
+            CmdError::Spawn { .. } => None,
+        }
+    }
+}
+
+fn stderr_suffix(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
+}
+
+/// A command to run: program, arguments, and how to run it.
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    current_dir: Option<PathBuf>,
+    user: Option<ServiceUser>,
+    stdin: Option<Secret>,
+}
+
+impl Cmd {
+    /// A command running `program` (a path, or a name looked up in `PATH`).
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            current_dir: None,
+            user: None,
+            stdin: None,
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Appends several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets an environment variable for the child. Never use this for a secret.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs the child in `dir`.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.current_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Runs the child as `user` (with no supplementary groups). Needs root,
+    /// unless `user` is the current user.
+    pub fn as_user(mut self, user: &ServiceUser) -> Self {
+        self.user = Some(user.clone());
+        self
+    }
+
+    /// Feeds `bytes` to the child's standard input. Not logged.
+    pub fn stdin_secret(mut self, bytes: &Secret) -> Self {
+        self.stdin = Some(bytes.clone());
+        self
+    }
+
+    /// The command line as logged and shown in errors.
+    pub fn display_argv(&self) -> String {
+        let mut line = shell_word(&self.program);
+        for arg in &self.args {
+            line.push(' ');
+            line.push_str(&shell_word(arg));
+        }
+        line
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
+        if let Some(user) = &self.user
+            && !user.is_current()
+        {
+            // std drops supplementary groups itself when root sets a uid.
+            command.uid(user.uid).gid(user.gid);
+            command.env("HOME", &user.home).env("USER", &user.name);
+        }
+        command
+    }
+
+    /// Runs the command to completion and returns its output; a non-zero
+    /// exit is an error.
+    pub fn run(&self) -> Result<Output, CmdError> {
+        let output = self.run_unchecked()?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(failed(self.display_argv(), &output))
+        }
+    }
+
+    /// Runs the command to completion and returns its output whatever its
+    /// exit status, for programs whose non-zero exit is an answer rather
+    /// than a failure (`rpm -q` exits with the number of names it did not
+    /// find). Logged like [`Cmd::run`]; only a failure to start or wait for
+    /// the program is an error, so the caller must look at `status` itself.
+    pub fn run_unchecked(&self) -> Result<Output, CmdError> {
+        let argv = self.display_argv();
+        tracing::debug!(argv = %argv, user = ?self.user.as_ref().map(|u| &u.name), "running");
+        let mut command = self.command();
+        command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|source| CmdError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+        if let Some(input) = &self.stdin {
+            let mut pipe = child.stdin.take().expect("stdin was piped");
+            // A child that exits without reading all of it reports its own error.
+            let _ = pipe.write_all(input.expose());
+        }
+        child
+            .wait_with_output()
+            .map_err(|source| CmdError::Spawn { argv, source })
+    }
+
+    /// Runs the command and returns its standard output as text.
+    pub fn output_text(&self) -> Result<String, CmdError> {
+        let output = self.run()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs `self | next`: this command's standard output feeds `next`'s
+    /// standard input through a pipe (the data never lands in a file), and
+    /// both must exit 0; `next`'s standard output is discarded. Logged as
+    /// one line; a failure of either carries its status and stderr tail.
+    pub fn pipe_into(&self, next: &Cmd) -> Result<(), CmdError> {
+        let first_argv = self.display_argv();
+        let second_argv = next.display_argv();
+        tracing::debug!(argv = %format!("{first_argv} | {second_argv}"), "running");
+        let mut producer = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| CmdError::Spawn {
+                argv: first_argv.clone(),
+                source,
+            })?;
+        let stream = producer.stdout.take().expect("stdout was piped");
+        // The command (holding this process's copy of the pipe) is dropped
+        // once spawned, so that the pipe closes when either program exits.
+        let consumer = next
+            .command()
+            .stdin(Stdio::from(stream))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let consumer = match consumer {
+            Ok(child) => child,
+            Err(source) => {
+                // Our own child, which now writes into a pipe nobody reads.
+                let _ = producer.kill();
+                let _ = producer.wait();
+                return Err(CmdError::Spawn {
+                    argv: second_argv,
+                    source,
+                });
+            }
+        };
+        // Each program's stderr is drained while it runs, in a thread of its
+        // own, so that neither can block on a full stderr pipe.
+        let producer = std::thread::spawn(move || producer.wait_with_output());
+        let consumed = consumer
+            .wait_with_output()
+            .map_err(|source| CmdError::Spawn {
+                argv: second_argv.clone(),
+                source,
+            })?;
+        let produced = producer
+            .join()
+            .expect("the thread waiting for a child does not panic")
+            .map_err(|source| CmdError::Spawn {
+                argv: first_argv.clone(),
+                source,
+            })?;
+        // The consumer first: when it stops early, the producer dies of
+        // SIGPIPE, which is the consequence, not the cause.
+        if !consumed.status.success() {
+            return Err(failed(second_argv, &consumed));
+        }
+        if !produced.status.success() {
+            return Err(failed(first_argv, &produced));
+        }
+        Ok(())
+    }
+
+    /// Starts the command in the background with its output going to `log`
+    /// (appended), in a session of its own so that it outlives its parent's
+    /// terminal. For daemons; the caller keeps the [`Child`].
+    pub fn spawn_daemon(&self, log: &Path) -> Result<Child, CmdError> {
+        let argv = self.display_argv();
+        tracing::debug!(argv = %argv, log = %log.display(), "starting in the background");
+        let spawn_error = |source| CmdError::Spawn {
+            argv: argv.clone(),
+            source,
+        };
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(spawn_error)?;
+        let log_err = log_file.try_clone().map_err(spawn_error)?;
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0);
+        command.spawn().map_err(spawn_error)
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_argv())
+    }
+}
+
+/// Quotes a word for display only; nothing ever runs this as a shell line.
+fn shell_word(word: &OsStr) -> String {
+    let text = word.to_string_lossy();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The error for a program that ran and exited unsuccessfully with
+/// `output`: for [`Cmd::run`], and for callers of [`Cmd::run_unchecked`]
+/// that met an exit they cannot explain.
+pub(crate) fn failed(argv: String, output: &Output) -> CmdError {
+    CmdError::Failed {
+        argv,
+        status: output.status,
+        stderr_tail: tail(&output.stderr, STDERR_TAIL_LINES),
+    }
+}
+
+/// The last `lines` lines of `bytes`, as text, trimmed.
+fn tail(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_streams_from_the_first_program_into_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        Cmd::new("/bin/sh")
+            .args(["-c", "seq 1 100000"])
+            .pipe_into(
+                &Cmd::new("/bin/sh")
+                    .args(["-c", "wc -l > \"$OUT\""])
+                    .env("OUT", &out),
+            )
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "100000");
+    }
+
+    #[test]
+    fn a_failure_on_either_side_of_a_pipe_names_the_program_and_its_stderr() {
+        let err = Cmd::new("/bin/sh")
+            .args(["-c", "echo 'no such database' >&2; exit 1"])
+            .pipe_into(&Cmd::new("cat"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exit status: 1"), "{err}");
+        assert!(err.contains("no such database"), "{err}");
+        let err = Cmd::new("/bin/sh")
+            .args(["-c", "seq 1 10"])
+            .pipe_into(&Cmd::new("/bin/sh").args(["-c", "echo 'restore failed' >&2; exit 3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exit status: 3"), "{err}");
+        assert!(err.contains("restore failed"), "{err}");
+        let err = Cmd::new("/bin/true")
+            .pipe_into(&Cmd::new("/nonexistent/pg_restore"))
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pg_restore"), "{err}");
+    }
+
+    #[test]
+    fn failing_exit_carries_status_and_stderr_tail() {
+        let err = Cmd::new("sh")
+            .args(["-c", "echo first >&2; echo 'the cause' >&2; exit 3"])
+            .run()
+            .unwrap_err();
+        assert_eq!(err.exit_code(), Some(3));
+        let text = err.to_string();
+        assert!(text.contains("the cause"), "{text}");
+        assert!(text.contains("exit status: 3"), "{text}");
+    }
+
+    #[test]
+    fn run_unchecked_hands_back_a_failing_program_s_output() {
+        let output = Cmd::new("sh")
+            .args(["-c", "echo 'the answer'; echo 'a warning' >&2; exit 2"])
+            .run_unchecked()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(output.stdout, b"the answer\n");
+        assert_eq!(output.stderr, b"a warning\n");
+        let err = Cmd::new("/nonexistent/imss-tool")
+            .run_unchecked()
+            .unwrap_err();
+        assert!(matches!(err, CmdError::Spawn { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_program_names_it() {
+        let err = Cmd::new("/nonexistent/imss-tool").run().unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/imss-tool"), "{err}");
+        assert_eq!(err.exit_code(), None);
+    }
+
+    #[test]
+    fn stdin_reaches_the_child_and_stays_out_of_the_argv() {
+        let secret = Secret::new("p%ss;#word");
+        let cmd = Cmd::new("cat").stdin_secret(&secret);
+        assert_eq!(cmd.output_text().unwrap(), "p%ss;#word");
+        assert!(!cmd.display_argv().contains("p%ss"));
+        assert!(!format!("{cmd:?}").contains("p%ss"));
+    }
+
+    #[test]
+    fn display_quotes_words_with_spaces() {
+        let cmd = Cmd::new("initdb").args(["-D", "/var/imss/pg data"]);
+        assert_eq!(cmd.display_argv(), "initdb -D '/var/imss/pg data'");
+    }
+}

@@ -1,0 +1,200 @@
+//! Writing files as if the power will go out: the one atomic replace, the
+//! one durable rename, and files and directories created with their final
+//! mode (never a `chmod` after the fact, when a secret may already be in
+//! them).
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Replaces `path` with `contents` atomically: a temporary file in the same
+/// directory, created with `mode`, is written and fsynced, renamed over
+/// `path`, and the directory is fsynced. After a crash the file is either
+/// the old one or the new one, never a mix.
+pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    atomic_write_as(path, contents, mode, None)
+}
+
+/// [`atomic_write`], with the file given to `owner` (uid, gid) before it
+/// takes its name, for a file another account must own.
+pub fn atomic_write_as(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let dir = parent_of(path)?;
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> io::Result<()> {
+        // A temporary file a crash left behind is never reused: it may
+        // carry another mode.
+        match std::fs::remove_file(&tmp) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        let mut file = create_new_file(&tmp, mode)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates `path`, which must not exist, for writing, with `mode` from the
+/// start (less the umask, as `open(2)` does).
+pub fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Creates the directory `path` (its parents too, with the default mode),
+/// with `mode` from the start. An existing directory is an error.
+pub fn create_dir_with_mode(path: &Path, mode: u32) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Renames `from` to `to` and fsyncs the directories of both, so that the
+/// rename survives a power loss.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    let from_dir = parent_of(from)?;
+    let to_dir = parent_of(to)?;
+    sync_dir(to_dir)?;
+    if from_dir != to_dir {
+        sync_dir(from_dir)?;
+    }
+    Ok(())
+}
+
+/// Makes the renames and removals in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Removes the tree (or file, or link) at `path`, if there is one; a link
+/// is removed, never followed.
+pub fn remove_tree_if_present(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+        }
+        Ok(_) => remove_file_if_present(path),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Removes the file at `path`, if there is one.
+pub fn remove_file_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parent_of(path: &Path) -> Result<&Path> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => Ok(dir),
+        Some(_) => Ok(Path::new(".")),
+        None => anyhow::bail!("{} has no parent directory", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaces_the_file_with_the_given_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "old").unwrap();
+        atomic_write(&path, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_temp_file_left_by_a_crash_does_not_lend_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odbc.ini");
+        let stale = dir
+            .path()
+            .join(format!(".odbc.ini.tmp-{}", std::process::id()));
+        std::fs::write(&stale, "half").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
+        atomic_write(&path, b"Password = x\n", 0o600).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn a_missing_directory_is_named_in_the_error() {
+        let err = atomic_write(Path::new("/nonexistent-dir/x.ini"), b"x", 0o644).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent-dir/x.ini"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_created_with_its_mode_and_an_existing_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("var/imss/backup");
+        create_dir_with_mode(&backup, 0o700).unwrap();
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(create_dir_with_mode(&backup, 0o700).is_err());
+    }
+
+    #[test]
+    fn removing_a_link_leaves_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("kept"), "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        remove_tree_if_present(&link).unwrap();
+        assert!(!link.exists() && target.join("kept").exists());
+        remove_tree_if_present(&link).unwrap();
+    }
+}

@@ -1,0 +1,46 @@
+//! The product's own service control, `/opt/trend/imss/script/imssctl.sh`:
+//! `stop` takes the scanner down first (mail stops being accepted), waits
+//! for the mail in flight, then the other services and the bundled
+//! PostgreSQL with a clean shutdown; `start` does the reverse. The 7.1 and
+//! the 9.1 trees each carry their own.
+
+use anyhow::{Context, Result};
+
+use crate::support::cmd::Cmd;
+use crate::support::constants::PROGRAM_DIR;
+use crate::support::root::Root;
+
+/// What to ask the control script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start the database and the services.
+    Start,
+    /// Stop the services, the scanner first, then the database.
+    Stop,
+}
+
+impl Action {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+        }
+    }
+}
+
+/// Runs the control script of the tree installed under `root`.
+pub fn control(root: &Root, action: Action) -> Result<()> {
+    let script = root.resolve(format!("{PROGRAM_DIR}/script/imssctl.sh"))?;
+    Cmd::new(&script)
+        .arg(action.as_arg())
+        .current_dir("/")
+        .run()
+        .with_context(|| {
+            format!(
+                "running {} {}: check the IMSS services' logs under /var/imss",
+                script.display(),
+                action.as_arg()
+            )
+        })?;
+    Ok(())
+}

@@ -1,0 +1,676 @@
+//! PostgreSQL servers and clients: server control (`initdb`, `postgres`,
+//! `pg_ctl stop|status`) as the service user, client connections, the
+//! catalog queries preflight sizes a database with, and the binary `COPY`
+//! pipe between two servers. With [`crate::migration`], the only place
+//! SQL is written.
+//!
+//! Passwords reach `initdb` in a 0600 file of the service account's and the
+//! client through `tokio_postgres::Config::password`, never through argv or
+//! the environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use thiserror::Error;
+use tokio_postgres::{Client, NoTls};
+
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::files::odbc_ini::DbSettings;
+use crate::support::account::ServiceUser;
+use crate::support::cmd::Cmd;
+use crate::support::fsutil::{atomic_write, atomic_write_as};
+use crate::support::logging::events;
+use crate::support::secret::Secret;
+
+/// A PostgreSQL installation: a directory with `bin/initdb`, `bin/pg_ctl`
+/// and `bin/postgres`.
+#[derive(Debug, Clone)]
+pub struct PgInstall {
+    bin_dir: PathBuf,
+}
+
+impl PgInstall {
+    /// The installation whose programs are in `bin_dir`. `install_hint` says
+    /// how to get it, for the error when it is not there.
+    pub fn at(bin_dir: impl AsRef<Path>, install_hint: &str) -> Result<Self> {
+        let bin_dir = bin_dir.as_ref().to_path_buf();
+        for program in ["initdb", "pg_ctl", "postgres"] {
+            let path = bin_dir.join(program);
+            if !path.is_file() {
+                bail!(
+                    "PostgreSQL program {} is missing: {install_hint}",
+                    path.display()
+                );
+            }
+        }
+        Ok(Self { bin_dir })
+    }
+
+    /// The directory holding the programs.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The path of one of the installation's programs.
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// The major version, from `postgres --version` ("10", "15").
+    pub fn major_version(&self) -> Result<String> {
+        let text = Cmd::new(self.program("postgres"))
+            .arg("--version")
+            .output_text()?;
+        // "postgres (PostgreSQL) 10.23"
+        let number = text
+            .split_whitespace()
+            .last()
+            .with_context(|| format!("unexpected output of postgres --version: {text:?}"))?;
+        Ok(number.split('.').next().unwrap_or(number).to_string())
+    }
+}
+
+/// How to stop a server (`pg_ctl -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Wait for clients to disconnect.
+    Smart,
+    /// Disconnect clients, then a clean shutdown with a checkpoint.
+    Fast,
+    /// No checkpoint: crash recovery at the next start.
+    Immediate,
+}
+
+impl StopMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// A database cluster: a data directory, the installation that runs it, the
+/// account it runs as, and where it listens.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The programs.
+    pub install: PgInstall,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Directory for the Unix socket.
+    pub socket_dir: PathBuf,
+    /// TCP address to listen on (empty: Unix socket only).
+    pub listen_address: String,
+    /// Port, for TCP and for the socket's name.
+    pub port: u16,
+    /// The account the server runs as.
+    pub owner: ServiceUser,
+}
+
+/// What `initdb` should set up.
+pub struct InitOptions<'a> {
+    /// The superuser's name.
+    pub superuser: &'a str,
+    /// The superuser's password.
+    pub password: &'a Secret,
+    /// Skip fsync in initdb (test clusters only).
+    pub no_sync: bool,
+    /// Extra `postgresql.conf` settings, as `name = value` lines.
+    pub settings: &'a [(&'a str, &'a str)],
+}
+
+impl Cluster {
+    /// The server log file (next to the data directory, so a snapshot of the
+    /// data directory does not carry it along).
+    pub fn log_file(&self) -> PathBuf {
+        self.beside_data_dir(".log")
+    }
+
+    /// The configuration file a start runs with: it includes the data
+    /// directory's own `postgresql.conf`, then says where this start
+    /// listens and any settings of this start. Rewritten before each start,
+    /// next to the data directory, so that the data directory itself (7.1's
+    /// in the backup, above all) is never written to for a start.
+    pub fn start_config_file(&self) -> PathBuf {
+        self.beside_data_dir(".conf")
+    }
+
+    fn beside_data_dir(&self, suffix: &str) -> PathBuf {
+        let mut name = self
+            .data_dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(suffix);
+        self.data_dir.with_file_name(name)
+    }
+
+    /// Gives the (new, empty) data directory to the cluster's account, as
+    /// `initdb` needs it.
+    pub fn take_ownership_of_data_dir(&self) -> Result<()> {
+        std::os::unix::fs::chown(&self.data_dir, Some(self.owner.uid), Some(self.owner.gid))
+            .with_context(|| format!("giving {} to {}", self.data_dir.display(), self.owner.name))
+    }
+
+    /// Creates the data directory with `initdb`, password authentication for
+    /// every connection, and this cluster's address, port and socket in its
+    /// own `postgresql.conf`: where it listens when it is started as it is.
+    pub fn initdb(&self, options: &InitOptions<'_>) -> Result<()> {
+        // initdb reads the password from a file. The server account cannot
+        // open a pipe of ours (/dev/stdin), so the file is a 0600 one of its
+        // own in a private directory, removed with the directory.
+        let password_dir = tempfile::Builder::new()
+            .prefix("imss-initdb-")
+            .tempdir()
+            .context("creating a private directory for initdb's password file")?;
+        let password_file = password_dir.path().join("pwfile");
+        let mut password_line = options.password.expose().to_vec();
+        password_line.push(b'\n');
+        write_private_file(&password_file, &password_line, &self.owner)?;
+        std::os::unix::fs::chown(
+            password_dir.path(),
+            Some(self.owner.uid),
+            Some(self.owner.gid),
+        )
+        .with_context(|| {
+            format!(
+                "giving {} to {}",
+                password_dir.path().display(),
+                self.owner.name
+            )
+        })?;
+        let mut pwfile_arg = std::ffi::OsString::from("--pwfile=");
+        pwfile_arg.push(&password_file);
+        let mut cmd = Cmd::new(self.install.program("initdb"))
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args([
+                "-U",
+                options.superuser,
+                "--auth=md5",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .arg(pwfile_arg)
+            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
+            .as_user(&self.owner);
+        if options.no_sync {
+            cmd = cmd.arg("--no-sync");
+        }
+        cmd.run().with_context(|| {
+            format!(
+                "creating the database cluster in {}",
+                self.data_dir.display()
+            )
+        })?;
+
+        let conf_path = self.data_dir.join("postgresql.conf");
+        let mut conf = std::fs::read(&conf_path)
+            .with_context(|| format!("reading {}", conf_path.display()))?;
+        conf.extend_from_slice(b"\n# Added by imss-upgrade\n");
+        conf.extend_from_slice(self.placement_settings().as_bytes());
+        for (name, value) in options.settings {
+            conf.extend_from_slice(format!("{name} = {value}\n").as_bytes());
+        }
+        atomic_write_as(
+            &conf_path,
+            &conf,
+            0o600,
+            Some((self.owner.uid, self.owner.gid)),
+        )
+    }
+
+    /// `port`, `listen_addresses` and `unix_socket_directories` as
+    /// configuration lines.
+    fn placement_settings(&self) -> String {
+        format!(
+            "port = {}\nlisten_addresses = {}\nunix_socket_directories = {}\n",
+            self.port,
+            conf_quote(&self.listen_address),
+            conf_quote(&socket_directory_item(&self.socket_dir)),
+        )
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<()> {
+        self.start_with(&[])
+    }
+
+    /// Starts the server with extra settings for this start (for example a
+    /// read-only start from the backup directory), and waits until it
+    /// accepts connections.
+    ///
+    /// `postgres` is started directly, with an argument vector: `pg_ctl
+    /// start` hands its data directory, log file and `-o` options to
+    /// `/bin/sh` inside double quotes, which a `$`, a backquote or a double
+    /// quote in a path under `--root` would break. Where the server listens
+    /// is this struct's to say, whatever the data directory's own
+    /// configuration was written with: it goes, with `settings`, into
+    /// [`Cluster::start_config_file`].
+    pub fn start_with(&self, settings: &[(&str, &str)]) -> Result<()> {
+        let own_conf = self.data_dir.join("postgresql.conf");
+        let mut conf = format!(
+            "# Written by imss-upgrade before this start of the cluster in the directory\n\
+             # beside it: its own configuration, then where it listens for this start.\n\
+             include = {}\n",
+            conf_quote(&own_conf.to_string_lossy())
+        );
+        conf.push_str(&self.placement_settings());
+        for (name, value) in settings {
+            conf.push_str(&format!("{name} = {}\n", conf_quote(value)));
+        }
+        let conf_path = self.start_config_file();
+        atomic_write(&conf_path, conf.as_bytes(), 0o644)?;
+        self.prepare_log_file()?;
+
+        let mut config_arg = std::ffi::OsString::from("config_file=");
+        config_arg.push(&conf_path);
+        let log = self.log_file();
+        let mut server = Cmd::new(self.install.program("postgres"))
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-c")
+            .arg(config_arg)
+            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
+            .as_user(&self.owner)
+            .spawn_daemon(&log)
+            .with_context(|| format!("starting PostgreSQL on {}", self.data_dir.display()))?;
+        if let Err(err) = self.wait_until_ready(&mut server) {
+            return Err(err.context(format!(
+                "starting PostgreSQL on {}; the end of its log {}:\n{}",
+                self.data_dir.display(),
+                log.display(),
+                log_tail(&log, 8)
+            )));
+        }
+        // The server outlives this call; a thread reaps it when it exits.
+        std::thread::spawn(move || server.wait());
+        tracing::info!(
+            message_id = events::DATABASE_STARTED,
+            imss_data_dir = %self.data_dir.display(),
+            imss_port = self.port,
+            "PostgreSQL started"
+        );
+        Ok(())
+    }
+
+    /// Waits until the postmaster `server` says in its pid file that it is
+    /// ready (as `pg_ctl -w` does), or fails when it exits first.
+    fn wait_until_ready(&self, server: &mut std::process::Child) -> Result<()> {
+        let pid_file = self.data_dir.join("postmaster.pid");
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = server.try_wait().context("waiting for postgres")? {
+                bail!("postgres exited ({status}) before it accepted connections");
+            }
+            if let Ok(text) = std::fs::read_to_string(&pid_file) {
+                let lines: Vec<&str> = text.lines().collect();
+                let ours =
+                    lines.first().and_then(|l| l.trim().parse::<u32>().ok()) == Some(server.id());
+                let status = lines.get(PID_FILE_STATUS_LINE).map(|l| l.trim());
+                if ours && matches!(status, Some("ready") | Some("standby")) {
+                    return Ok(());
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                // Not left running half-started: the caller sees the failure.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(server.id() as i32),
+                    nix::sys::signal::Signal::SIGQUIT,
+                );
+                let _ = server.wait();
+                bail!(
+                    "postgres did not accept connections within {} s",
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server account must be able to append to its log, whoever owns
+    /// the directory it is in.
+    fn prepare_log_file(&self) -> Result<()> {
+        let path = self.log_file();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !self.owner.is_current() {
+            std::os::unix::fs::fchown(&file, Some(self.owner.uid), Some(self.owner.gid))
+                .with_context(|| format!("giving {} to {}", path.display(), self.owner.name))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the server and waits until it is down. Stopping a server that
+    /// is not running is not an error.
+    pub fn stop(&self, mode: StopMode) -> Result<()> {
+        if !self.is_running()? {
+            return Ok(());
+        }
+        Cmd::new(self.install.program("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", mode.as_arg(), "-w", "-t", "120", "stop"])
+            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
+            .as_user(&self.owner)
+            .run()
+            .with_context(|| format!("stopping PostgreSQL on {}", self.data_dir.display()))?;
+        tracing::info!(
+            message_id = events::DATABASE_STOPPED,
+            imss_data_dir = %self.data_dir.display(),
+            "PostgreSQL stopped"
+        );
+        Ok(())
+    }
+
+    /// Stops the server if it was ever started (only a started server has a
+    /// pid file): for undoing a step whose cluster a crash may have left
+    /// running, without needing the data directory to be usable otherwise.
+    pub fn stop_if_started(&self, mode: StopMode) -> Result<()> {
+        if self.data_dir.join("postmaster.pid").exists() {
+            self.stop(mode)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a server is running on this data directory (`pg_ctl status`).
+    pub fn is_running(&self) -> Result<bool> {
+        let result = Cmd::new(self.install.program("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("status")
+            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
+            .as_user(&self.owner)
+            .run();
+        match result {
+            Ok(_) => Ok(true),
+            // 3: not running; 4: no usable data directory.
+            Err(err) if matches!(err.exit_code(), Some(3) | Some(4)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Connection settings for this cluster's Unix socket.
+    pub fn socket_settings(&self, database: &str, user: &str, password: &Secret) -> DbSettings {
+        DbSettings {
+            host: self.socket_dir.to_string_lossy().into_owned(),
+            port: self.port,
+            database: database.to_string(),
+            user: user.to_string(),
+            password: password.clone(),
+        }
+    }
+}
+
+/// How long a server may take to accept connections (`pg_ctl -t`'s role).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The line of `postmaster.pid` (from 0) with the server's status, since
+/// PostgreSQL 10 (`LOCK_FILE_LINE_PM_STATUS`).
+const PID_FILE_STATUS_LINE: usize = 7;
+
+/// One directory of `unix_socket_directories`, double-quoted as the server
+/// splits that list (a `"` inside doubled).
+fn socket_directory_item(dir: &Path) -> String {
+    format!("\"{}\"", dir.to_string_lossy().replace('"', "\"\""))
+}
+
+/// Writes a pgpass file at `path` (which must not exist; created 0600, as
+/// libpq demands) that gives `password` for every server, database and
+/// user; a client program finds it through `PGPASSFILE`, so the password is
+/// never on its command line or in its environment. `\` and `:` are escaped
+/// as the file format asks.
+pub fn write_pgpass(path: &Path, password: &Secret) -> Result<()> {
+    let bytes = password.expose();
+    if bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        bail!("a database password with a line break cannot be written to a pgpass file");
+    }
+    let mut line = b"*:*:*:*:".to_vec();
+    for &byte in bytes {
+        if matches!(byte, b'\\' | b':') {
+            line.push(b'\\');
+        }
+        line.push(byte);
+    }
+    line.push(b'\n');
+    write_private_file(path, &line, &ServiceUser::current())
+}
+
+/// Creates `path` (which must not exist) with mode 0600, owned by `owner`.
+fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Result<()> {
+    use std::io::Write;
+    let mut file = crate::support::fsutil::create_new_file(path, 0o600)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("giving {} to {}", path.display(), owner.name))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The last `lines` lines of a server log, for an error message.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A value for `postgresql.conf`: single-quoted, with a quote doubled and
+/// a backslash escaped (the file's string syntax reads `\` escapes).
+fn conf_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Why a connection could not be made, for callers that act on the cause.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The server refused the password (SQLSTATE 28P01).
+    #[error(
+        "the database at {target} refused the password for user {user}: check Password in odbc.ini (it is read exactly as written, '%' and all)"
+    )]
+    WrongPassword {
+        /// host:port/database.
+        target: String,
+        /// The account.
+        user: String,
+    },
+    /// Nothing answered, or the server is starting or shutting down.
+    #[error("no database server answers at {target}: start it (as the imss user), then run again")]
+    NotReachable {
+        /// host:port/database.
+        target: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Anything else the server said.
+    #[error("connecting to the database at {target} as {user}")]
+    Other {
+        /// host:port/database.
+        target: String,
+        /// The account.
+        user: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Connects with `settings`; the connection's driver runs on the current
+/// tokio runtime until the client is dropped.
+pub async fn connect(settings: &DbSettings) -> Result<Client, ConnectError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&settings.host)
+        .port(settings.port)
+        .dbname(&settings.database)
+        .user(&settings.user)
+        .password(settings.password.expose())
+        .application_name("imss-upgrade")
+        .connect_timeout(Duration::from_secs(10));
+    let target = settings.target();
+    let (client, connection) = config.connect(NoTls).await.map_err(|source| {
+        if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
+            ConnectError::WrongPassword {
+                target: target.clone(),
+                user: settings.user.clone(),
+            }
+        } else if source.code().is_none()
+            || source.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW)
+        {
+            ConnectError::NotReachable {
+                target: target.clone(),
+                source,
+            }
+        } else {
+            ConnectError::Other {
+                target: target.clone(),
+                user: settings.user.clone(),
+                source,
+            }
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// One table of a database, from the catalog.
+#[derive(Debug, Clone)]
+pub struct TableSize {
+    /// Table name.
+    pub name: String,
+    /// Estimated live rows (`reltuples`).
+    pub rows: i64,
+    /// Heap, indexes and TOAST, bytes.
+    pub total_bytes: i64,
+    /// Dead rows the statistics collector counts.
+    pub dead_rows: i64,
+}
+
+/// What the catalog says of the connected database: the server's version,
+/// the database's size, and its tables, largest first. Reads no table.
+pub async fn database_summary(client: &Client) -> Result<(String, i64, Vec<TableSize>)> {
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .context("reading the server version")?
+        .get(0);
+    let size: i64 = client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await
+        .context("reading the database size")?
+        .get(0);
+    let tables = client
+        .query(
+            "SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid), \
+                    COALESCE(s.n_dead_tup, 0) \
+               FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+               LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+              WHERE c.relkind = 'r' AND n.nspname = 'public' \
+              ORDER BY 3 DESC",
+            &[],
+        )
+        .await
+        .context("reading the table sizes from the catalog")?
+        .into_iter()
+        .map(|row| TableSize {
+            name: row.get(0),
+            rows: row.get(1),
+            total_bytes: row.get(2),
+            dead_rows: row.get(3),
+        })
+        .collect();
+    Ok((version, size, tables))
+}
+
+/// Asks the server for a checkpoint, so that a shutdown soon after has
+/// little to write.
+pub async fn checkpoint(client: &Client) -> Result<()> {
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .context("asking the server for a checkpoint")
+}
+
+/// Bytes handed to the target server at a time. `COPY TO STDOUT` yields one
+/// message per row; forwarding each on its own costs more than the copy.
+const COPY_PIPE_CHUNK: usize = 256 * 1024;
+
+/// Copies rows from one server to another through a raw binary `COPY` pipe:
+/// `copy_out_sql` (`COPY … TO STDOUT (FORMAT binary)`) on `source` feeds
+/// `copy_in_sql` (`COPY … FROM STDIN (FORMAT binary)`) on `target`, in
+/// large chunks, without decoding a row. Returns the rows the target took.
+pub async fn copy_pipe(
+    source: &Client,
+    copy_out_sql: &str,
+    target: &Client,
+    copy_in_sql: &str,
+) -> Result<u64> {
+    use futures_util::{SinkExt, TryStreamExt};
+    let rows_out = source
+        .copy_out(copy_out_sql)
+        .await
+        .with_context(|| format!("starting {copy_out_sql}"))?;
+    let sink = target
+        .copy_in::<_, bytes::Bytes>(copy_in_sql)
+        .await
+        .with_context(|| format!("starting {copy_in_sql}"))?;
+    futures_util::pin_mut!(rows_out);
+    futures_util::pin_mut!(sink);
+    let mut pending = bytes::BytesMut::with_capacity(COPY_PIPE_CHUNK * 2);
+    while let Some(row) = rows_out
+        .try_next()
+        .await
+        .context("reading from the source server")?
+    {
+        pending.extend_from_slice(&row);
+        if pending.len() >= COPY_PIPE_CHUNK {
+            sink.send(pending.split().freeze())
+                .await
+                .context("writing to the target server")?;
+        }
+    }
+    if !pending.is_empty() {
+        sink.send(pending.freeze())
+            .await
+            .context("writing to the target server")?;
+    }
+    sink.finish()
+        .await
+        .context("finishing the copy on the target server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_pgpass_file_is_private_and_escapes_backslash_and_colon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        write_pgpass(&path, &Secret::new("a:b\\c%(x)s;#= \"'")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "*:*:*:*:a\\:b\\\\c%(x)s;#= \"'\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Never over an existing file; never a line break.
+        assert!(write_pgpass(&path, &Secret::new("x")).is_err());
+        assert!(write_pgpass(&dir.path().join("other"), &Secret::new("a\nb")).is_err());
+    }
+}
