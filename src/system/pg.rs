@@ -382,6 +382,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// Removes the cluster: its server stopped at once if a crash left it
+    /// running, then its data directory. For undoing a step that created it.
+    pub fn remove(&self) -> Result<()> {
+        self.stop_if_started(StopMode::Immediate)?;
+        crate::support::fsutil::remove_tree_if_present(&self.data_dir)
+    }
+
     /// Whether a server is running on this data directory (`pg_ctl status`).
     pub fn is_running(&self) -> Result<bool> {
         let result = Cmd::new(self.install.program("pg_ctl"))

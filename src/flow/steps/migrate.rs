@@ -132,12 +132,11 @@ pub async fn undo(ctx: &Context, data_dir: &Path) -> Result<()> {
         if let Ok(old) = layout::backup_71(ctx) {
             old.stop_if_started(StopMode::Fast)?;
         }
-        let placed = Cluster {
+        Cluster {
             data_dir: ctx.root.resolve_parent(&data_dir)?,
             ..layout::target_91(ctx)?
-        };
-        placed.stop_if_started(StopMode::Immediate)?;
-        fsutil::remove_tree_if_present(&placed.data_dir)
+        }
+        .remove()
     })
     .await
 }

@@ -99,12 +99,11 @@ async fn load(
 pub async fn undo(ctx: &Context, data_dir: &Path) -> Result<()> {
     let data_dir = data_dir.to_path_buf();
     ctx.unblock(move |ctx| {
-        let staged = Cluster {
+        Cluster {
             data_dir: ctx.root.resolve_parent(&data_dir)?,
             ..layout::staged_91(ctx)?
-        };
-        staged.stop_if_started(StopMode::Immediate)?;
-        fsutil::remove_tree_if_present(&staged.data_dir)
+        }
+        .remove()
     })
     .await
 }
