@@ -163,28 +163,93 @@ async fn snapshot_moves_the_71_database_by_rename_and_undo_moves_it_back() {
     snapshot_and_undo(&server, Move::Rename).await;
 }
 
+/// The backup directory of `server` on a tmpfs of its own, unmounted on drop.
+struct BackupOnTmpfs(std::path::PathBuf);
+
+impl BackupOnTmpfs {
+    fn mount(server: &FixtureServer) -> Self {
+        let backup = server.root_dir().join("var/imss/imss_backup_71_to_91");
+        std::fs::create_dir_all(&backup).unwrap();
+        imss_upgrade::support::cmd::Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
+            .arg(&backup)
+            .run()
+            .expect("mounting a tmpfs needs root (CI runs the tests as root)");
+        Self(backup)
+    }
+}
+
+impl Drop for BackupOnTmpfs {
+    fn drop(&mut self) {
+        let _ = imss_upgrade::support::cmd::Cmd::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .run();
+    }
+}
+
 #[tokio::test]
 async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
+    // Fail points are process-wide: this test and the next run one at a time.
+    let scenario = fail::FailScenario::setup();
     let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
-    let backup = server.root_dir().join("var/imss/imss_backup_71_to_91");
-    std::fs::create_dir_all(&backup).unwrap();
-    imss_upgrade::support::cmd::Cmd::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
-        .arg(&backup)
-        .run()
-        .expect("mounting a tmpfs needs root (CI runs the tests as root)");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = imss_upgrade::support::cmd::Cmd::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .run();
-        }
-    }
-    let _unmount = Unmount(backup);
+    let _tmpfs = BackupOnTmpfs::mount(&server);
     snapshot_and_undo(&server, Move::Copy).await;
     server.stop().unwrap();
+    scenario.teardown();
+}
+
+/// A copy that differs from the original (here, a file of the copy changed
+/// between the copy and its check) is refused: the original stays where it
+/// was, and the undo clears the copy away.
+#[tokio::test]
+async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kept() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs the fail points: run it with `--features imss-upgrade/failpoints` (make test does)"
+        );
+    }
+    use imss_upgrade::flow::steps::snapshot as snapshot_step;
+    let scenario = fail::FailScenario::setup();
+    let server = FixtureServer::build(&["--history-rows", "200", "--tree-mb", "0"]).unwrap();
+    let tmpfs = BackupOnTmpfs::mount(&server);
+    let ctx = Context::new(server.root());
+    let before = server.tree_state("/var/imss/pgdata").unwrap();
+    let partial = tmpfs.0.join("pgdata-71.partial");
+    let damaged = partial.clone();
+    fail::cfg_callback("tree-move-copied", move || {
+        std::fs::write(damaged.join("PG_VERSION"), "15\n").unwrap();
+    })
+    .unwrap();
+    let mut journal = StepJournal::create(&tmpfs.0).unwrap();
+    skip_presync(&mut journal);
+    journal.begin(Step::Quiesce).unwrap();
+    journal.finish(Step::Quiesce).unwrap();
+    journal.begin(Step::Snapshot).unwrap();
+    let err = snapshot_step::run(&ctx, &mut journal).await.unwrap_err();
+    fail::remove("tree-move-copied");
+    assert!(
+        format!("{err:#}").contains("differs from the original"),
+        "{err:#}"
+    );
+    assert_eq!(
+        server.tree_state("/var/imss/pgdata").unwrap(),
+        before,
+        "the original must be untouched"
+    );
+    assert!(
+        !tmpfs.0.join("pgdata-71").exists(),
+        "a refused copy takes no place"
+    );
+
+    journal.begin_rollback(failed()).unwrap();
+    let record = journal.record(Step::Snapshot).unwrap().clone();
+    journal.begin_undo(Step::Snapshot).unwrap();
+    undo_step(&ctx, &record).await.unwrap();
+    journal.finish_undo(Step::Snapshot).unwrap();
+    assert!(!partial.exists(), "the undo removes the refused copy");
+    assert_eq!(server.tree_state("/var/imss/pgdata").unwrap(), before);
+    scenario.teardown();
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@
 //! `presync-window-copied`, `snapshot-archived`, `migrate-config-imported`,
 //! `migrate-window-copied`, `switch-staged`, `switch-swapped`,
 //! `switch-health-check`); `FAILPOINTS=name=return` in the environment of a
-//! binary built with the feature triggers one.
+//! binary built with the feature triggers one. One more, `tree-move-copied`
+//! (between the copy of a tree across file systems and its verification),
+//! is passed only when the data directory and the backup are on different
+//! file systems, so it is not in [`POINTS`].
 
 /// Every fail point, in the order a run passes them.
 pub const POINTS: &[&str] = &[

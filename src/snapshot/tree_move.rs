@@ -109,6 +109,7 @@ fn copy_verified(root: &Root, from: &Path, to: &Path) -> Result<()> {
     let partial = sibling(&target, ".partial");
     fsutil::remove_tree_if_present(&partial)?;
     copy_tree(&source, &partial)?;
+    crate::fail_point!("tree-move-copied");
     let partial_inside = root.inside(&partial);
     let relative = |entries: Vec<Entry>, prefix: &str| -> Vec<Entry> {
         entries
