@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: builds a disposable IMSS 7.1 server, starts it, and upgrades
-# it to 9.1 while mail keeps arriving; shows the preflight report, the
-# upgrade report, what mail saw, and the log of every step; then stops it.
+# it to 9.1 while mail keeps arriving; shows the preflight report, the step
+# lines and the upgrade report, what mail saw, and the log of every step;
+# then stops it.
 set -euo pipefail
 
 top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -30,11 +31,8 @@ echo "== Starting its PostgreSQL 10 and stand-in services"
 "$bin/imss-upgrade" status --root "$demo_root"
 
 echo
-echo "== Preflight"
-"$bin/imss-upgrade" preflight --root "$demo_root" || true
-
-echo
-echo "== Upgrading to 9.1 while 20 mails/s arrive"
+echo "== Upgrading to 9.1 while 20 mails/s arrive: the preflight report, a line"
+echo "   per step, then the upgrade report"
 "$bin/imss-fixture" traffic --port 10025 --rate 20 --duration 25 >"$demo_dir/traffic.txt" &
 traffic=$!
 sleep 2
