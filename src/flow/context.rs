@@ -103,3 +103,32 @@ impl Context {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_settings_are_read_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("opt/trend/imss/config");
+        std::fs::create_dir_all(&config).unwrap();
+        let odbc = config.join("odbc.ini");
+        std::fs::write(
+            &odbc,
+            "[IMSS]\nServername = 127.0.0.1\nPort = 5432\nDatabase = imss\nUserName = sa\nPassword = p%ss\n",
+        )
+        .unwrap();
+        let ctx = Context::new(Root::new(dir.path()).unwrap());
+        assert_eq!(ctx.database().unwrap().port, 5432);
+        // Gone (or rewritten by the switch) later in the run: the run keeps
+        // what it read.
+        std::fs::remove_file(&odbc).unwrap();
+        assert_eq!(ctx.database().unwrap().password.expose(), b"p%ss");
+        assert!(
+            Context::new(Root::new(dir.path()).unwrap())
+                .database()
+                .is_err()
+        );
+    }
+}
