@@ -137,19 +137,29 @@ fn every_layer_imports_only_the_layers_below_it() {
     );
 }
 
-#[test]
-fn no_step_imports_another_step() {
-    let mut violations = Vec::new();
+/// The lines, as `src/FILE:LINE: text`, of the files `checked` selects
+/// whose (non-comment) text `breaks` the rule.
+fn lines_breaking(checked: impl Fn(&str) -> bool, breaks: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
     for (file, code) in product_sources() {
-        if !file.starts_with("flow/steps/") || file.ends_with("mod.rs") {
+        if !checked(&file) {
             continue;
         }
         for (number, line) in code.lines().enumerate() {
-            if line.contains("flow::steps") || line.contains("super::") {
-                violations.push(format!("src/{file}:{}: {}", number + 1, line.trim()));
+            if !line.trim_start().starts_with("//") && breaks(line) {
+                found.push(format!("src/{file}:{}: {}", number + 1, line.trim()));
             }
         }
     }
+    found
+}
+
+#[test]
+fn no_step_imports_another_step() {
+    let violations = lines_breaking(
+        |file| file.starts_with("flow/steps/") && !file.ends_with("mod.rs"),
+        |line| line.contains("flow::steps") || line.contains("super::"),
+    );
     assert!(
         violations.is_empty(),
         "steps importing steps:\n{}",
@@ -159,22 +169,10 @@ fn no_step_imports_another_step() {
 
 #[test]
 fn sql_is_written_in_migration_and_system_pg_only() {
-    let mut violations = Vec::new();
-    for (file, code) in product_sources() {
-        if file.starts_with("migration/") || file == "system/pg.rs" {
-            continue;
-        }
-        for (number, line) in code.lines().enumerate() {
-            if line.trim_start().starts_with("//") {
-                continue;
-            }
-            for literal in line.split('"').skip(1).step_by(2) {
-                if is_sql(literal) {
-                    violations.push(format!("src/{file}:{}: {}", number + 1, line.trim()));
-                }
-            }
-        }
-    }
+    let violations = lines_breaking(
+        |file| !file.starts_with("migration/") && file != "system/pg.rs",
+        |line| line.split('"').skip(1).step_by(2).any(is_sql),
+    );
     assert!(
         violations.is_empty(),
         "SQL outside migration/ and system/pg:\n{}",
@@ -184,17 +182,10 @@ fn sql_is_written_in_migration_and_system_pg_only() {
 
 #[test]
 fn only_the_command_runner_starts_processes() {
-    let mut violations = Vec::new();
-    for (file, code) in product_sources() {
-        if file == "support/cmd.rs" {
-            continue;
-        }
-        for (number, line) in code.lines().enumerate() {
-            if line.contains("process::Command") || line.contains("Command::new") {
-                violations.push(format!("src/{file}:{}: {}", number + 1, line.trim()));
-            }
-        }
-    }
+    let violations = lines_breaking(
+        |file| file != "support/cmd.rs",
+        |line| line.contains("process::Command") || line.contains("Command::new"),
+    );
     assert!(
         violations.is_empty(),
         "processes started outside support/cmd:\n{}",
