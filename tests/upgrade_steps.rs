@@ -9,8 +9,9 @@ use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::health;
 use imss_upgrade::flow::journal::{RollbackCause, Step, StepJournal};
 use imss_upgrade::flow::layout::{self, SNAPSHOT_PATHS};
-use imss_upgrade::flow::rollback::undo_step;
+use imss_upgrade::flow::rollback::{roll_back, undo_step};
 use imss_upgrade::flow::steps::quiesce;
+use imss_upgrade::support::step_lines::StepLines;
 use imss_upgrade::system::pg;
 
 fn failed() -> RollbackCause {
@@ -49,11 +50,9 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
         "{probe:#}"
     );
 
-    journal.begin_rollback(failed()).unwrap();
-    let record = journal.record(Step::Quiesce).unwrap().clone();
-    journal.begin_undo(Step::Quiesce).unwrap();
-    undo_step(&ctx, &record).await.unwrap();
-    journal.finish_undo(Step::Quiesce).unwrap();
+    roll_back(&ctx, &mut journal, Some(failed()), &StepLines::silent())
+        .await
+        .unwrap();
     assert!(smtp_answers(server.smtp_port));
     let client = pg::connect(&DbSettings::load(&server.root()).unwrap())
         .await
@@ -242,11 +241,9 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
         "a refused copy takes no place"
     );
 
-    journal.begin_rollback(failed()).unwrap();
-    let record = journal.record(Step::Snapshot).unwrap().clone();
-    journal.begin_undo(Step::Snapshot).unwrap();
-    undo_step(&ctx, &record).await.unwrap();
-    journal.finish_undo(Step::Snapshot).unwrap();
+    roll_back(&ctx, &mut journal, Some(failed()), &StepLines::silent())
+        .await
+        .unwrap();
     assert!(!partial.exists(), "the undo removes the refused copy");
     assert_eq!(server.tree_state("/var/imss/pgdata").unwrap(), before);
     scenario.teardown();
