@@ -21,7 +21,8 @@ pub async fn export(root: &Root, file: &Path) -> Result<u8> {
         "this server runs IMSS {}: config export reads a {SOURCE_VERSION} server",
         product.version
     );
-    let client = pg::connect(&DbSettings::load(root)?).await?;
+    let (client, settings) = pg::connect_as_configured(&DbSettings::load(root)?).await?;
+    println!("reading the configuration as {}", settings.describe());
     let export = config_export::export(&client, &product).await?;
     config_export::write(file, &export)?;
     println!(
@@ -42,7 +43,8 @@ pub async fn import(root: &Root, file: &Path) -> Result<u8> {
         product.version
     );
     let export = config_export::read(file)?;
-    let mut client = pg::connect(&DbSettings::load(root)?).await?;
+    let (mut client, settings) = pg::connect_as_configured(&DbSettings::load(root)?).await?;
+    println!("writing the configuration as {}", settings.describe());
     let counts = config_export::import(&mut client, &export)
         .await
         .with_context(|| format!("importing {}", file.display()))?;

@@ -40,13 +40,7 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
         for name in &status.components {
             println!("    {name}");
         }
-        let db = &status.database;
-        println!("\nAdmin database:");
-        println!("    Server address:      {}", db.address);
-        println!("    Server port:         {}", db.port);
-        println!("    Database name:       {}", db.database);
-        println!("    User name:           {}", db.user);
-        println!("    Password:            {}", db.password);
+        print!("\n{}", status.database);
     }
     Ok(exit::OK)
 }

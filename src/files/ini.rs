@@ -1,18 +1,21 @@
 //! `odbc.ini` and `imss.ini`, read and rewritten verbatim.
 //!
 //! The vendor's upgrade read `odbc.ini` with Python's `ConfigParser`, whose
-//! interpolation choked on a `%` in the password (seed, item 5). Here:
-//! - values are read by `rust-ini` with quote and escape handling off, so a
-//!   `%`, `%(x)s`, `;`, `#`, `=`, `"`, `'` or `\` is just a character (the
-//!   `configparser` crate was tried too and cuts values at an inline `;` or
-//!   `#`; both crates trim surrounding blanks and neither keeps comments on
-//!   write);
-//! - a rewrite edits only the lines of the keys that change, so comments,
-//!   blank lines, key order and every untouched byte stay as they were;
-//! - a value with leading or trailing blanks, or ending in a backslash (which
-//!   would continue the line), is written inside one pair of double quotes, and one outer pair of quotes is taken off on reading, so
-//!   any single-line value survives a write and a read byte for byte. The
-//!   rewrite is checked by reading it back.
+//! interpolation choked on a `%` in the password (seed, item 5). Here no
+//! value is interpolated, and each file is read the way its real reader
+//! reads it ([`Dialect`]):
+//! - `odbc.ini` as unixODBC reads it for the driver (the `configparser`
+//!   crate set so): lines trimmed, `;` and `#` start comment lines only, a
+//!   value is what follows the first `=`, trimmed, quotes and a closing
+//!   backslash included;
+//! - `imss.ini` by `rust-ini` with quote and escape handling off, less one
+//!   outer pair of double quotes, which the writer puts around a value with
+//!   blank edges or a closing backslash (rust-ini would continue the line),
+//!   so that any single-line value survives a write and a read.
+//!
+//! A rewrite edits only the lines of the keys that change, so comments,
+//! blank lines, key order and every untouched byte stay as they were, and
+//! is checked by reading it back.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +30,26 @@ use crate::support::fsutil::atomic_write_as;
 pub struct IniFile {
     origin: PathBuf,
     text: String,
-    parsed: ini::Ini,
+    dialect: Dialect,
+    sections: Vec<Section>,
+}
+
+/// Whose reading of the values [`IniFile::get`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `imss.ini`, read by the IMSS programs: verbatim but one outer pair
+    /// of double quotes.
+    Imss,
+    /// `odbc.ini`, read by unixODBC for the driver: verbatim, trimmed. A
+    /// value with blank edges cannot be written in it.
+    UnixOdbc,
+}
+
+/// A section's name and its keys and values, in file order.
+#[derive(Clone)]
+struct Section {
+    name: String,
+    entries: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for IniFile {
@@ -40,8 +62,13 @@ impl std::fmt::Debug for IniFile {
 }
 
 impl IniFile {
-    /// Reads and parses `path`.
+    /// Reads and parses `path` as the IMSS programs read `imss.ini`.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_as(path, Dialect::Imss)
+    }
+
+    /// Reads and parses `path` as `dialect` reads it.
+    pub fn load_as(path: &Path, dialect: Dialect) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let text = String::from_utf8(bytes).map_err(|err| {
             anyhow::anyhow!(
@@ -50,13 +77,19 @@ impl IniFile {
                 err.utf8_error().valid_up_to()
             )
         })?;
-        Self::parse(text, path)
+        Self::parse_as(text, path, dialect)
     }
 
-    /// Parses `text`; `origin` names it in errors.
+    /// Parses `text` as the IMSS programs read `imss.ini`; `origin` names it
+    /// in errors.
     pub fn parse(text: impl Into<String>, origin: &Path) -> Result<Self> {
+        Self::parse_as(text, origin, Dialect::Imss)
+    }
+
+    /// Parses `text` as `dialect` reads it; `origin` names it in errors.
+    pub fn parse_as(text: impl Into<String>, origin: &Path, dialect: Dialect) -> Result<Self> {
         let text = text.into();
-        let parsed = parse_verbatim(&text).with_context(|| {
+        let sections = parse_sections(&text, dialect).with_context(|| {
             format!(
                 "parsing {}: fix the line named, then run again",
                 origin.display()
@@ -65,7 +98,8 @@ impl IniFile {
         Ok(Self {
             origin: origin.to_path_buf(),
             text,
-            parsed,
+            dialect,
+            sections,
         })
     }
 
@@ -79,15 +113,18 @@ impl IniFile {
         &self.origin
     }
 
-    /// The value of `key` in `[section]`; the key matches without regard to
-    /// case, as unixODBC matches it. The value is exactly as written, less one
-    /// outer pair of double quotes.
+    /// The value of `key` in `[section]` as the file's [`Dialect`] reads it;
+    /// the key matches without regard to case, as unixODBC matches it.
     pub fn get(&self, section: &str, key: &str) -> Option<String> {
-        let properties = self.parsed.section(Some(section))?;
-        properties
+        self.section(section)?
+            .entries
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(key))
-            .map(|(_, value)| unquote(value).to_string())
+            .map(|(_, value)| value.clone())
+    }
+
+    fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|section| section.name == name)
     }
 
     /// Like [`IniFile::get`], with an error that names the file, section and key.
@@ -102,23 +139,16 @@ impl IniFile {
 
     /// The section names, in file order.
     pub fn sections(&self) -> Vec<String> {
-        self.parsed
-            .sections()
-            .flatten()
-            .map(str::to_string)
+        self.sections
+            .iter()
+            .map(|section| section.name.clone())
             .collect()
     }
 
     /// The keys and values of `[section]`, in file order.
     pub fn entries(&self, section: &str) -> Vec<(String, String)> {
-        self.parsed
-            .section(Some(section))
-            .map(|props| {
-                props
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), unquote(v).to_string()))
-                    .collect()
-            })
+        self.section(section)
+            .map(|section| section.entries.clone())
             .unwrap_or_default()
     }
 
@@ -131,15 +161,18 @@ impl IniFile {
                 self.origin.display()
             );
         }
-        let encoded = quote_if_needed(value);
-        let new_text = edit_text(&self.text, section, key, &encoded);
-        let reparsed = parse_verbatim(&new_text)
-            .with_context(|| format!("rewriting {}", self.origin.display()))?;
-        let check = Self {
-            origin: self.origin.clone(),
-            text: new_text,
-            parsed: reparsed,
+        let encoded = match self.dialect {
+            Dialect::Imss => quote_if_needed(value),
+            Dialect::UnixOdbc if value.trim() != value => bail!(
+                "{}: the value of {key} in [{section}] begins or ends with a blank, which unixODBC \
+                 trims away",
+                self.origin.display()
+            ),
+            Dialect::UnixOdbc => value.to_string(),
         };
+        let new_text = edit_text(&self.text, section, key, &encoded);
+        let check = Self::parse_as(new_text, &self.origin, self.dialect)
+            .with_context(|| format!("rewriting {}", self.origin.display()))?;
         if check.get(section, key).as_deref() != Some(value) {
             bail!(
                 "{}: the new value of {key} in [{section}] does not read back unchanged; refusing to write it",
@@ -157,13 +190,61 @@ impl IniFile {
     }
 }
 
-fn parse_verbatim(text: &str) -> Result<ini::Ini> {
+fn parse_sections(text: &str, dialect: Dialect) -> Result<Vec<Section>> {
+    match dialect {
+        Dialect::Imss => parse_imss(text),
+        Dialect::UnixOdbc => parse_unixodbc(text),
+    }
+}
+
+fn parse_imss(text: &str) -> Result<Vec<Section>> {
     let options = ini::ParseOption {
         enabled_quote: false,
         enabled_escape: false,
         ..Default::default()
     };
-    ini::Ini::load_from_str_opt(text, options).map_err(|err| anyhow::anyhow!("{err}"))
+    let parsed = ini::Ini::load_from_str_opt(without_bom(text), options)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok(parsed
+        .iter()
+        .filter_map(|(name, properties)| {
+            Some(Section {
+                name: name?.to_string(),
+                entries: properties
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), unquote(value).to_string()))
+                    .collect(),
+            })
+        })
+        .collect())
+}
+
+/// `text` less the byte order mark an editor on Windows may put first.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+fn parse_unixodbc(text: &str) -> Result<Vec<Section>> {
+    let mut defaults = configparser::ini::IniDefault::default();
+    defaults.case_sensitive = true;
+    defaults.delimiters = vec!['='];
+    defaults.comment_symbols = vec![';', '#'];
+    defaults.enable_inline_comments = false;
+    defaults.multiline = false;
+    let mut parser = configparser::ini::Ini::new_from_defaults(defaults);
+    let map = parser
+        .read(without_bom(text).to_string())
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok(map
+        .into_iter()
+        .map(|(name, entries)| Section {
+            name,
+            entries: entries
+                .into_iter()
+                .map(|(key, value)| (key, value.unwrap_or_default()))
+                .collect(),
+        })
+        .collect())
 }
 
 fn unquote(value: &str) -> &str {
@@ -196,7 +277,7 @@ enum Line<'a> {
 }
 
 fn classify(line: &str) -> Line<'_> {
-    let trimmed = line.trim();
+    let trimmed = without_bom(line).trim();
     if trimmed.starts_with(';') || trimmed.starts_with('#') || trimmed.is_empty() {
         return Line::Other;
     }
@@ -227,6 +308,13 @@ fn edit_text(text: &str, section: &str, key: &str, encoded: &str) -> String {
                 let mut out = String::with_capacity(text.len() + encoded.len());
                 lines[..index].iter().for_each(|l| out.push_str(l));
                 out.push_str(&line[..value_start]);
+                // `Key =` with no value yet gets one blank after the `=`.
+                if value_start == body_end
+                    && !encoded.is_empty()
+                    && line[..value_start].ends_with('=')
+                {
+                    out.push(' ');
+                }
                 out.push_str(encoded);
                 out.push_str(&line[body_end..]);
                 lines[index + 1..].iter().for_each(|l| out.push_str(l));
@@ -407,17 +495,38 @@ mod tests {
     }
 
     #[test]
-    fn configparser_cuts_values_that_rust_ini_keeps() {
-        // The reason rust-ini was chosen; kept as a test so a change in either
-        // crate shows up here.
-        let text = "[IMSS]\nPassword = semi;colon#hash\n";
-        let mut other = configparser::ini::Ini::new_cs();
-        other.read(text.to_string()).unwrap();
-        assert_eq!(other.get("IMSS", "Password").as_deref(), Some("semi"));
-        let ours = IniFile::parse(text, Path::new("odbc.ini")).unwrap();
+    fn the_unixodbc_dialect_reads_values_as_unixodbc_does() {
+        // What `odbcinst -q -s -n IMSS` printed for this file.
+        let text = "\u{feff}[IMSS]\r\nP1 = \"fully quoted\"\r\nP2 = ends in a backslash\\\r\n\
+                    P3 =   lead and trail   \r\nP4 = a;b#c ; not a comment\r\n#P5 = commented\r\n\
+                    P6 = \t tab\t\r\nP7 = x=y\r\n";
+        let file = IniFile::parse_as(text, Path::new("odbc.ini"), Dialect::UnixOdbc).unwrap();
         assert_eq!(
-            ours.get("IMSS", "Password").as_deref(),
-            Some("semi;colon#hash")
+            file.entries("IMSS"),
+            [
+                ("P1", "\"fully quoted\""),
+                ("P2", "ends in a backslash\\"),
+                ("P3", "lead and trail"),
+                ("P4", "a;b#c ; not a comment"),
+                ("P6", "tab"),
+                ("P7", "x=y"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let imss = IniFile::parse(text, Path::new("imss.ini")).unwrap();
+        assert_eq!(imss.get("IMSS", "P1").as_deref(), Some("fully quoted"));
+    }
+
+    #[test]
+    fn the_unixodbc_dialect_refuses_a_value_it_would_trim() {
+        let mut file = IniFile::parse_as(ODBC, Path::new("odbc.ini"), Dialect::UnixOdbc).unwrap();
+        let err = file.set("IMSS", "Password", " edge").unwrap_err();
+        assert!(err.to_string().contains("trims"), "{err}");
+        file.set("IMSS", "Password", "\"as is\"\\").unwrap();
+        assert!(
+            file.text().contains("Password    = \"as is\"\\\n"),
+            "{}",
+            file.text()
         );
     }
 }

@@ -4,3 +4,4 @@
 pub mod imss_ini;
 pub mod ini;
 pub mod odbc_ini;
+pub mod odbc_password;

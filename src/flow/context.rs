@@ -7,7 +7,7 @@
 //! settings (`files`), which the plumbing below may not know.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Result;
 
@@ -33,7 +33,9 @@ pub struct Context {
     pub payload_dir: PathBuf,
     /// The PostgreSQL 15 programs that create and run the 9.1 cluster.
     pub target_pg_bin: PathBuf,
-    database: OnceLock<DbSettings>,
+    /// Shared by the clones a run hands to its blocking tasks, so that what
+    /// preflight settles holds for all of them.
+    database: Arc<Mutex<Option<DbSettings>>>,
     service_user: OnceLock<ServiceUser>,
 }
 
@@ -50,7 +52,7 @@ impl Context {
             root,
             target_pg_bin: payload_dir.join(PAYLOAD_PG_BIN),
             payload_dir,
-            database: OnceLock::new(),
+            database: Arc::default(),
             service_user: OnceLock::new(),
         }
     }
@@ -65,12 +67,28 @@ impl Context {
     /// they are asked for and kept for the rest of the run. The switch
     /// writes the same settings into 9.1's `odbc.ini` (and reads them back
     /// before it swaps the tree in), so they hold on both sides of it.
-    pub fn database(&self) -> Result<&DbSettings> {
-        if let Some(settings) = self.database.get() {
-            return Ok(settings);
+    pub fn database(&self) -> Result<DbSettings> {
+        let mut held = self.held_database();
+        if let Some(settings) = held.as_ref() {
+            return Ok(settings.clone());
         }
         let settings = DbSettings::load(&self.root)?;
-        Ok(self.database.get_or_init(|| settings))
+        *held = Some(settings.clone());
+        Ok(settings)
+    }
+
+    /// Keeps `settings` for the rest of the run: preflight's, with the
+    /// reading of the password that the server accepted.
+    pub fn settle_database(&self, settings: DbSettings) {
+        *self.held_database() = Some(settings);
+    }
+
+    fn held_database(&self) -> std::sync::MutexGuard<'_, Option<DbSettings>> {
+        // A panic while the lock was held left the settings whole: they are
+        // replaced in one assignment.
+        self.database
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The `imss` account the services and the bundled PostgreSQL run as,

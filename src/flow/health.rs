@@ -39,7 +39,7 @@ pub async fn check_91_takes_mail(ctx: &Context, purpose: &str) -> Result<()> {
     let message_id = ctx
         .unblock(move |ctx| send_test_mail(ctx, &purpose))
         .await?;
-    let client = pg::connect(ctx.database()?).await?;
+    let client = pg::connect(&ctx.database()?).await?;
     let found = probe::policy_events_for_message(&client, &message_id).await?;
     if found != 1 {
         bail!(

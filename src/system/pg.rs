@@ -408,13 +408,13 @@ impl Cluster {
 
     /// Connection settings for this cluster's Unix socket.
     pub fn socket_settings(&self, database: &str, user: &str, password: &Secret) -> DbSettings {
-        DbSettings {
-            host: self.socket_dir.to_string_lossy().into_owned(),
-            port: self.port,
-            database: database.to_string(),
-            user: user.to_string(),
-            password: password.clone(),
-        }
+        DbSettings::new(
+            &self.socket_dir.to_string_lossy(),
+            self.port,
+            database,
+            user,
+            password.clone(),
+        )
     }
 }
 
@@ -479,15 +479,19 @@ fn conf_quote(value: &str) -> String {
 /// Why a connection could not be made, for callers that act on the cause.
 #[derive(Debug, Error)]
 pub enum ConnectError {
-    /// The server refused the password (SQLSTATE 28P01).
+    /// The server refused the password (SQLSTATE 28P01), in every reading
+    /// tried.
     #[error(
-        "the database at {target} refused the password for user {user}: check Password in odbc.ini (it is read exactly as written, '%' and all)"
+        "the database at {target} refused the password for user {user} ({readings}): check Password in odbc.ini, \
+         which psqlODBC reads with %XX as one byte and + as a space (a '%' is written %25, a '+' %2B)"
     )]
     WrongPassword {
         /// host:port/database.
         target: String,
         /// The account.
         user: String,
+        /// How the password was read, each reading tried.
+        readings: String,
     },
     /// Nothing answered, or the server is starting or shutting down.
     #[error("no database server answers at {target}: start it (as the imss user), then run again")]
@@ -529,6 +533,7 @@ pub async fn connect(settings: &DbSettings) -> Result<Client, ConnectError> {
             ConnectError::WrongPassword {
                 target: target.clone(),
                 user: settings.user.clone(),
+                readings: settings.password_reading.describe().to_string(),
             }
         } else if source.code().is_none()
             || source.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW)
@@ -551,6 +556,28 @@ pub async fn connect(settings: &DbSettings) -> Result<Client, ConnectError> {
         }
     });
     Ok(client)
+}
+
+/// Connects with the settings read from `odbc.ini`, trying each reading of
+/// its password in turn ([`DbSettings::password_readings`]); gives the
+/// settings with the reading the server accepted.
+pub async fn connect_as_configured(
+    settings: &DbSettings,
+) -> Result<(Client, DbSettings), ConnectError> {
+    let mut refused = Vec::new();
+    for reading in settings.password_readings() {
+        let candidate = settings.with_reading(reading);
+        match connect(&candidate).await {
+            Ok(client) => return Ok((client, candidate)),
+            Err(ConnectError::WrongPassword { readings, .. }) => refused.push(readings),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(ConnectError::WrongPassword {
+        target: settings.target(),
+        user: settings.user.clone(),
+        readings: refused.join("; then "),
+    })
 }
 
 /// One table of a database, from the catalog.

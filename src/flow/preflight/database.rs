@@ -1,11 +1,14 @@
 //! The admin database (seed items 3 and 5, and the wizard's step 5 screen):
-//! reached with `odbc.ini` read verbatim, sized from the catalog (never by
-//! scanning a table), with its bloat and what the logical copy reclaims.
+//! reached with `odbc.ini` read as psqlODBC reads it (and, where its
+//! password holds a `%` psqlODBC cannot decode, exactly as written too),
+//! sized from the catalog (never by scanning a table), with its bloat and
+//! what the logical copy reclaims.
 
 use anyhow::Result;
 
 use super::{Facts, Finding, Severity};
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
+use crate::files::odbc_password::ReadingKind;
 use crate::flow::context::Context;
 use crate::migration::probe;
 use crate::system::pg::{self, ConnectError, TableSize};
@@ -69,14 +72,15 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
             return Ok(());
         }
     };
-    let client = match pg::connect(&settings).await {
-        Ok(client) => client,
+    let (client, settings) = match pg::connect_as_configured(&settings).await {
+        Ok(connected) => connected,
         Err(err) => {
             let (id, fix) = match &err {
                 ConnectError::WrongPassword { .. } => (
                     "database-password-refused",
-                    "set Password in odbc.ini to the password of the database user (every character counts, \
-                     '%' included), or reset it in PostgreSQL to match",
+                    "set Password in odbc.ini to the database user's password as psqlODBC's setup writes \
+                     it (every character but a letter or digit as %XX, a space as +; a '%' is %25, a '+' \
+                     %2B), or reset the password in PostgreSQL to match",
                 ),
                 ConnectError::NotReachable { .. } => (
                     "database-unreachable",
@@ -97,6 +101,18 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
             return Ok(());
         }
     };
+    ctx.settle_database(settings.clone());
+    if settings.password_reading == ReadingKind::AsWritten {
+        out.push(Finding::new(
+            "database-password-as-written",
+            Severity::Warning,
+            "The database password in odbc.ini is not written as psqlODBC reads it",
+            "Password in odbc.ini holds a '%' that is not followed by two hex digits, which psqlODBC \
+             cannot decode; the database accepted the value exactly as written",
+            "nothing to do: the 9.1 odbc.ini gets the password encoded as psqlODBC's setup writes it \
+             (every character but a letter or digit as %XX)",
+        ));
+    }
     let (server_version, size_bytes, tables) = pg::database_summary(&client).await?;
     let euq_enabled = probe::euq_enabled_71(&client).await;
     let info = DatabaseInfo {
@@ -113,11 +129,9 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
 
 fn summary(info: &DatabaseInfo) -> Finding {
     let mut found = format!(
-        "PostgreSQL {} at {}, user {}, password {}\ndatabase size {}; dead rows take about {}, which the logical copy to 9.1 leaves behind\nlargest tables:",
+        "PostgreSQL {}, {}\ndatabase size {}; dead rows take about {}, which the logical copy to 9.1 leaves behind\nlargest tables:",
         info.server_version,
-        info.settings.target(),
-        info.settings.user,
-        info.settings.password.masked(),
+        info.settings.describe(),
         human_bytes(info.size_bytes),
         human_bytes(info.reclaimable_bytes()),
     );

@@ -243,12 +243,7 @@ impl Report {
             }
         }
         if let Some(db) = &self.database {
-            let _ = writeln!(out, "\nAdmin database:");
-            let _ = writeln!(out, "    Server address:      {}", db.address);
-            let _ = writeln!(out, "    Server port:         {}", db.port);
-            let _ = writeln!(out, "    Database name:       {}", db.database);
-            let _ = writeln!(out, "    User name:           {}", db.user);
-            let _ = writeln!(out, "    Password:            {}", db.password);
+            let _ = write!(out, "\n{db}");
         }
         let _ = writeln!(out);
         if self.check_failed() {

@@ -79,7 +79,7 @@ async fn load(
     schema::load_tables(&target).await?;
     schema::create_staging(&target).await?;
 
-    let source = pg::connect(settings).await?;
+    let source = pg::connect(&settings).await?;
     let mark = copy_fenced_window(&source, &target, cutoff).await?;
     schema::analyze(&target).await?;
     // The shutdown at quiesce then has little to write: a shorter downtime.

@@ -1,6 +1,7 @@
 //! Step 5, switch: the 9.1 program tree from the package's payload takes
 //! the place of the 7.1 one at `/opt/trend/imss`, with a 9.1 `odbc.ini`
-//! (the password carried byte for byte) and `imss.ini` (9.1, build 1195,
+//! (the password value carried byte for byte, re-encoded only where
+//! psqlODBC would not read it as the database's password) and `imss.ini` (9.1, build 1195,
 //! the same components and ports), and the 9.1 services start on the
 //! PostgreSQL 15 cluster that the migrate step left running. The step is
 //! done when the 9.1 scanner accepts a test mail and its policy event is in
@@ -20,6 +21,7 @@ use anyhow::{Context as _, Result, ensure};
 use crate::files::imss_ini::{ProductInfo, imss_ini_91};
 use crate::files::ini::IniFile;
 use crate::files::odbc_ini::DbSettings;
+use crate::files::odbc_password::ReadingKind;
 use crate::flow::context::Context;
 use crate::flow::health;
 use crate::flow::journal::{StepJournal, Undo};
@@ -83,10 +85,11 @@ fn stage_tree(ctx: &Context) -> Result<()> {
     settings
         .odbc_ini_91(&odbc_path)?
         .save(&odbc_path, 0o640, Some((0, group)))?;
-    let written = DbSettings::from_ini(&IniFile::load(&odbc_path)?)?;
+    let written = DbSettings::load_from(&odbc_path)?;
     ensure!(
-        written.password.expose() == settings.password.expose(),
-        "the 9.1 odbc.ini at {} does not read back the 7.1 password: nothing was switched; report this",
+        written.password == settings.password && written.password_reading == ReadingKind::Decoded,
+        "the 9.1 odbc.ini at {} does not read back the 7.1 password as psqlODBC reads it: nothing was \
+         switched; report this",
         odbc_path.display()
     );
     Ok(())
