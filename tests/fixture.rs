@@ -4,10 +4,13 @@
 use std::collections::HashSet;
 
 use imss_fixture::harness::{FixtureServer, fixture_exe};
+use imss_fixture::odbc::{self, HARD_PASSWORDS};
 use imss_upgrade::files::imss_ini::ProductInfo;
-use imss_upgrade::files::ini::IniFile;
-use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::files::odbc_ini::{self, DbSettings, ODBC_SECTION};
+use imss_upgrade::files::odbc_password::DsnPassword;
 use imss_upgrade::support::cmd::Cmd;
+use imss_upgrade::support::constants::ODBC_INI;
+use imss_upgrade::support::secret::Secret;
 use imss_upgrade::system::pg;
 
 async fn count(settings: &DbSettings, table: &str) -> i64 {
@@ -189,19 +192,10 @@ async fn the_scanner_accepts_mail_and_its_rows_land_in_postgres_10() {
     assert!(quarantined > 0, "a share of the mail should be quarantined");
 }
 
-/// Every password the vendor's upgrade could not take: the fixture writes
-/// it to odbc.ini and sets it in PostgreSQL, the stand-in scanner reads it
-/// back verbatim and connects with it.
-const HARD_PASSWORDS: &[&str] = &[
-    "p%ss%(x)s%%",
-    "semi;colon#hash=equals",
-    "double\"single'back\\slash",
-    "  blank edges  ",
-    "日本語のパスワード%",
-    "ends in a backslash\\",
-    "\"fully quoted\"",
-];
-
+/// A hard password: the fixture writes it as psqlODBC's setup writes it,
+/// the real driver connects with the file (`isql`), and the stand-in
+/// scanner, which reads it through the product's reader, connects too and
+/// records mail.
 async fn password_works_end_to_end(password: &str) {
     let server = FixtureServer::build(&[
         "--history-rows",
@@ -213,9 +207,15 @@ async fn password_works_end_to_end(password: &str) {
     ])
     .unwrap();
     let root = server.root();
-    let odbc = IniFile::load(&root.resolve("/opt/trend/imss/config/odbc.ini").unwrap()).unwrap();
-    assert_eq!(odbc.get("IMSS", "Password").as_deref(), Some(password));
+    let odbc = odbc_ini::load(&root.resolve(ODBC_INI).unwrap()).unwrap();
+    let encoded = DsnPassword::encode(&Secret::new(password));
+    assert_eq!(
+        odbc.get("IMSS", "Password").map(String::into_bytes),
+        Some(encoded.written().expose().to_vec()),
+        "the fixture writes the password as psqlODBC's setup does"
+    );
     server.start().unwrap();
+    odbc::isql_connect(&root, ODBC_INI, ODBC_SECTION).unwrap();
     let report: serde_json::Value = serde_json::from_str(
         &server
             .run(&[

@@ -9,6 +9,7 @@
 #
 #   * Debian packages: PostgreSQL 15 (the 9.1 bundled server's major), rpm,
 #     dnf, createrepo-c, rpmlint, bind9 and its tools, systemd-container,
+#     unixODBC and psqlODBC (the driver odbc.ini names, the tests' oracle),
 #     Node.js/npm (only when `node`/`npm` are missing), and small utilities.
 #     No package is allowed to create a default PostgreSQL cluster or leave a
 #     system service on ports 53 or 5432: the tests start their own servers.
@@ -126,6 +127,8 @@ APT_PACKAGES=(
     bind9-utils
     dnsutils
     systemd-container
+    unixodbc
+    odbc-postgresql
     xz-utils
     iproute2
     procps
