@@ -32,6 +32,21 @@ const TABLE_PASSWORDS: &[&str] = &[
     imss_fixture::build::DEFAULT_PASSWORD,
 ];
 
+/// What `imss-upgrade config export` says of the database it read.
+fn config_export_output(server: &FixtureServer) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("imsx_config.dat");
+    let root = server.root_dir();
+    imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+        .arg("--root")
+        .arg(&root)
+        .arg("config")
+        .arg("export")
+        .arg(&file)
+        .output_text()
+        .unwrap()
+}
+
 fn small_server(password: &str, extra: &[&str]) -> FixtureServer {
     let mut args = vec![
         "--history-rows",
@@ -154,6 +169,27 @@ async fn a_value_psqlodbc_cannot_decode_is_tried_as_written_and_encoded_for_91()
         ReadingKind::AsWritten
     );
     assert!(text.contains("read exactly as written"), "{text}");
+    // config export reads the file the same way, and says so the same way.
+    let database = report.database.as_ref().unwrap();
+    let said = config_export_output(&server);
+    let described = format!(
+        "password {} ({})",
+        database.password,
+        ReadingKind::AsWritten.describe()
+    );
+    assert!(said.contains(&described), "{said}");
+    assert!(
+        text.contains(&format!(
+            "{} ({})",
+            database.password,
+            ReadingKind::AsWritten.describe()
+        )),
+        "{text}"
+    );
+    assert!(
+        !said.contains("Imss") && !text.contains("Imss"),
+        "the password is shown"
+    );
 
     let Outcome::Upgraded(_) = flow::upgrade(&ctx).await.unwrap() else {
         panic!("the upgrade did not complete")
