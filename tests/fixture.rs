@@ -197,15 +197,7 @@ async fn the_scanner_accepts_mail_and_its_rows_land_in_postgres_10() {
 /// scanner, which reads it through the product's reader, connects too and
 /// records mail.
 async fn password_works_end_to_end(password: &str) {
-    let server = FixtureServer::build(&[
-        "--history-rows",
-        "10",
-        "--tree-mb",
-        "0",
-        "--password",
-        password,
-    ])
-    .unwrap();
+    let server = FixtureServer::build_with_password(password, &[]).unwrap();
     let root = server.root();
     let odbc = odbc_ini::load(&root.resolve(ODBC_INI).unwrap()).unwrap();
     let encoded = DsnPassword::encode(&Secret::new(password));

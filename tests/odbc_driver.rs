@@ -16,7 +16,7 @@ use imss_upgrade::support::constants::ODBC_INI;
 use imss_upgrade::support::secret::Secret;
 
 /// Passwords `isql` was tried with by hand (the server's password is the
-/// same text), and the fixture's default.
+/// same text), the fixture's default, and preflight's test password.
 const TABLE_PASSWORDS: &[&str] = &[
     "plain",
     "ab;cd",
@@ -30,6 +30,7 @@ const TABLE_PASSWORDS: &[&str] = &[
     "abc%41def",
     "a+b",
     imss_fixture::build::DEFAULT_PASSWORD,
+    "p%(ss)s%;#w=rd",
 ];
 
 /// What `imss-upgrade config export` says of the database it read.
@@ -47,25 +48,12 @@ fn config_export_output(server: &FixtureServer) -> String {
         .unwrap()
 }
 
-fn small_server(password: &str, extra: &[&str]) -> FixtureServer {
-    let mut args = vec![
-        "--history-rows",
-        "10",
-        "--tree-mb",
-        "0",
-        "--password",
-        password,
-    ];
-    args.extend_from_slice(extra);
-    FixtureServer::build(&args).unwrap()
-}
-
 /// One password through the whole cycle; `Err` says where it broke.
 async fn connects_before_after_and_after_rollback(
     payload: &Payload,
     password: &str,
 ) -> Result<(), String> {
-    let server = small_server(password, &[]);
+    let server = FixtureServer::build_with_password(password, &[]).unwrap();
     let root = server.root();
     let settings = DbSettings::load(&root).map_err(|e| format!("{e:#}"))?;
     if settings.password_in_file != DsnPassword::encode(&Secret::new(password)) {
@@ -115,7 +103,7 @@ async fn every_password_connects_through_psqlodbc_before_and_after_the_upgrade_a
 /// upgrade before any change, saying how psqlODBC reads the value.
 #[tokio::test]
 async fn a_value_psqlodbc_reads_as_another_password_is_an_inhibitor_that_says_why() {
-    let server = small_server("a+b", &["--odbc-password", "a+b"]);
+    let server = FixtureServer::build_with_password("a+b", &["--odbc-password", "a+b"]).unwrap();
     server.start().unwrap();
     let root = server.root();
     let driver = odbc::isql_connect(&root, ODBC_INI, ODBC_SECTION).unwrap_err();
@@ -149,7 +137,8 @@ async fn a_value_psqlodbc_reads_as_another_password_is_an_inhibitor_that_says_wh
 async fn a_value_psqlodbc_cannot_decode_is_tried_as_written_and_encoded_for_91() {
     // psqlODBC would read the + as a space; the server has it as a +.
     let password = "Imss%(sa)s+100%";
-    let server = small_server(password, &["--odbc-password", password]);
+    let server =
+        FixtureServer::build_with_password(password, &["--odbc-password", password]).unwrap();
     let root = server.root();
     let settings = DbSettings::load(&root).unwrap();
     assert_eq!(settings.password_readings().len(), 2);

@@ -34,10 +34,8 @@ impl ReadingKind {
     /// For reports: how the password in `odbc.ini` was read.
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Decoded => "read as psqlODBC reads it (%XX one byte, + a space)",
-            Self::AsWritten => {
-                "read exactly as written (it holds a '%' that psqlODBC cannot decode)"
-            }
+            Self::Decoded => "read as psqlODBC reads it: %XX one byte, + a space",
+            Self::AsWritten => "read exactly as written: it holds a '%' psqlODBC cannot decode",
         }
     }
 }
