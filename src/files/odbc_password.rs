@@ -116,29 +116,27 @@ fn decode(value: &[u8]) -> (Vec<u8>, bool) {
     while i < value.len() {
         match value[i] {
             b'+' => out.push(b' '),
-            b'%' => match value.get(i + 1..i + 3).and_then(hex_byte) {
-                Some(byte) => {
-                    out.push(byte);
-                    i += 2;
+            b'%' => {
+                let mut byte = [0u8; 1];
+                match value
+                    .get(i + 1..i + 3)
+                    .map(|digits| hex::decode_to_slice(digits, &mut byte))
+                {
+                    Some(Ok(())) => {
+                        out.push(byte[0]);
+                        i += 2;
+                    }
+                    _ => {
+                        well_formed = false;
+                        out.push(b'%');
+                    }
                 }
-                None => {
-                    well_formed = false;
-                    out.push(b'%');
-                }
-            },
+            }
             b => out.push(b),
         }
         i += 1;
     }
     (out, well_formed)
-}
-
-fn hex_byte(digits: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(digits).ok()?;
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u8::from_str_radix(text, 16).ok()
 }
 
 #[cfg(test)]
