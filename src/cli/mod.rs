@@ -45,6 +45,7 @@ where
 {
     // Without a subscriber an error is still written to stderr, by hand.
     let _ = logging::init(LogOptions { identifier, stderr });
+    crate::flow::failpoints::arm_from_environment();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

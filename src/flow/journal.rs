@@ -467,6 +467,22 @@ impl StepJournal {
     /// Records that `step` is undone; when none is left, the run is rolled back.
     pub fn finish_undo(&mut self, step: Step) -> Result<()> {
         self.transition(step, &[StepStatus::Undoing], StepStatus::Undone)?;
+        self.finish_rollback()
+    }
+
+    /// Ends a rollback that has nothing left to undo: every step is undone,
+    /// or none was begun (a run that died between creating its journal and
+    /// beginning its first step). Does nothing while steps are left, or
+    /// once the run is rolled back.
+    pub fn finish_rollback(&mut self) -> Result<()> {
+        if self.state == RunState::RolledBack {
+            return Ok(());
+        }
+        ensure!(
+            self.state == RunState::RollingBack,
+            "no rollback is under way in {}",
+            self.path.display()
+        );
         if self.steps.iter().all(|r| r.status == StepStatus::Undone) {
             self.state = RunState::RolledBack;
         }
@@ -575,6 +591,23 @@ mod tests {
         assert_eq!(
             resumed.failure.as_deref(),
             Some("migrate failed: disk full")
+        );
+    }
+
+    #[test]
+    fn a_run_that_died_before_its_first_step_rolls_back_to_the_end() {
+        let (dir, mut journal) = journal();
+        journal
+            .begin_rollback(RollbackCause::Interrupted(
+                "the run was interrupted at start".into(),
+            ))
+            .unwrap();
+        assert!(journal.steps_to_undo().is_empty());
+        journal.finish_rollback().unwrap();
+        assert_eq!(journal.state, RunState::RolledBack);
+        assert_eq!(
+            StepJournal::load(dir.path()).unwrap().unwrap().state,
+            RunState::RolledBack
         );
     }
 

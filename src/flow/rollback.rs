@@ -81,7 +81,14 @@ pub async fn roll_back(
             "undoing step {step}: {}",
             step.undo_title()
         );
-        if let Err(err) = undo_step(ctx, &record).await {
+        let undone = async {
+            crate::fail_point!(&format!("before-undo-{step}"));
+            undo_step(ctx, &record).await?;
+            crate::fail_point!(&format!("after-undo-{step}"));
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        if let Err(err) = undone {
             lines.end(line, "failed");
             tracing::error!(
                 message_id = events::ROLLBACK_FAILED,
@@ -99,6 +106,7 @@ pub async fn roll_back(
             "step {step} undone"
         );
     }
+    journal.finish_rollback()?;
     tracing::info!(
         message_id = events::ROLLBACK_COMPLETED,
         "rollback done: IMSS 7.1 runs and takes mail again"
@@ -158,5 +166,6 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
     checked.context("the backup cannot be restored from; 9.1 keeps running")?;
+    crate::fail_point!("rollback-checked");
     roll_back(ctx, &mut journal, Some(RollbackCause::Requested), lines).await
 }

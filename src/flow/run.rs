@@ -115,7 +115,12 @@ pub async fn run(
         product.build
     );
     let mut progress = Progress::default();
-    match run_steps(ctx, &mut journal, &mut progress, lines).await {
+    let ran = async {
+        crate::fail_point!("run-journal-created");
+        run_steps(ctx, &mut journal, &mut progress, lines).await
+    }
+    .await;
+    match ran {
         Ok(()) => {
             let report = progress.report(&journal);
             tracing::info!(

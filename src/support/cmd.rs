@@ -4,6 +4,12 @@
 //! vector is logged before the program runs; anything secret travels on
 //! standard input ([`Cmd::stdin_secret`]), which is never logged. A non-zero
 //! exit becomes a [`CmdError`] carrying the status and the tail of stderr.
+//!
+//! A program run to completion ([`Cmd::run`], [`Cmd::pipe_into`]) dies with
+//! the thread that started it (`PR_SET_PDEATHSIG`): when the helper is
+//! killed (`kill -9`, the OOM killer), no `initdb`, `cp` or control script
+//! of its goes on working under the recovery that follows. Daemons
+//! ([`Cmd::spawn_daemon`]) are meant to outlive it and do.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -136,6 +142,14 @@ impl Cmd {
         line
     }
 
+    /// The command for a program the caller waits for: it is killed when
+    /// the calling thread ends, which the caller's death ends too.
+    fn attached_command(&self) -> Command {
+        let mut command = self.command();
+        die_with_parent(&mut command);
+        command
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -174,7 +188,7 @@ impl Cmd {
     pub fn run_unchecked(&self) -> Result<Output, CmdError> {
         let argv = self.display_argv();
         tracing::debug!(argv = %argv, user = ?self.user.as_ref().map(|u| &u.name), "running");
-        let mut command = self.command();
+        let mut command = self.attached_command();
         command
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
@@ -212,7 +226,7 @@ impl Cmd {
         let second_argv = next.display_argv();
         tracing::debug!(argv = %format!("{first_argv} | {second_argv}"), "running");
         let mut producer = self
-            .command()
+            .attached_command()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -225,7 +239,7 @@ impl Cmd {
         // The command (holding this process's copy of the pipe) is dropped
         // once spawned, so that the pipe closes when either program exits.
         let consumer = next
-            .command()
+            .attached_command()
             .stdin(Stdio::from(stream))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -292,6 +306,29 @@ impl Cmd {
             .stderr(log_err)
             .process_group(0);
         command.spawn().map_err(spawn_error)
+    }
+}
+
+/// Makes the child get SIGKILL when the thread that forks it ends (the
+/// kernel's parent-death signal), and refuses to run it if the parent died
+/// before the signal was armed.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it calls prctl(2) and
+    // getppid(2) and allocates nothing. It runs after std has set the
+    // child's user and group, so the change of credentials does not clear
+    // the signal again.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))?;
+            if nix::unistd::getppid().as_raw() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

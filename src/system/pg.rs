@@ -1,5 +1,5 @@
-//! PostgreSQL servers and clients: server control (`initdb`, `postgres`,
-//! `pg_ctl stop|status`) as the service user, client connections, the
+//! PostgreSQL servers and clients: server control (`initdb` and `postgres`
+//! as the service user; stopping by signal, as `pg_ctl stop` does), client connections, the
 //! catalog queries preflight sizes a database with, and the binary `COPY`
 //! pipe between two servers. With [`crate::migration`], the only place
 //! SQL is written.
@@ -23,9 +23,12 @@ use crate::support::cmd::Cmd;
 use crate::support::fsutil::{atomic_write, atomic_write_as};
 use crate::support::logging::events;
 use crate::support::secret::Secret;
+use crate::system::procfs;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
-/// A PostgreSQL installation: a directory with `bin/initdb`, `bin/pg_ctl`
-/// and `bin/postgres`.
+/// A PostgreSQL installation: a directory with `bin/initdb` and
+/// `bin/postgres`.
 #[derive(Debug, Clone)]
 pub struct PgInstall {
     bin_dir: PathBuf,
@@ -36,7 +39,7 @@ impl PgInstall {
     /// how to get it, for the error when it is not there.
     pub fn at(bin_dir: impl AsRef<Path>, install_hint: &str) -> Result<Self> {
         let bin_dir = bin_dir.as_ref().to_path_buf();
-        for program in ["initdb", "pg_ctl", "postgres"] {
+        for program in ["initdb", "postgres"] {
             let path = bin_dir.join(program);
             if !path.is_file() {
                 bail!(
@@ -72,25 +75,15 @@ impl PgInstall {
     }
 }
 
-/// How to stop a server (`pg_ctl -m`).
+/// How to stop a server (`pg_ctl -m`'s modes, sent as the same signals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
-    /// Wait for clients to disconnect.
+    /// Wait for clients to disconnect (SIGTERM).
     Smart,
-    /// Disconnect clients, then a clean shutdown with a checkpoint.
+    /// Disconnect clients, then a clean shutdown with a checkpoint (SIGINT).
     Fast,
-    /// No checkpoint: crash recovery at the next start.
+    /// No checkpoint: crash recovery at the next start (SIGQUIT).
     Immediate,
-}
-
-impl StopMode {
-    fn as_arg(self) -> &'static str {
-        match self {
-            StopMode::Smart => "smart",
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        }
-    }
 }
 
 /// A database cluster: a data directory, the installation that runs it, the
@@ -351,61 +344,25 @@ impl Cluster {
     }
 
     /// Stops the server and waits until it is down. Stopping a server that
-    /// is not running is not an error.
+    /// is not running is not an error. Needs no program of the
+    /// installation (see [`stop_server`]).
     pub fn stop(&self, mode: StopMode) -> Result<()> {
-        if !self.is_running()? {
-            return Ok(());
-        }
-        Cmd::new(self.install.program("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", mode.as_arg(), "-w", "-t", "120", "stop"])
-            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
-            .as_user(&self.owner)
-            .run()
-            .with_context(|| format!("stopping PostgreSQL on {}", self.data_dir.display()))?;
-        tracing::info!(
-            message_id = events::DATABASE_STOPPED,
-            imss_data_dir = %self.data_dir.display(),
-            "PostgreSQL stopped"
-        );
-        Ok(())
-    }
-
-    /// Stops the server if it was ever started (only a started server has a
-    /// pid file): for undoing a step whose cluster a crash may have left
-    /// running, without needing the data directory to be usable otherwise.
-    pub fn stop_if_started(&self, mode: StopMode) -> Result<()> {
-        if self.data_dir.join("postmaster.pid").exists() {
-            self.stop(mode)?;
+        if stop_server(&self.data_dir, mode)? {
+            tracing::info!(
+                message_id = events::DATABASE_STOPPED,
+                imss_data_dir = %self.data_dir.display(),
+                "PostgreSQL stopped"
+            );
         }
         Ok(())
     }
 
-    /// Removes the cluster: its server stopped at once if a crash left it
-    /// running, then its data directory. For undoing a step that created it.
-    pub fn remove(&self) -> Result<()> {
-        self.stop_if_started(StopMode::Immediate)?;
-        crate::support::fsutil::remove_tree_if_present(&self.data_dir)
-    }
-
-    /// Whether a server is running on this data directory (`pg_ctl status`).
+    /// Whether a server is running on this data directory.
     pub fn is_running(&self) -> Result<bool> {
-        let result = Cmd::new(self.install.program("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data_dir)
-            .arg("status")
-            .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
-            .as_user(&self.owner)
-            .run();
-        match result {
-            Ok(_) => Ok(true),
-            // 3: not running; 4: no usable data directory.
-            Err(err) if matches!(err.exit_code(), Some(3) | Some(4)) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        Ok(server_running(&self.data_dir))
     }
 
+    /// Connection settings for this cluster's Unix socket.
     /// Connection settings for this cluster's Unix socket.
     pub fn socket_settings(&self, database: &str, user: &str, password: &Secret) -> DbSettings {
         DbSettings::new(
@@ -420,6 +377,145 @@ impl Cluster {
 
 /// How long a server may take to accept connections (`pg_ctl -t`'s role).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a smart or fast shutdown may take before the server is stopped
+/// harder (`pg_ctl stop`'s default wait is 60 s; a checkpoint of a big
+/// cluster on a slow disk may need more).
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long an immediate shutdown, and then SIGKILL, may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether any process of a server (a postmaster, a backend, the
+/// single-user or bootstrap server of an `initdb`) works in `data_dir`.
+pub fn server_running(data_dir: &Path) -> bool {
+    !procfs::working_in(data_dir).is_empty()
+}
+
+/// Removes the cluster in `data_dir`: whatever server runs on it stopped
+/// at once, then the directory. For undoing a step that created it; needs
+/// no program of the installation that made it.
+pub fn remove_cluster(data_dir: &Path) -> Result<()> {
+    stop_server(data_dir, StopMode::Immediate)?;
+    crate::support::fsutil::remove_tree_if_present(data_dir)
+}
+
+/// Stops whatever server runs on `data_dir` and waits until none of its
+/// processes is left; returns whether one ran. Uses signals, as `pg_ctl
+/// stop` does, but needs no program of the installation, so that an undo
+/// works when the programs that started the server are gone, and it stops
+/// what `pg_ctl` refuses to: the single-user server of an `initdb` whose
+/// parent was killed, and backends whose postmaster died. The server the
+/// pid file names gets `mode`'s signal; if it is not down in time it is
+/// shut down immediately, and then every process left in the data
+/// directory is killed.
+pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
+    if !server_running(data_dir) {
+        return Ok(false);
+    }
+    let (first_signal, first_wait) = match (pid_file_server(data_dir), mode) {
+        (
+            Some(PidFileServer {
+                pid,
+                single_user: true,
+            }),
+            _,
+        ) => (vec![(pid, Signal::SIGTERM)], KILL_TIMEOUT),
+        (Some(PidFileServer { pid, .. }), StopMode::Smart) => {
+            (vec![(pid, Signal::SIGTERM)], STOP_TIMEOUT)
+        }
+        (Some(PidFileServer { pid, .. }), StopMode::Fast) => {
+            (vec![(pid, Signal::SIGINT)], STOP_TIMEOUT)
+        }
+        (Some(PidFileServer { pid, .. }), StopMode::Immediate) => {
+            (vec![(pid, Signal::SIGQUIT)], KILL_TIMEOUT)
+        }
+        // Backends whose postmaster is gone: they are ending anyway.
+        (None, _) => (signal_all(data_dir, Signal::SIGTERM), KILL_TIMEOUT),
+    };
+    send(&first_signal);
+    if wait_for_none_in(data_dir, first_wait) {
+        return Ok(true);
+    }
+    if let Some(PidFileServer { pid, .. }) = pid_file_server(data_dir)
+        && mode != StopMode::Immediate
+    {
+        tracing::warn!(
+            "PostgreSQL on {} did not shut down within {} s: shutting it down immediately",
+            data_dir.display(),
+            first_wait.as_secs()
+        );
+        send(&[(pid, Signal::SIGQUIT)]);
+        if wait_for_none_in(data_dir, KILL_TIMEOUT) {
+            return Ok(true);
+        }
+    }
+    let killed = signal_all(data_dir, Signal::SIGKILL);
+    tracing::warn!(
+        "PostgreSQL on {} did not stop: its processes {killed:?} were killed",
+        data_dir.display()
+    );
+    send(&killed);
+    if wait_for_none_in(data_dir, KILL_TIMEOUT) {
+        return Ok(true);
+    }
+    bail!(
+        "the PostgreSQL processes {:?} working in {} survive SIGKILL (stuck in the kernel, on a \
+         hung disk perhaps): check them with `ps -o pid,stat,wchan -p PID`, then run again",
+        procfs::working_in(data_dir),
+        data_dir.display()
+    )
+}
+
+/// The server `postmaster.pid` names, when that process still works in
+/// the data directory (a pid file a crash left names a dead process, or
+/// after a reboot someone else's).
+struct PidFileServer {
+    pid: u32,
+    /// A single-user or bootstrap server writes its pid negated.
+    single_user: bool,
+}
+
+fn pid_file_server(data_dir: &Path) -> Option<PidFileServer> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let raw: i64 = text.lines().next()?.trim().parse().ok()?;
+    let pid = u32::try_from(raw.unsigned_abs()).ok()?;
+    procfs::working_in(data_dir)
+        .contains(&pid)
+        .then_some(PidFileServer {
+            pid,
+            single_user: raw < 0,
+        })
+}
+
+/// Every process working in `data_dir`, each paired with `signal`.
+fn signal_all(data_dir: &Path, signal: Signal) -> Vec<(u32, Signal)> {
+    procfs::working_in(data_dir)
+        .into_iter()
+        .map(|pid| (pid, signal))
+        .collect()
+}
+
+fn send(signals: &[(u32, Signal)]) {
+    for (pid, signal) in signals {
+        // One that exited meanwhile is what was wanted.
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), *signal);
+    }
+}
+
+/// Waits until no process works in `data_dir`, at most `timeout`.
+fn wait_for_none_in(data_dir: &Path, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if !server_running(data_dir) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// The line of `postmaster.pid` (from 0) with the server's status, since
 /// PostgreSQL 10 (`LOCK_FILE_LINE_PM_STATUS`).

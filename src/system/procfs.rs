@@ -39,6 +39,41 @@ pub fn processes() -> Vec<Process> {
         .collect()
 }
 
+/// Whether process `pid` exists and has not exited: a zombie (dead, not
+/// yet reaped by whoever adopted it) counts as gone.
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
+}
+
+/// The live processes whose working directory is `dir` (a path on this
+/// machine; compared after following its links, as the kernel shows a
+/// working directory). Every process of a PostgreSQL server works in its
+/// data directory, so this finds a server's postmaster, backends and
+/// helpers, and the single-user or bootstrap server an `initdb` runs,
+/// whoever their parent is now.
+pub fn working_in(dir: &std::path::Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            (cwd == dir && is_alive(pid)).then_some(pid)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +89,28 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let name = exe.file_name().unwrap().to_string_lossy();
         assert!(me.cmdline.contains(name.as_ref()), "{me:?}");
+    }
+
+    #[test]
+    fn a_child_is_found_by_its_working_directory_until_it_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = crate::support::cmd::Cmd::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .spawn_daemon(log.path())
+            .unwrap();
+        let pid = child.id();
+        assert!(is_alive(pid));
+        assert_eq!(working_in(dir.path()), [pid]);
+        child.kill().unwrap();
+        // Killed but not reaped: a zombie is gone already.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!is_alive(pid));
+        assert!(working_in(dir.path()).is_empty());
+        child.wait().unwrap();
     }
 }

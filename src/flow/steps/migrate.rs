@@ -20,7 +20,7 @@ use anyhow::Result;
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, TARGET_91_DATA_DIR};
+use crate::flow::layout::{self, MOVED_71_DATA_DIR, TARGET_91_DATA_DIR};
 use crate::migration::config_export;
 use crate::migration::copy::{WindowCounts, copy_selection_to_staging};
 use crate::migration::schema::clear_staging_history;
@@ -125,18 +125,10 @@ async fn load_target(
 /// removes the 9.1 cluster in 7.1's place.
 pub async fn undo(ctx: &Context, data_dir: &Path) -> Result<()> {
     let data_dir = data_dir.to_path_buf();
+    // By data directory alone: neither PostgreSQL's programs are needed.
     ctx.unblock(move |ctx| {
-        // Only a started cluster has a pid file; before the start the backup
-        // directory is still closed to the service account, which pg_ctl
-        // runs as.
-        if let Ok(old) = layout::backup_71(ctx) {
-            old.stop_if_started(StopMode::Fast)?;
-        }
-        Cluster {
-            data_dir: ctx.root.resolve_parent(&data_dir)?,
-            ..layout::target_91(ctx)?
-        }
-        .remove()
+        pg::stop_server(&ctx.root.resolve(MOVED_71_DATA_DIR)?, StopMode::Immediate)?;
+        pg::remove_cluster(&ctx.root.resolve_parent(&data_dir)?)
     })
     .await
 }

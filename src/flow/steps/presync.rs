@@ -95,15 +95,12 @@ async fn load(
     Ok(mark)
 }
 
-/// Stops the staged cluster if a crash left it running, and removes it.
+/// Stops the staged cluster if a crash left it running (an `initdb`'s
+/// single-user server included), and removes it.
 pub async fn undo(ctx: &Context, data_dir: &Path) -> Result<()> {
     let data_dir = data_dir.to_path_buf();
-    ctx.unblock(move |ctx| {
-        Cluster {
-            data_dir: ctx.root.resolve_parent(&data_dir)?,
-            ..layout::staged_91(ctx)?
-        }
-        .remove()
-    })
-    .await
+    // Nothing of the staged cluster's PostgreSQL 15 is needed: the undo
+    // works when the programs that made the cluster are gone.
+    ctx.unblock(move |ctx| pg::remove_cluster(&ctx.root.resolve_parent(&data_dir)?))
+        .await
 }

@@ -125,6 +125,7 @@ pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> 
             // left running shows when 7.1 starts.
             tracing::warn!("stopping 9.1 before the rollback: {err:#}");
         }
+        crate::fail_point!("undo-switch-91-stopped");
         for dir in [&staging, &replaced] {
             fsutil::remove_tree_if_present(&ctx.root.resolve_parent(dir)?)?;
         }

@@ -1,0 +1,398 @@
+//! Crash safety proven by killing: the real `imss-upgrade` and
+//! `imss-rollback` binaries (built with the fail points, as `make test`
+//! builds them) are stopped at a named point, or at a chosen moment, and
+//! killed with SIGKILL: no `Drop` runs, nothing of theirs cleans up, as
+//! after the OOM killer or a power loss. Then `imss-upgrade recover` runs
+//! at once, as an administrator would run it, and the server must be
+//! fully on 9.1 and taking mail, or fully on 7.1 with the program tree and
+//! `pg_dumpall` equal to before, with nothing of the killed run still
+//! working.
+//!
+//! `IMSS_KILL_SEED=N` replays the random sweep with the moments it printed.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess, Payload};
+use imss_upgrade::files::imss_ini::ProductInfo;
+use imss_upgrade::flow::failpoints::POINTS;
+use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::system::procfs;
+
+const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
+const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
+
+/// Long enough for any step of a small server on a loaded CI machine.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A 7.1 server, the payload to upgrade it with, and what it was before.
+struct Site {
+    server: FixtureServer,
+    payload: Payload,
+    baseline: Baseline,
+}
+
+/// Which release a settled server ended on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    On91,
+    On71,
+}
+
+impl Site {
+    fn new(history_rows: &str) -> Self {
+        if !cfg!(feature = "failpoints") {
+            panic!(
+                "the kill tests need the fail points: run them with `--features \
+                 imss-upgrade/failpoints` (make test does)"
+            );
+        }
+        let server = FixtureServer::build(&[
+            "--history-rows",
+            history_rows,
+            "--tree-mb",
+            "1",
+            "--days",
+            "3",
+        ])
+        .unwrap();
+        server.start().unwrap();
+        let payload = Payload::build().unwrap();
+        let baseline = Baseline::take(&server).unwrap();
+        Self {
+            server,
+            payload,
+            baseline,
+        }
+    }
+
+    /// The arguments of `command` (none for imss-rollback) on this site.
+    fn args(&self, command: &[&str]) -> Vec<OsString> {
+        let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
+        args.push("--root".into());
+        args.push(self.server.root_dir().into());
+        args.push("--payload".into());
+        args.push(self.payload.dir().into());
+        args.push("--target-pg-bin".into());
+        args.push(imss_fixture::pgbin::pg15().unwrap().bin_dir().into());
+        args
+    }
+
+    fn start(&self, exe: &str, command: &[&str], stop_at: Option<&str>) -> HelperProcess {
+        HelperProcess::start(Path::new(exe), &self.args(command), stop_at, None).unwrap()
+    }
+
+    /// Runs a helper to its end; it must succeed.
+    fn complete(&self, exe: &str, command: &[&str], why: &str) -> HelperEnded {
+        let ended = self.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
+        assert!(
+            ended.status.success(),
+            "{why}: {exe} {command:?} failed ({}):\n{}",
+            ended.status,
+            ended.output
+        );
+        ended
+    }
+
+    /// Runs a helper until it stops at `point`, then kills it with SIGKILL.
+    fn kill_at(&self, exe: &str, command: &[&str], point: &str) {
+        let mut helper = self.start(exe, command, Some(point));
+        if let Err(err) = helper.wait_stopped(HELPER_TIMEOUT) {
+            panic!("{err:#}");
+        }
+        helper.kill9().unwrap();
+    }
+
+    fn backup(&self) -> PathBuf {
+        self.server.root().resolve(BACKUP_DIR).unwrap()
+    }
+
+    /// What of a killed helper still works: an `initdb`, a single-user or
+    /// bootstrap server, a `cp` under the root, or any process in the
+    /// staged cluster or in the 7.1 cluster in the backup.
+    fn survivors(&self) -> Vec<String> {
+        let root = self.server.root_dir();
+        let root_text = root.to_string_lossy().into_owned();
+        let mut found: Vec<String> = procfs::processes()
+            .into_iter()
+            .filter(|p| {
+                p.cmdline.contains(&root_text)
+                    && (p.cmdline.contains("initdb") || p.cmdline.starts_with("cp "))
+            })
+            .map(|p| format!("{} {}", p.pid, p.cmdline))
+            .collect();
+        for dir in [
+            root.join("var/imss/pgdata-91.staged"),
+            self.backup().join("pgdata-71"),
+        ] {
+            for pid in procfs::working_in(&dir) {
+                found.push(format!("{pid} working in {}", dir.display()));
+            }
+        }
+        found
+    }
+
+    /// Recovers at once, then checks the server settled on one side, whole;
+    /// a server on 9.1 is then rolled back with imss-rollback, which must
+    /// bring 7.1 back exactly, so the next case starts from 7.1 again.
+    fn recover_and_check(&self, case: &str) -> Settled {
+        self.complete(UPGRADE, &["recover"], &format!("recover after {case}"));
+        let survivors = self.survivors();
+        assert!(
+            survivors.is_empty(),
+            "{case}: processes of the killed run still work after recover: {survivors:?}"
+        );
+        let settled = self.check_settled(case);
+        if settled == Settled::On91 {
+            self.complete(ROLLBACK, &[], &format!("imss-rollback after {case}"));
+            self.check_on_71(case);
+        }
+        settled
+    }
+
+    /// Fully on 9.1 (journal completed, a mail accepted and logged in
+    /// PostgreSQL 15) or fully on 7.1 (as before).
+    fn check_settled(&self, case: &str) -> Settled {
+        let root = self.server.root();
+        let version = ProductInfo::load(&root).unwrap().version;
+        if version != "9.1" {
+            self.check_on_71(case);
+            return Settled::On71;
+        }
+        let journal = StepJournal::load(&self.backup()).unwrap().unwrap();
+        assert_eq!(
+            journal.state,
+            RunState::Completed,
+            "{case}: 9.1 is installed but the journal says {}",
+            journal.state.describe()
+        );
+        let ctx = self.payload.context(&self.server).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        if let Err(err) = runtime.block_on(imss_upgrade::flow::health::check_91_takes_mail(
+            &ctx, "kill",
+        )) {
+            panic!("{case}: 9.1 does not take mail after recover: {err:#}");
+        }
+        Settled::On91
+    }
+
+    fn check_on_71(&self, case: &str) {
+        if let Err(err) = self.baseline.check_back_on_71(&self.server, &self.payload) {
+            panic!("{case}: {err:#}");
+        }
+    }
+}
+
+fn is_undo_point(point: &str) -> bool {
+    point.contains("undo") || point == "rollback-checked"
+}
+
+/// Every point of a forward run: the run is killed there, `recover`
+/// settles it (rolled back before the switch is done, finished after),
+/// and the server is whole on one side.
+#[test]
+fn recover_settles_a_run_killed_at_every_fail_point() {
+    let site = Site::new("2000");
+    let switch_done_from = POINTS
+        .iter()
+        .position(|p| *p == "before-register-rollback")
+        .unwrap();
+    for (index, point) in POINTS.iter().enumerate() {
+        if is_undo_point(point) {
+            continue;
+        }
+        let case = format!("run killed at {point}");
+        site.kill_at(UPGRADE, &["run"], point);
+        let settled = site.recover_and_check(&case);
+        let expected = if index < switch_done_from {
+            Settled::On71
+        } else {
+            Settled::On91
+        };
+        assert_eq!(settled, expected, "{case}");
+    }
+}
+
+/// Every point of a rollback: a completed upgrade is rolled back with
+/// imss-rollback, killed there, and `recover` finishes the rollback (or,
+/// killed before the rollback began, finds 9.1 running).
+#[test]
+fn recover_finishes_an_imss_rollback_killed_at_every_fail_point() {
+    let site = Site::new("2000");
+    for point in POINTS.iter().filter(|p| is_undo_point(p)) {
+        let case = format!("imss-rollback killed at {point}");
+        site.complete(UPGRADE, &["run"], &case);
+        site.kill_at(ROLLBACK, &[], point);
+        let settled = site.recover_and_check(&case);
+        let expected = if *point == "rollback-checked" {
+            Settled::On91
+        } else {
+            Settled::On71
+        };
+        assert_eq!(settled, expected, "{case}");
+    }
+}
+
+/// Recovery killed at its own points and run again: a run killed in the
+/// migration is being rolled back by `recover` when that is killed too;
+/// one killed after the switch is being finished by `recover` when that is
+/// killed. The next `recover` ends each cleanly.
+#[test]
+fn a_recovery_killed_at_its_own_points_is_finished_by_the_next() {
+    let site = Site::new("2000");
+    for (run_point, recover_point, expected) in [
+        (
+            "migrate-window-copied",
+            "before-undo-snapshot",
+            Settled::On71,
+        ),
+        ("switch-swapped", "undo-switch-91-stopped", Settled::On71),
+        (
+            "before-register-rollback",
+            "after-register-rollback",
+            Settled::On91,
+        ),
+        ("before-quiesce", "before-undo-presync", Settled::On71),
+    ] {
+        let case = format!("run killed at {run_point}, recover killed at {recover_point}");
+        site.kill_at(UPGRADE, &["run"], run_point);
+        site.kill_at(UPGRADE, &["recover"], recover_point);
+        assert_eq!(site.recover_and_check(&case), expected, "{case}");
+    }
+}
+
+/// Waits until `found` holds (polling every 5 ms), at most `timeout`.
+fn wait_for(timeout: Duration, mut found: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if found() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Kills `imss-upgrade run` as soon as `moment` holds, then recovers at
+/// once.
+fn kill_when(site: &Site, case: &str, moment: impl FnMut() -> bool) -> Settled {
+    let helper = site.start(UPGRADE, &["run"], None);
+    let reached = wait_for(HELPER_TIMEOUT, moment);
+    let ended = helper.kill9().unwrap();
+    assert!(
+        reached,
+        "{case}: the moment never came; the run wrote:\n{}",
+        ended.output
+    );
+    site.recover_and_check(case)
+}
+
+/// Item 1 of the issue: killed while the presync's `initdb` runs, the
+/// helper left `initdb` and its single-user server working, and `recover`
+/// failed on `pg_ctl: cannot stop server; single-user server is running`.
+#[test]
+fn a_run_killed_during_initdb_is_rolled_back_with_nothing_left_running() {
+    let site = Site::new("20000");
+    let staged = site.server.root_dir().join("var/imss/pgdata-91.staged");
+    let root_text = site.server.root_dir().to_string_lossy().into_owned();
+    for attempt in 0..2 {
+        let settled = kill_when(&site, &format!("killed in initdb, try {attempt}"), || {
+            !procfs::working_in(&staged).is_empty()
+                || procfs::processes()
+                    .iter()
+                    .any(|p| p.cmdline.contains("initdb") && p.cmdline.contains(&root_text))
+        });
+        assert_eq!(settled, Settled::On71);
+    }
+}
+
+/// Item 1 of the issue: killed while the 7.1 cluster in the backup serves
+/// the migration, `recover` failed on `pg_ctl: server does not shut down`
+/// with 7.1 stopped, so mail stayed down.
+#[test]
+fn a_run_killed_while_the_backup_cluster_serves_the_migration_is_rolled_back() {
+    let site = Site::new("20000");
+    let moved = site.backup().join("pgdata-71");
+    let settled = kill_when(&site, "killed in the migration", || {
+        !procfs::working_in(&moved).is_empty()
+    });
+    assert_eq!(settled, Settled::On71);
+}
+
+/// Kills at random moments of a run, not at fail points: each moment is
+/// printed, and `IMSS_KILL_SEED` replays a sweep.
+#[test]
+fn recover_settles_runs_killed_at_random_moments() {
+    use rand::{Rng, SeedableRng};
+    const KILLS: usize = 10;
+    let site = Site::new("2000");
+    let began = Instant::now();
+    site.complete(UPGRADE, &["run"], "the measured run");
+    let run_time = began.elapsed();
+    site.complete(ROLLBACK, &[], "the measured run's rollback");
+    site.check_on_71("the measured run");
+    let seed = std::env::var("IMSS_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let moments: Vec<Duration> = (0..KILLS)
+        .map(|_| run_time.mul_f64(rng.random_range(0.0..1.0)))
+        .collect();
+    println!(
+        "kill sweep: IMSS_KILL_SEED={seed}, a run takes {:.2} s, kills at {:?}",
+        run_time.as_secs_f64(),
+        moments
+    );
+    let mut sides = Vec::new();
+    for moment in &moments {
+        let case = format!(
+            "run killed {:.3} s in (IMSS_KILL_SEED={seed})",
+            moment.as_secs_f64()
+        );
+        let helper = site.start(UPGRADE, &["run"], None);
+        std::thread::sleep(*moment);
+        helper.kill9().unwrap();
+        sides.push(site.recover_and_check(&case));
+    }
+    println!("kill sweep: settled on {sides:?}");
+}
+
+/// The README's table of fail points is the list in the code, plus the two
+/// points a run passes only in some cases.
+#[test]
+fn the_readme_lists_every_fail_point() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("| point | where |")
+        .nth(1)
+        .expect("the README has the table of fail points");
+    let mut listed: Vec<String> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .flat_map(|line| {
+            let first_cell = line.split('|').nth(1).unwrap_or_default();
+            first_cell
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut in_code: Vec<String> = POINTS.iter().map(|p| p.to_string()).collect();
+    in_code.extend(["presync-fence-waiting".into(), "tree-move-copied".into()]);
+    listed.sort();
+    in_code.sort();
+    assert_eq!(listed, in_code);
+    assert!(POINTS.len() >= 25, "{} fail points", POINTS.len());
+}
