@@ -46,13 +46,21 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<PresyncMark
 }
 
 /// A new data directory of the service account's, made by `initdb` with the
-/// 7.1 superuser and password.
+/// 7.1 superuser and password. Its own `postgresql.conf` says where the
+/// cluster serves once it is in place (7.1's address, port and socket
+/// directory), so that any start that reads it (a unit, after a reboot)
+/// serves there; while staged, each start overrides that with a socket in
+/// the backup directory.
 fn create_cluster(ctx: &Context, cluster: &Cluster) -> Result<()> {
     let dir = &cluster.data_dir;
     fsutil::create_dir_with_mode(dir, 0o700)?;
     cluster.take_ownership_of_data_dir()?;
     let settings = ctx.database()?;
-    cluster.initdb(&InitOptions {
+    let in_place = Cluster {
+        data_dir: dir.clone(),
+        ..layout::target_91(ctx)?
+    };
+    in_place.initdb(&InitOptions {
         superuser: &settings.user,
         password: &settings.password,
         no_sync: false,
