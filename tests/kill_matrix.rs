@@ -396,3 +396,37 @@ fn the_readme_lists_every_fail_point() {
     assert_eq!(listed, in_code);
     assert!(POINTS.len() >= 25, "{} fail points", POINTS.len());
 }
+
+/// Item 9 of the issue: with no lock, `recover`, `imss-rollback` or a
+/// second `run` could start while a run was live and undo under it. Each
+/// is refused, naming the live run's pid and command; once it is killed,
+/// `recover` settles it.
+#[test]
+fn a_second_command_is_refused_while_a_run_works_and_names_it() {
+    let site = Site::new("500");
+    let mut live = site.start(UPGRADE, &["run"], Some("before-migrate"));
+    live.wait_stopped(HELPER_TIMEOUT).unwrap();
+    let holder = format!("pid {}", live.pid());
+    for (exe, command) in [
+        (UPGRADE, &["recover"][..]),
+        (ROLLBACK, &[][..]),
+        (UPGRADE, &["run"][..]),
+    ] {
+        let ended = site.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
+        assert!(
+            !ended.status.success(),
+            "{exe} {command:?} ran beside a live run:\n{}",
+            ended.output
+        );
+        assert!(
+            ended.output.contains(&holder) && ended.output.contains("imss-upgrade run"),
+            "{exe} {command:?} does not name the live run ({holder}):\n{}",
+            ended.output
+        );
+    }
+    live.kill9().unwrap();
+    assert_eq!(
+        site.recover_and_check("the live run, killed"),
+        Settled::On71
+    );
+}

@@ -9,6 +9,7 @@ pub mod failpoints;
 pub mod health;
 pub mod journal;
 pub mod layout;
+pub mod lock;
 pub mod preflight;
 pub mod recover;
 pub mod rollback;

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 
 use super::context::Context;
 use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
+use super::lock::UpgradeLock;
 use super::run::{Progress, run_steps};
 use super::{health, layout, rollback};
 use crate::support::logging::events;
@@ -52,6 +53,10 @@ impl Recovery {
 /// Reads the step journal and settles an interrupted run.
 pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
     let backup = layout::backup_dir(ctx)?;
+    // Held until recovery returns; refused while a run or rollback works.
+    let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
+        return Ok(finished(Recovery::NothingToDo));
+    };
     let Some(mut journal) = StepJournal::load(&backup)? else {
         return Ok(finished(Recovery::NothingToDo));
     };

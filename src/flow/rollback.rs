@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use super::context::Context;
 use super::journal::{RollbackCause, RunState, StepJournal, StepRecord, StepStatus, Undo};
 use super::layout;
+use super::lock::UpgradeLock;
 use super::rollback_manifest::RollbackManifest;
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
 use crate::support::logging::events;
@@ -139,7 +140,9 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
 /// backup is the one the upgrade registered.
 pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()> {
     let backup = layout::backup_dir(ctx)?;
-    let Some(mut journal) = StepJournal::load(&backup)? else {
+    // Held until the rollback returns; refused while a run or recovery works.
+    let lock = UpgradeLock::take_existing(ctx)?;
+    let (Some(_lock), Some(mut journal)) = (lock, StepJournal::load(&backup)?) else {
         bail!(
             "nothing to roll back: {} holds no upgrade journal, so no upgrade was made under {}",
             backup.display(),

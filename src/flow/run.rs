@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::context::Context;
 use super::journal::{RunState, Step, StepJournal};
+use super::lock::UpgradeLock;
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
 use super::{layout, preflight, rollback};
 use crate::files::imss_ini::ProductInfo;
@@ -96,6 +97,9 @@ pub async fn run(
     lines: &StepLines,
     show_preflight: impl FnOnce(&preflight::Report) -> Result<()>,
 ) -> Result<Outcome> {
+    // A second run is refused here, naming the command at work, rather
+    // than inhibited by the journal that command writes.
+    let held = UpgradeLock::take_existing(ctx)?;
     let line = lines.begin("Checking the server (preflight)");
     let report = preflight::run(ctx).await?;
     preflight::save(ctx, &report)?;
@@ -105,7 +109,8 @@ pub async fn run(
         return Ok(Outcome::Inhibited(report));
     }
     let product = ProductInfo::load(&ctx.root)?;
-    let backup = prepare_backup_dir(ctx)?;
+    // Held until the run returns: no recover or rollback starts under it.
+    let (backup, _lock) = prepare_backup_dir(ctx, held)?;
     let mut journal = StepJournal::create(&backup)?;
     tracing::info!(
         message_id = events::UPGRADE_STARTED,
@@ -135,10 +140,15 @@ pub async fn run(
     }
 }
 
-/// The backup directory, root's and 0700, with nothing of an earlier run in
-/// the way: a rolled-back attempt is kept beside it under another name.
-fn prepare_backup_dir(ctx: &Context) -> Result<PathBuf> {
+/// The backup directory, root's and 0700, locked for this run, with
+/// nothing of an earlier run in the way: a rolled-back attempt is kept
+/// beside it under another name.
+fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<(PathBuf, UpgradeLock)> {
     let backup = layout::backup_dir(ctx)?;
+    let mut lock = match held {
+        Some(lock) => lock,
+        None => UpgradeLock::take_creating(ctx)?,
+    };
     if let Some(earlier) = StepJournal::load(&backup)? {
         match earlier.state {
             RunState::RolledBack => {
@@ -157,6 +167,8 @@ fn prepare_backup_dir(ctx: &Context) -> Result<PathBuf> {
                     "the rolled-back earlier attempt is kept in {}",
                     kept.display()
                 );
+                // The new directory's lock before the old one's goes.
+                lock = UpgradeLock::take_creating(ctx)?;
             }
             RunState::Completed => bail!(
                 "this server was already upgraded ({} says so): run imss-rollback to go back to 7.1 first",
@@ -168,8 +180,7 @@ fn prepare_backup_dir(ctx: &Context) -> Result<PathBuf> {
             ),
         }
     }
-    fsutil::create_dir_with_mode(&backup, 0o700)?;
-    Ok(backup)
+    Ok((backup, lock))
 }
 
 /// Timings gathered while the steps run.

@@ -34,7 +34,7 @@ pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) ->
             "nothing to do: the next run keeps that backup beside the new one, \
              as imss_backup_71_to_91.rolled-back-<time>; delete it when no longer needed",
         )),
-        Ok(None) if !backup.exists() => {}
+        Ok(None) if !holds_anything_but_a_lock(&backup) => {}
         Ok(None) => out.push(Finding::new(
             "backup-dir-exists",
             Severity::Inhibitor,
@@ -147,4 +147,15 @@ pub async fn check_components(
         "",
     ));
     Ok(())
+}
+
+/// Whether the backup directory exists and holds more than the lock file a
+/// run takes before its journal (one killed in between leaves only that).
+fn holds_anything_but_a_lock(backup: &std::path::Path) -> bool {
+    match std::fs::read_dir(backup) {
+        Ok(entries) => entries
+            .flatten()
+            .any(|entry| entry.file_name() != crate::flow::lock::LOCK_FILE),
+        Err(_) => backup.exists(),
+    }
 }

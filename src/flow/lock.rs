@@ -1,0 +1,147 @@
+//! The one lock of an upgrade: `run`, `recover` and `imss-rollback` each
+//! hold it for as long as they change anything, so that no second command
+//! starts undoing (or redoing) under a live one. It is an exclusive
+//! `flock` on `upgrade.lock` in the backup directory: the kernel drops it
+//! when its holder exits, however it exits (`kill -9` included), so it is
+//! never stale. The file also says who holds it, for the refusal.
+//!
+//! May touch: the backup directory (created by `run`) and the lock file.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::context::Context;
+use super::layout;
+use crate::support::fsutil;
+
+/// The lock file's name in the backup directory.
+pub const LOCK_FILE: &str = "upgrade.lock";
+
+/// The lock, held until dropped.
+#[derive(Debug)]
+pub struct UpgradeLock {
+    /// Held, never read: dropping it unlocks.
+    _file: Flock<File>,
+    path: PathBuf,
+}
+
+impl UpgradeLock {
+    /// Takes the lock of the backup directory, which `run` creates (mode
+    /// 0700) if it is missing. Refuses, naming the holder, when another
+    /// command holds it.
+    pub fn take_creating(ctx: &Context) -> Result<Self> {
+        let backup = layout::backup_dir(ctx)?;
+        if !backup.exists() {
+            match fsutil::create_dir_with_mode(&backup, 0o700) {
+                Ok(()) => {}
+                // Another command made it meanwhile: its lock decides.
+                Err(_) if backup.is_dir() => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Self::take_in(&backup)
+    }
+
+    /// Takes the lock of an existing backup directory; `None` when there is
+    /// none (no upgrade was ever made, so there is nothing to lock).
+    pub fn take_existing(ctx: &Context) -> Result<Option<Self>> {
+        let backup = layout::backup_dir(ctx)?;
+        if !backup.exists() {
+            return Ok(None);
+        }
+        Self::take_in(&backup).map(Some)
+    }
+
+    fn take_in(backup: &Path) -> Result<Self> {
+        let path = backup.join(LOCK_FILE);
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((mut file, Errno::EWOULDBLOCK)) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    bail!(
+                        "another imss-upgrade command is working on this server ({}; it holds {}): \
+                         wait until it ends, then run this again; `imss-upgrade status` shows where \
+                         the upgrade is",
+                        describe_holder(&holder),
+                        path.display()
+                    );
+                }
+                Err((_, errno)) => {
+                    return Err(errno).with_context(|| format!("locking {}", path.display()));
+                }
+            };
+            // A run that kept an earlier attempt aside renamed the directory
+            // this file was in: lock the one at the path now.
+            let here = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            let held = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+            if here.is_none() || here != held {
+                continue;
+            }
+            let said = format!(
+                "pid {}, `{}`, since {}",
+                std::process::id(),
+                std::env::args().collect::<Vec<_>>().join(" "),
+                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            file.set_len(0)
+                .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                .and_then(|()| file.write_all(said.as_bytes()))
+                .with_context(|| format!("writing {}", path.display()))?;
+            return Ok(Self { _file: file, path });
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn describe_holder(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        "a command that has not said who it is yet".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::support::root::Root;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_one_named_until_it_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(Root::new(dir.path()).unwrap());
+        assert!(UpgradeLock::take_existing(&ctx).unwrap().is_none());
+        let first = UpgradeLock::take_creating(&ctx).unwrap();
+        // A second open file description conflicts, even in this process.
+        let err = UpgradeLock::take_existing(&ctx).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("another imss-upgrade command"), "{err}");
+        drop(first);
+        let again = UpgradeLock::take_existing(&ctx).unwrap();
+        assert!(again.is_some());
+    }
+}
