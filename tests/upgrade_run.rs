@@ -222,23 +222,48 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     );
 }
 
-#[tokio::test]
-async fn a_tampered_snapshot_is_refused_by_imss_rollback_and_9_1_keeps_running() {
+/// Upgrades a small server, edits its snapshot manifest with `tamper`,
+/// and checks that imss-rollback refuses it as tampered, with 9.1 still
+/// taking mail and nothing written to `/etc`.
+async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
     let server =
         FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap();
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let ctx = payload.context(&server).unwrap();
     flow::upgrade(&ctx).await.unwrap();
+    let etc_before = server.tree_state("/etc").unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
     let manifest_path = backup.join("snapshot-manifest.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();
-    let tampered = text.replacen("\"mode\":\"0755\"", "\"mode\":\"0777\"", 1);
-    assert_ne!(text, tampered, "the manifest lists a 0755 entry");
+    let tampered = tamper(&text);
+    assert!(text != tampered, "the edit changed nothing");
     std::fs::write(&manifest_path, tampered).unwrap();
 
     let err = flow::roll_back(&ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
     health::send_test_mail(&ctx, "after-refusal").unwrap();
+    assert_eq!(server.tree_state("/etc").unwrap(), etc_before);
+}
+
+#[tokio::test]
+async fn a_tampered_snapshot_is_refused_by_imss_rollback_and_9_1_keeps_running() {
+    refused_after_tampering(|text| text.replacen("\"mode\":\"0755\"", "\"mode\":\"0777\"", 1))
+        .await;
+}
+
+/// Item 10 of the crash-safety issue: the registered hash covered the
+/// entries but not the paths they are restored to, so pointing `resolved`
+/// at `/etc` passed the tamper check.
+#[tokio::test]
+async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
+    refused_after_tampering(|text| {
+        text.replacen(
+            "\"resolved\": \"/opt/trend/imss\"",
+            "\"resolved\": \"/etc\"",
+            1,
+        )
+    })
+    .await;
 }

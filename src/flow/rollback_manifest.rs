@@ -17,7 +17,9 @@ use crate::snapshot::Manifest;
 use crate::support::fsutil::atomic_write;
 
 /// The manifest's format; a newer one is refused rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: the snapshot hash covers the paths restored to, not only the
+/// entries.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A product release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +43,7 @@ pub struct RollbackManifest {
     pub to: Release,
     /// The paths the snapshot holds.
     pub snapshot_paths: Vec<String>,
-    /// SHA-256 of the snapshot manifest's entries.
+    /// SHA-256 of the snapshot manifest's paths and entries.
     pub snapshot_manifest_sha256: String,
     /// The 7.1 data directory: where it belongs, and where it waits.
     pub data_dir_71: (PathBuf, PathBuf),
@@ -94,11 +96,14 @@ impl RollbackManifest {
     }
 }
 
-/// SHA-256 over the snapshot manifest's entries (the archive's own record
-/// may change: recompression rewrites it, and `snapshot::verify` checks it).
+/// SHA-256 over what the snapshot manifest says to restore: the paths
+/// and where they are restored to, and every entry. The archive's own
+/// record may change (recompression rewrites it; `snapshot::verify` checks
+/// the archive against the entries).
 pub fn snapshot_manifest_sha256(backup_dir: &Path) -> Result<String> {
     let manifest = Manifest::read(backup_dir)?;
-    Ok(hex::encode(Sha256::digest(serde_json::to_vec(
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&(
+        &manifest.paths,
         &manifest.entries,
-    )?)))
+    ))?)))
 }
