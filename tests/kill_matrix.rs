@@ -89,9 +89,10 @@ impl Site {
         let ended = self.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
         assert!(
             ended.status.success(),
-            "{why}: {exe} {command:?} failed ({}):\n{}",
+            "{why}: {exe} {command:?} failed ({}):\n{}\nthe scanner's log ends:\n{}",
             ended.status,
-            ended.output
+            ended.output,
+            self.scanner_log_tail()
         );
         ended
     }
@@ -103,6 +104,13 @@ impl Site {
             panic!("{err:#}");
         }
         helper.kill9().unwrap();
+    }
+
+    fn scanner_log_tail(&self) -> String {
+        let log = self.server.root_dir().join("var/imss/run/scanner.log");
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     fn backup(&self) -> PathBuf {
@@ -428,5 +436,47 @@ fn a_second_command_is_refused_while_a_run_works_and_names_it() {
     assert_eq!(
         site.recover_and_check("the live run, killed"),
         Settled::On71
+    );
+}
+
+/// Item 5 of the issue: after a power loss past the switch nothing started
+/// 9.1 again, so `recover`'s health checks failed and it rolled the
+/// upgrade back, throwing away the mail 9.1 had accepted. It must start
+/// what the journal says runs, then check it.
+#[test]
+fn after_a_power_loss_past_the_switch_recover_starts_91_and_keeps_its_mail() {
+    let site = Site::new("500");
+    site.kill_at(UPGRADE, &["run"], "before-register-rollback");
+    assert!(site.server.kill_everything().unwrap() > 0);
+    let ended = site.complete(UPGRADE, &["recover"], "recover after the power loss");
+    assert!(
+        ended.output.contains("finished: 9.1 runs"),
+        "recover did not finish the upgrade:\n{}",
+        ended.output
+    );
+    assert_eq!(
+        site.check_settled("power loss past the switch"),
+        Settled::On91
+    );
+    // The mail of the switch's health check, accepted by 9.1 before the
+    // power went, is still in PostgreSQL 15.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kept: i64 = runtime.block_on(async {
+        let settings =
+            imss_upgrade::files::odbc_ini::DbSettings::load(&site.server.root()).unwrap();
+        imss_upgrade::system::pg::connect(&settings)
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM policy_event WHERE message_id LIKE '<imss-upgrade-switch-%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(
+        kept, 1,
+        "the mail 9.1 accepted before the power loss is gone"
     );
 }

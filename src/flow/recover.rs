@@ -9,6 +9,7 @@ use super::context::Context;
 use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
 use super::lock::UpgradeLock;
 use super::run::{Progress, run_steps};
+use super::steps::switch;
 use super::{health, layout, rollback};
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
@@ -75,12 +76,19 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
         }
         RunState::InProgress if switched(&journal) => {
             let mut progress = Progress::default();
+            // 9.1 took over before the interruption; after a power loss
+            // nothing runs. Start what the journal says runs, check it takes
+            // mail, and only then finish the steps left.
             let finished = async {
-                run_steps(ctx, &mut journal, &mut progress, lines).await?;
-                let line = lines.begin("Checking that 9.1 takes mail");
-                let checked = health::check_91_settled(ctx).await;
+                let line = lines.begin("Starting 9.1 and checking that it takes mail");
+                let checked = async {
+                    switch::start_91(ctx).await?;
+                    health::check_91_settled(ctx).await
+                }
+                .await;
                 lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
-                checked
+                checked?;
+                run_steps(ctx, &mut journal, &mut progress, lines).await
             }
             .await;
             if let Err(err) = finished {

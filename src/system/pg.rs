@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use crate::files::odbc_ini::DbSettings;
 use crate::support::account::ServiceUser;
 use crate::support::cmd::Cmd;
-use crate::support::fsutil::{atomic_write, atomic_write_as};
+use crate::support::fsutil::{self, atomic_write, atomic_write_as};
 use crate::support::logging::events;
 use crate::support::secret::Secret;
 use crate::system::procfs;
@@ -246,6 +246,7 @@ impl Cluster {
     /// configuration was written with: it goes, with `settings`, into
     /// [`Cluster::start_config_file`].
     pub fn start_with(&self, settings: &[(&str, &str)]) -> Result<()> {
+        self.remove_stale_lock_files()?;
         let own_conf = self.data_dir.join("postgresql.conf");
         let mut conf = format!(
             "# Written by imss-upgrade before this start of the cluster in the directory\n\
@@ -289,6 +290,42 @@ impl Cluster {
             imss_port = self.port,
             "PostgreSQL started"
         );
+        Ok(())
+    }
+
+    /// Removes the lock files a server killed with SIGKILL (or a power
+    /// loss) left: `postmaster.pid` when no process works in the data
+    /// directory, and the socket's lock when the process it names is gone
+    /// or is no PostgreSQL server. PostgreSQL itself refuses to start while
+    /// the pid in either is any live process, a zombie not reaped yet or,
+    /// after a reboot, an unrelated program that got the same pid.
+    fn remove_stale_lock_files(&self) -> Result<()> {
+        let pid_file = self.data_dir.join("postmaster.pid");
+        if pid_file.exists() && !server_running(&self.data_dir) {
+            tracing::info!(
+                "removing {}, left by a server that no longer runs",
+                pid_file.display()
+            );
+            fsutil::remove_file_if_present(&pid_file)?;
+        }
+        let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
+        let mut socket_lock = socket.clone().into_os_string();
+        socket_lock.push(".lock");
+        let socket_lock = PathBuf::from(socket_lock);
+        let holder = std::fs::read_to_string(&socket_lock)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i64>().ok())
+            .and_then(|pid| u32::try_from(pid.unsigned_abs()).ok());
+        if let Some(pid) = holder
+            && !procfs::is_postgres(pid)
+        {
+            tracing::info!(
+                "removing {}, left by a server that no longer runs",
+                socket_lock.display()
+            );
+            fsutil::remove_file_if_present(&socket_lock)?;
+            fsutil::remove_file_if_present(&socket)?;
+        }
         Ok(())
     }
 
@@ -397,7 +434,7 @@ pub fn server_running(data_dir: &Path) -> bool {
 /// no program of the installation that made it.
 pub fn remove_cluster(data_dir: &Path) -> Result<()> {
     stop_server(data_dir, StopMode::Immediate)?;
-    crate::support::fsutil::remove_tree_if_present(data_dir)
+    fsutil::remove_tree_if_present(data_dir)
 }
 
 /// Stops whatever server runs on `data_dir` and waits until none of its

@@ -51,6 +51,19 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether process `pid` is alive and a PostgreSQL server process (its
+/// program is `postgres`, whatever its title says now, and even if the
+/// program file was replaced since it started).
+pub fn is_postgres(pid: u32) -> bool {
+    is_alive(pid)
+        && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.strip_suffix(" (deleted)").unwrap_or(&name) == "postgres"
+            })
+        })
+}
+
 /// The live processes whose working directory is `dir` (a path on this
 /// machine; compared after following its links, as the kernel shows a
 /// working directory). Every process of a PostgreSQL server works in its

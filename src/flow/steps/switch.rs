@@ -44,14 +44,20 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     crate::fail_point!("switch-staged");
     ctx.unblock(swap_in).await?;
     crate::fail_point!("switch-swapped");
-    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start))
-        .await?;
+    start_91(ctx).await?;
     crate::fail_point!("switch-health-check");
     health::check_91_takes_mail(ctx, "switch").await?;
     ctx.unblock(|ctx| {
         fsutil::remove_tree_if_present(&ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?)
     })
     .await
+}
+
+/// Starts the 9.1 services and database of the tree in place (those not
+/// running yet): the switch's start, and recovery's after a power loss.
+pub async fn start_91(ctx: &Context) -> Result<()> {
+    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start))
+        .await
 }
 
 /// Copies the payload to the staging directory and writes its ini files.
