@@ -138,3 +138,39 @@ async fn a_policy_event_committed_while_the_presync_waits_reaches_91() {
         .get(0);
     assert_eq!(found, 1, "event {late_id} did not reach 9.1: {report:?}");
 }
+
+/// Item 7 of the crash-safety issue: the switch's undo deleted the
+/// untouched 7.1 tree it had set aside and restored the tar, which keeps
+/// no extended attributes, capabilities, ACLs or hard links; with a
+/// damaged archive no 7.1 tree was left anywhere. The tree set aside is
+/// renamed back (the same inodes), and the archive is not needed for it.
+#[tokio::test]
+async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, before) = built_server();
+    let root = server.root();
+    let imss_ini = root.resolve("/opt/trend/imss/config/imss.ini").unwrap();
+    let inode_before = imss_fixture::oracle::device_and_inode(&imss_ini).unwrap();
+    let archive = root.resolve(BACKUP_DIR).unwrap().join("snapshot.tar");
+    fail::cfg_callback("switch-swapped", move || {
+        // Damage the archive once the 7.1 tree is set aside.
+        let mut bytes = std::fs::read(&archive).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&archive, bytes).unwrap();
+    })
+    .unwrap();
+    fail::cfg("switch-health-check", "return").unwrap();
+    let err = flow::upgrade(&payload.context(&server).unwrap())
+        .await
+        .expect_err("the injected failure must fail the upgrade");
+    scenario.teardown();
+    let text = format!("{err:#}");
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    assert_back_on_71(&server, &payload, &before);
+    assert_eq!(
+        imss_fixture::oracle::device_and_inode(&imss_ini).unwrap(),
+        inode_before,
+        "the 7.1 tree was rewritten from the archive instead of renamed back"
+    );
+}

@@ -162,8 +162,8 @@ pub enum Undo {
         /// The 9.1 cluster's data directory.
         data_dir: PathBuf,
     },
-    /// switch: stop 9.1, remove the program tree's staging directories, and
-    /// restore the 7.1 tree from the verified snapshot.
+    /// switch: stop 9.1, rename the 7.1 tree set aside back into place
+    /// while it is there, otherwise restore it from the verified snapshot.
     RestoreProgramTree {
         /// The staged 9.1 tree.
         staging: PathBuf,

@@ -117,8 +117,12 @@ fn swap_in(ctx: &Context) -> Result<()> {
     fsutil::rename_durably(&staging, &live)
 }
 
-/// Stops 9.1 if it was started, and puts the 7.1 program tree back from the
-/// snapshot (verified first), whatever stage the switch reached.
+/// Stops 9.1 if it was started, and puts the 7.1 program tree back,
+/// whatever stage the switch reached: the tree the swap set aside is
+/// renamed back when it is there (untouched, with its extended attributes,
+/// capabilities, ACLs and hard links, and whether or not the archive still
+/// reads); only once it is gone (the switch completed) is the tree
+/// restored from the snapshot, verified first.
 pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> {
     let (staging, replaced) = (staging.to_path_buf(), replaced.to_path_buf());
     ctx.unblock(move |ctx| {
@@ -132,8 +136,17 @@ pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> 
             tracing::warn!("stopping 9.1 before the rollback: {err:#}");
         }
         crate::fail_point!("undo-switch-91-stopped");
-        for dir in [&staging, &replaced] {
-            fsutil::remove_tree_if_present(&ctx.root.resolve_parent(dir)?)?;
+        let staging = ctx.root.resolve_parent(&staging)?;
+        let replaced = ctx.root.resolve_parent(&replaced)?;
+        fsutil::remove_tree_if_present(&staging)?;
+        if replaced.exists() {
+            // Two renames put 7.1 back before anything is deleted; the 9.1
+            // tree goes last, from where the switch staged it.
+            if std::fs::symlink_metadata(&live).is_ok() {
+                fsutil::rename_durably(&live, &staging)?;
+            }
+            fsutil::rename_durably(&replaced, &live)?;
+            return fsutil::remove_tree_if_present(&staging);
         }
         snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?).map(drop)
     })
