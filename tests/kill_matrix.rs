@@ -480,3 +480,65 @@ fn after_a_power_loss_past_the_switch_recover_starts_91_and_keeps_its_mail() {
         "the mail 9.1 accepted before the power loss is gone"
     );
 }
+
+/// Item 8 of the issue: across file systems the copy of the 7.1 data
+/// directory was not synced before the original was deleted, so a power
+/// loss could leave empty files in the only copy. Traced with strace: the
+/// copy's file system is synced after `cp` ends and before the copy takes
+/// its name (and so before the original goes).
+#[test]
+fn across_file_systems_the_copy_is_synced_before_it_replaces_the_original() {
+    let site = Site::new("500");
+    let _tmpfs = imss_fixture::harness::TmpfsMount::mount(&site.backup(), "1g").unwrap();
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    // -I1: strace takes SIGTERM, detaching, rather than blocking it;
+    // -s4096: paths whole.
+    let mut args: Vec<OsString> = vec![
+        "-I1".into(),
+        "-s4096".into(),
+        "-f".into(),
+        "-o".into(),
+        trace.clone().into(),
+        "-e".into(),
+        "trace=execve,syncfs,fsync,rename,renameat,renameat2".into(),
+        "--".into(),
+        UPGRADE.into(),
+    ];
+    args.extend(site.args(&["run"]));
+    let mut traced = HelperProcess::start(Path::new("strace"), &args, None, None)
+        .expect("strace runs the upgrade (apt-get install strace)");
+    // strace follows the services the run starts, which stay: it is
+    // stopped (and detaches) once the run's report is out.
+    traced
+        .wait_for_output("Rollback: imss-rollback", HELPER_TIMEOUT)
+        .unwrap();
+    traced.terminate().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let pid_of = |line: &str| line.split_whitespace().next().unwrap_or("").to_string();
+    let copy = lines
+        .iter()
+        .find(|l| l.contains("execve(\"") && l.contains("cp\"") && l.contains("pgdata-71.partial"))
+        .expect("the data directory was copied with cp");
+    let cp_pid = pid_of(copy);
+    let copied = lines
+        .iter()
+        .position(|l| pid_of(l) == cp_pid && l.contains("+++ exited with 0 +++"))
+        .expect("cp ended");
+    let named = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains("pgdata-71.partial\", "))
+        .expect("the copy was renamed into place");
+    assert!(copied < named, "the copy took its name before cp ended");
+    assert!(
+        lines[copied..named].iter().any(|l| l.contains("syncfs(")),
+        "nothing synced the copy between the end of cp and its rename:\n{}",
+        lines[copied..=named].join("\n")
+    );
+    site.complete(ROLLBACK, &[], "imss-rollback after the traced run");
+    site.check_on_71("the traced run, rolled back");
+}

@@ -2,7 +2,7 @@
 //! undo: what a step does is seen on the real services, files and
 //! databases, and undo puts them back.
 
-use imss_fixture::harness::FixtureServer;
+use imss_fixture::harness::{FixtureServer, TmpfsMount};
 use imss_fixture::oracle::device_and_inode;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
@@ -163,28 +163,12 @@ async fn snapshot_moves_the_71_database_by_rename_and_undo_moves_it_back() {
 }
 
 /// The backup directory of `server` on a tmpfs of its own, unmounted on drop.
-struct BackupOnTmpfs(std::path::PathBuf);
-
-impl BackupOnTmpfs {
-    fn mount(server: &FixtureServer) -> Self {
-        let backup = server.root_dir().join("var/imss/imss_backup_71_to_91");
-        std::fs::create_dir_all(&backup).unwrap();
-        imss_upgrade::support::cmd::Cmd::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=512m,mode=0700", "tmpfs"])
-            .arg(&backup)
-            .run()
-            .expect("mounting a tmpfs needs root (CI runs the tests as root)");
-        Self(backup)
-    }
-}
-
-impl Drop for BackupOnTmpfs {
-    fn drop(&mut self) {
-        let _ = imss_upgrade::support::cmd::Cmd::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .run();
-    }
+fn backup_on_tmpfs(server: &FixtureServer) -> TmpfsMount {
+    TmpfsMount::mount(
+        &server.root_dir().join("var/imss/imss_backup_71_to_91"),
+        "512m",
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -192,7 +176,7 @@ async fn across_file_systems_the_database_is_copied_verified_and_copied_back() {
     // Fail points are process-wide: this test and the next run one at a time.
     let scenario = fail::FailScenario::setup();
     let server = FixtureServer::build(&["--history-rows", "500", "--tree-mb", "1"]).unwrap();
-    let _tmpfs = BackupOnTmpfs::mount(&server);
+    let _tmpfs = backup_on_tmpfs(&server);
     snapshot_and_undo(&server, Move::Copy).await;
     server.stop().unwrap();
     scenario.teardown();
@@ -211,16 +195,16 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
     use imss_upgrade::flow::steps::snapshot as snapshot_step;
     let scenario = fail::FailScenario::setup();
     let server = FixtureServer::build(&["--history-rows", "200", "--tree-mb", "0"]).unwrap();
-    let tmpfs = BackupOnTmpfs::mount(&server);
+    let tmpfs = backup_on_tmpfs(&server);
     let ctx = Context::new(server.root());
     let before = server.tree_state("/var/imss/pgdata").unwrap();
-    let partial = tmpfs.0.join("pgdata-71.partial");
+    let partial = tmpfs.dir().join("pgdata-71.partial");
     let damaged = partial.clone();
     fail::cfg_callback("tree-move-copied", move || {
         std::fs::write(damaged.join("PG_VERSION"), "15\n").unwrap();
     })
     .unwrap();
-    let mut journal = StepJournal::create(&tmpfs.0).unwrap();
+    let mut journal = StepJournal::create(tmpfs.dir()).unwrap();
     skip_presync(&mut journal);
     journal.begin(Step::Quiesce).unwrap();
     journal.finish(Step::Quiesce).unwrap();
@@ -237,7 +221,7 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
         "the original must be untouched"
     );
     assert!(
-        !tmpfs.0.join("pgdata-71").exists(),
+        !tmpfs.dir().join("pgdata-71").exists(),
         "a refused copy takes no place"
     );
 

@@ -342,7 +342,5 @@ fn sync_file_system(host: &Path) -> Result<()> {
         .ancestors()
         .find(|dir| dir.is_dir())
         .unwrap_or(Path::new("/"));
-    let handle = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    nix::unistd::syncfs(&handle)
-        .with_context(|| format!("syncing the file system of {}", dir.display()))
+    crate::support::fsutil::sync_file_system(dir)
 }

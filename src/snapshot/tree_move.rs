@@ -139,6 +139,9 @@ fn copy_verified(root: &Root, from: &Path, to: &Path) -> Result<()> {
             partial.display()
         );
     }
+    // On disk before it takes its name, since the original goes next: a
+    // power loss must not leave empty files in the only copy.
+    fsutil::sync_file_system(&partial)?;
     fsutil::rename_durably(&partial, &target)
 }
 

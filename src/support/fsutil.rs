@@ -102,6 +102,16 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing {}", dir.display()))
 }
 
+/// Writes everything of the file system `path` is on to disk (`syncfs`):
+/// for a tree written by another program (`cp`), whose files this process
+/// cannot fsync one by one without opening each again.
+pub fn sync_file_system(path: &Path) -> Result<()> {
+    File::open(path)
+        .map_err(io::Error::from)
+        .and_then(|file| nix::unistd::syncfs(&file).map_err(io::Error::from))
+        .with_context(|| format!("syncing the file system of {}", path.display()))
+}
+
 /// Removes the tree (or file, or link) at `path`, if there is one; a link
 /// is removed, never followed.
 pub fn remove_tree_if_present(path: &Path) -> Result<()> {
