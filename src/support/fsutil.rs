@@ -107,7 +107,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// cannot fsync one by one without opening each again.
 pub fn sync_file_system(path: &Path) -> Result<()> {
     File::open(path)
-        .map_err(io::Error::from)
         .and_then(|file| nix::unistd::syncfs(&file).map_err(io::Error::from))
         .with_context(|| format!("syncing the file system of {}", path.display()))
 }
