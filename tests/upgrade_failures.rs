@@ -174,3 +174,65 @@ async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() 
         "the 7.1 tree was rewritten from the archive instead of renamed back"
     );
 }
+
+/// Files PostgreSQL rewrites whenever it starts, whatever it is asked: the
+/// control file (its state), the relation cache's init files, the
+/// NOTIFY and subtransaction logs (zeroed), the statistics files (read and
+/// removed), the options of the last start and the pid file, and so the
+/// modification times of their directories. Nothing of the database's
+/// contents is among them.
+fn rewritten_by_every_start(line: &str) -> bool {
+    let path = line.split('\t').next().unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let kind = line.split('\t').nth(1).unwrap_or("");
+    kind == "dir"
+        || matches!(
+            path,
+            "global/pg_control" | "postmaster.opts" | "pg_notify/0000" | "pg_subtrans/0000"
+        )
+        || name == "pg_internal.init"
+        || path.starts_with("pg_stat/")
+}
+
+/// Item 12 of the crash-safety issue: PostgreSQL 10, started "read-only"
+/// from the backup for the migration, ran autovacuum and checkpoints into
+/// it (relation files, statistics, multixact and replication-origin
+/// files). When the upgrade completes, nothing of the 7.1 data directory
+/// in the backup may have changed but what every start of PostgreSQL
+/// rewrites.
+#[tokio::test]
+async fn the_71_data_directory_in_the_backup_is_left_as_the_snapshot_moved_it() {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, _before) = built_server();
+    let moved = server.root().resolve(BACKUP_DIR).unwrap().join("pgdata-71");
+    let at_snapshot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let taken = at_snapshot.clone();
+    let dir = moved.clone();
+    fail::cfg_callback("after-snapshot", move || {
+        *taken.lock().unwrap() = Some(imss_fixture::oracle::tree_state(&dir).unwrap());
+    })
+    .unwrap();
+    let outcome = flow::upgrade(&payload.context(&server).unwrap()).await;
+    scenario.teardown();
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let before = at_snapshot.lock().unwrap().take().unwrap();
+    let after = imss_fixture::oracle::tree_state(&moved).unwrap();
+    let changed: Vec<&str> = after
+        .lines()
+        .filter(|line| !before.lines().any(|l| l == *line) && !rewritten_by_every_start(line))
+        .collect();
+    let gone: Vec<&str> = before
+        .lines()
+        .filter(|line| !after.lines().any(|l| l == *line) && !rewritten_by_every_start(line))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "entries changed or went:\n{}",
+        gone.join("\n")
+    );
+    assert!(
+        changed.is_empty(),
+        "the migration wrote into the 7.1 data directory in the backup:\n{}",
+        changed.join("\n")
+    );
+}

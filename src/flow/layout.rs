@@ -29,7 +29,7 @@ use crate::support::constants::{
     BACKUP_DIR, BUNDLED_PG_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, PROGRAM_DIR,
     RUN_DIR, STEP_JOURNAL_FILE,
 };
-use crate::system::pg::{Cluster, PgInstall};
+use crate::system::pg::{Cluster, PgInstall, StopMode};
 
 /// What the snapshot archives: every path the switch replaces.
 pub const SNAPSHOT_PATHS: &[&str] = &[PROGRAM_DIR];
@@ -102,6 +102,39 @@ pub fn backup_71(ctx: &Context) -> Result<Cluster> {
         listen_address: String::new(),
         ..source_71(ctx)?
     })
+}
+
+/// Starts PostgreSQL 10 on the 7.1 data directory in the backup so that
+/// it writes nothing of the database into it: read-only transactions, no
+/// autovacuum (it analyzed and vacuumed into the backup), no statistics
+/// collected and their temporary files beside the socket, no background
+/// writer and no timed or size-triggered checkpoint (each wrote pages,
+/// hint bits included, and the multixact, commit-log and replication-origin
+/// files). [`stop_backup_71`] ends it without a shutdown checkpoint. What
+/// PostgreSQL rewrites at every start whatever it is asked (its control
+/// file, the relation cache's init files, the NOTIFY and subtransaction
+/// logs, `postmaster.opts` and the pid file) is still written, and it
+/// removes the statistics files it reads at start (7.1's statistics start
+/// afresh after a rollback, as after any crash); the WAL and every
+/// relation file stay as they were.
+pub fn start_backup_71_read_only(cluster: &Cluster) -> Result<()> {
+    let stats = cluster.socket_dir.to_string_lossy().into_owned();
+    cluster.start_with(&[
+        ("default_transaction_read_only", "on"),
+        ("autovacuum", "off"),
+        ("track_counts", "off"),
+        ("stats_temp_directory", &stats),
+        ("bgwriter_lru_maxpages", "0"),
+        ("checkpoint_timeout", "1d"),
+        ("max_wal_size", "1TB"),
+    ])
+}
+
+/// Stops PostgreSQL 10 on the 7.1 data directory in the backup without a
+/// shutdown checkpoint, which would write the pages it read (their hint
+/// bits) and the statistics into it.
+pub fn stop_backup_71(cluster: &Cluster) -> Result<()> {
+    cluster.stop(StopMode::Immediate)
 }
 
 /// The 9.1 cluster in its final place, where the 7.1 one was and listening

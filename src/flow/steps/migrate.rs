@@ -11,7 +11,8 @@
 //!
 //! May touch: `/var/imss/pgdata` (the 9.1 cluster moved there; removed on
 //! undo), the backup directory (`imsx_config.dat`; the 7.1 cluster is only
-//! read).
+//! read, started so that it writes nothing of the database there:
+//! [`layout::start_backup_71_read_only`]).
 
 use std::path::{Path, PathBuf};
 
@@ -56,11 +57,11 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateRepo
         layout::open_backup_to(ctx, &opened)?;
         fsutil::rename_durably(&staged.data_dir, &placed.data_dir)?;
         placed.start()?;
-        opened.start_with(&[("default_transaction_read_only", "on")])
+        layout::start_backup_71_read_only(&opened)
     })
     .await?;
     let result = load_target(ctx, &old, &new, journal.started_at).await;
-    ctx.unblock(move |_| old.stop(StopMode::Fast)).await?;
+    ctx.unblock(move |_| layout::stop_backup_71(&old)).await?;
     result
 }
 
