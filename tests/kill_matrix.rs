@@ -542,3 +542,34 @@ fn across_file_systems_the_copy_is_synced_before_it_replaces_the_original() {
     site.complete(ROLLBACK, &[], "imss-rollback after the traced run");
     site.check_on_71("the traced run, rolled back");
 }
+
+/// Item 2 of the issue: no undo may need what its step needed to go
+/// forward. A run killed in the migration (the staged cluster moved into
+/// place, the 7.1 cluster running from the backup) is rolled back by a
+/// `recover` that has neither the payload nor PostgreSQL 15.
+#[test]
+fn a_rollback_needs_neither_the_payload_nor_postgresql_15() {
+    let site = Site::new("500");
+    site.kill_at(UPGRADE, &["run"], "migrate-window-copied");
+    let payload = site.payload.dir();
+    let aside = payload.with_file_name("payload-gone");
+    std::fs::rename(&payload, &aside).unwrap();
+    let args: Vec<OsString> = vec![
+        "recover".into(),
+        "--root".into(),
+        site.server.root_dir().into(),
+        "--payload".into(),
+        payload.clone().into(),
+    ];
+    let ended = HelperProcess::start(Path::new(UPGRADE), &args, None, None)
+        .unwrap()
+        .wait(HELPER_TIMEOUT)
+        .unwrap();
+    std::fs::rename(&aside, &payload).unwrap();
+    assert!(
+        ended.status.success(),
+        "recover without the payload failed:\n{}",
+        ended.output
+    );
+    site.check_on_71("recover without the payload");
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use imss_fixture::harness::FixtureServer;
+use imss_fixture::harness::{FixtureServer, Payload};
 use imss_fixture::named::NamedServer;
 use imss_upgrade::files::ini::IniFile;
 use imss_upgrade::support::cmd::Cmd;
@@ -54,14 +54,38 @@ impl Outcome {
     }
 }
 
+/// One 9.1 payload for every test here: preflight checks it, whole.
+fn payload() -> &'static Payload {
+    static PAYLOAD: std::sync::OnceLock<Payload> = std::sync::OnceLock::new();
+    PAYLOAD.get_or_init(|| Payload::build().unwrap())
+}
+
 fn preflight_with(program: &Path, cwd: &Path, root: &Path) -> Outcome {
+    let pg15 = imss_fixture::pgbin::pg15().unwrap();
+    preflight_of(program, cwd, root, &payload().dir(), Some(pg15.bin_dir()))
+}
+
+/// Preflight with the payload in `payload_dir`, and PostgreSQL 15 in
+/// `pg_bin` (or, without it, the payload's own).
+fn preflight_of(
+    program: &Path,
+    cwd: &Path,
+    root: &Path,
+    payload_dir: &Path,
+    pg_bin: Option<&Path>,
+) -> Outcome {
     let run = |json: bool| {
         let mut command = std::process::Command::new(program);
         command
             .current_dir(cwd)
             .arg("preflight")
             .arg("--root")
-            .arg(root);
+            .arg(root)
+            .arg("--payload")
+            .arg(payload_dir);
+        if let Some(bin) = pg_bin {
+            command.arg("--target-pg-bin").arg(bin);
+        }
         if json {
             command.arg("--json");
         }
@@ -366,9 +390,65 @@ fn where_the_helper_was_unpacked_does_not_matter() {
     .unwrap();
     let program = unpacked.join("imss-upgrade");
     std::fs::copy(env!("CARGO_BIN_EXE_imss-upgrade"), &program).unwrap();
-    let outcome = preflight_with(&program, &unpacked, &server.root_dir());
+    let payload_dir = unpacked.join("payload");
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(payload().dir())
+        .arg(&payload_dir)
+        .run()
+        .unwrap();
+    let outcome = preflight_of(&program, &unpacked, &server.root_dir(), &payload_dir, None);
     assert_eq!(outcome.code, 0, "{}", outcome.text);
     assert_eq!(outcome.report["ready"], true);
+}
+
+/// Item 2 of the crash-safety issue: a payload without PostgreSQL 15
+/// passed preflight, the presync failed, and its undo failed on the same
+/// missing program. Every file of the payload's list must be there with
+/// its hash, and its PostgreSQL 15 must run: otherwise an inhibitor names
+/// what is wrong, and nothing changes.
+#[test]
+fn an_incomplete_or_damaged_payload_is_an_inhibitor_naming_what_is_wrong() {
+    let server = started(&[]);
+    let copies = tempfile::tempdir().unwrap();
+    let program = PathBuf::from(env!("CARGO_BIN_EXE_imss-upgrade"));
+    let copy = |name: &str| {
+        let dir = copies.path().join(name);
+        Cmd::new("cp")
+            .arg("-a")
+            .arg(payload().dir())
+            .arg(&dir)
+            .run()
+            .unwrap();
+        dir
+    };
+    let without_pg = copy("without-postgresql");
+    std::fs::remove_file(without_pg.join("PostgreSQL/bin")).unwrap();
+    let damaged = copy("damaged");
+    std::fs::write(damaged.join("VERSION"), "9.1.0.1194\n").unwrap();
+    for (dir, named) in [
+        (&without_pg, "does not run"),
+        (&damaged, "VERSION differs from the list"),
+    ] {
+        let outcome = preflight_of(&program, Path::new("/"), &server.root_dir(), dir, None);
+        assert_eq!(outcome.code, 2, "{}", outcome.text);
+        outcome.assert_finding(
+            "payload-incomplete",
+            "inhibitor",
+            &["reinstall the upgrade package"],
+        );
+        let found = outcome.finding("payload-incomplete")["found"]
+            .as_str()
+            .unwrap();
+        assert!(found.contains(named), "{named} is not named: {found}");
+    }
+    assert!(
+        !server
+            .root_dir()
+            .join("var/imss/imss_backup_71_to_91")
+            .exists(),
+        "an inhibited preflight changed the server"
+    );
 }
 
 /// sha256 of every file and link under `dir`, with mode and owner, except

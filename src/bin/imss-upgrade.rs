@@ -31,6 +31,8 @@ enum Command {
     /// 2: inhibitors found; 1: a check could not run. The JSON report is
     /// also written to /var/log/imss-upgrade/preflight.json under the root.
     Preflight {
+        #[command(flatten)]
+        payload: PayloadArgs,
         /// Print the report as JSON (schema in the README) instead of text.
         #[arg(long)]
         json: bool,
@@ -110,7 +112,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let root = cli::open_root(&cli.root, changes_server)?;
     match cli.command {
         Command::Status { json } => status::run(&root, json).await,
-        Command::Preflight { json } => upgrade::preflight(&Context::new(root), json).await,
+        Command::Preflight { payload, json } => {
+            upgrade::preflight(&payload.context(root), json).await
+        }
         Command::Run { payload, json } => upgrade::run(&payload.context(root), json).await,
         Command::Recover { payload } => upgrade::recover(&payload.context(root)).await,
         Command::CompressSnapshot { preset, threads } => {

@@ -1,7 +1,9 @@
 //! The product's own files: `odbc.ini` and `imss.ini`, read and rewritten
-//! verbatim. May use [`crate::support`] only.
+//! verbatim, and the payload's list of files. May use [`crate::support`]
+//! only.
 
 pub mod imss_ini;
 pub mod ini;
 pub mod odbc_ini;
 pub mod odbc_password;
+pub mod payload_list;

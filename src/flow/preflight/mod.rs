@@ -9,6 +9,7 @@
 mod database;
 mod disk;
 mod dns;
+mod payload;
 mod quiesce;
 mod report;
 mod source;
@@ -42,6 +43,9 @@ const CHECKS: &[(&str, &str, CheckFn)] = &[
     }),
     ("packages", "required packages", |c, f, out| {
         Box::pin(system::check_packages(c, f, out))
+    }),
+    ("payload", "upgrade package payload", |c, f, out| {
+        Box::pin(payload::check(c, f, out))
     }),
     ("database", "admin database", |c, f, out| {
         Box::pin(database::check(c, f, out))
