@@ -2,7 +2,9 @@
 //! item: each test here failed before the fix it names. The kills
 //! themselves are in `tests/kill_matrix.rs`.
 
-use imss_fixture::harness::{Baseline, FixtureServer, Payload, flow};
+use std::os::unix::fs::PermissionsExt;
+
+use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::run::Outcome;
 use imss_upgrade::support::cmd::Cmd;
@@ -78,4 +80,103 @@ async fn the_91_cluster_serves_from_its_own_configuration_after_the_upgrade() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
+}
+
+/// The step journal's run state, as on disk.
+fn run_state(server: &FixtureServer) -> imss_upgrade::flow::journal::RunState {
+    imss_upgrade::flow::journal::StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+/// 9.1 still runs and takes mail, and the upgrade is still completed.
+fn still_on_91(server: &FixtureServer, payload: &Payload) {
+    use imss_upgrade::files::imss_ini::ProductInfo;
+    assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
+    imss_upgrade::flow::health::send_test_mail(&payload.context(server).unwrap(), "refused")
+        .expect("9.1 takes mail after the refusal");
+    assert_eq!(
+        run_state(server),
+        imss_upgrade::flow::journal::RunState::Completed
+    );
+}
+
+/// Item 3: imss-rollback after a completed upgrade whose backup lacks
+/// `pgdata-71` started undoing (the 9.1 tree was already replaced) and then
+/// failed. It checks everything first, refuses naming what is missing, and
+/// 9.1 keeps running; with the directory back it rolls back exactly. A
+/// data directory that is not PostgreSQL 10's is refused the same way.
+#[tokio::test]
+async fn imss_rollback_refuses_before_any_change_when_the_71_data_directory_is_gone() {
+    let (server, payload, baseline) = small_site();
+    upgraded(&server, &payload).await;
+    let ctx = payload.context(&server).unwrap();
+    let moved = server.root().resolve(BACKUP_DIR).unwrap().join("pgdata-71");
+    let aside = moved.with_file_name("pgdata-71.aside");
+    std::fs::rename(&moved, &aside).unwrap();
+    let err = format!("{:#}", flow::roll_back(&ctx).await.unwrap_err());
+    assert!(
+        err.contains("nothing was changed") && err.contains("pgdata-71"),
+        "{err}"
+    );
+    still_on_91(&server, &payload);
+
+    std::fs::rename(&aside, &moved).unwrap();
+    let version = moved.join("PG_VERSION");
+    std::fs::write(&version, "15\n").unwrap();
+    let err = format!("{:#}", flow::roll_back(&ctx).await.unwrap_err());
+    assert!(err.contains("PG_VERSION"), "{err}");
+    still_on_91(&server, &payload);
+
+    std::fs::write(&version, "10\n").unwrap();
+    flow::roll_back(&ctx).await.unwrap();
+    baseline.check_back_on_71(&server, &payload).unwrap();
+}
+
+/// Item 3: a restore of the program tree that would fill its file system
+/// is refused before anything changes, naming the space needed and free.
+#[tokio::test]
+async fn imss_rollback_refuses_when_the_program_tree_has_no_room_to_come_back() {
+    let server =
+        FixtureServer::build(&["--history-rows", "300", "--tree-mb", "0", "--days", "2"]).unwrap();
+    // /opt/trend on a file system of its own, 512 MiB.
+    let trend = server.root_dir().join("opt/trend");
+    let built = server.root_dir().join("opt/trend-built");
+    std::fs::rename(&trend, &built).unwrap();
+    let tmpfs = TmpfsMount::mount(&trend, "512m").unwrap();
+    std::fs::set_permissions(&trend, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Cmd::new("cp")
+        .args(["-a", "--"])
+        .arg(built.join("imss"))
+        .arg(trend.join("imss"))
+        .run()
+        .unwrap();
+    std::fs::remove_dir_all(&built).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    upgraded(&server, &payload).await;
+    let ctx = payload.context(&server).unwrap();
+
+    let free = nix::sys::statvfs::statvfs(tmpfs.dir()).unwrap();
+    let free = free.blocks_available() * free.fragment_size();
+    let filler = tmpfs.dir().join("filler");
+    let keep_free: u64 = 8 << 20;
+    Cmd::new("fallocate")
+        .args(["-l", &(free - keep_free).to_string()])
+        .arg(&filler)
+        .run()
+        .unwrap();
+    let err = format!("{:#}", flow::roll_back(&ctx).await.unwrap_err());
+    assert!(
+        err.contains("nothing was changed") && err.contains("MiB free"),
+        "{err}"
+    );
+    still_on_91(&server, &payload);
+
+    std::fs::remove_file(&filler).unwrap();
+    flow::roll_back(&ctx).await.unwrap();
+    baseline.check_back_on_71(&server, &payload).unwrap();
+    server.stop().unwrap();
 }

@@ -15,6 +15,9 @@ use super::layout;
 use super::lock::UpgradeLock;
 use super::rollback_manifest::RollbackManifest;
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use crate::snapshot::EntryKind;
+use crate::support::constants::{BUNDLED_PG_DIR, PROGRAM_DIR};
+use crate::support::filesystems::file_system_of;
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
 
@@ -62,6 +65,14 @@ pub async fn roll_back(
     cause: Option<RollbackCause>,
     lines: &StepLines,
 ) -> Result<()> {
+    let line = lines.begin("Checking what the rollback needs");
+    let ready = ctx.unblock({
+        let journal = journal.clone();
+        move |ctx| check_ready(ctx, &journal)
+    });
+    let ready = ready.await;
+    lines.end(line, if ready.is_ok() { "ok" } else { "refused" });
+    ready?;
     match cause {
         Some(cause) => journal.begin_rollback(cause)?,
         None => journal.resume_rollback()?,
@@ -115,6 +126,116 @@ pub async fn roll_back(
     Ok(())
 }
 
+/// Room kept free beyond the 7.1 tree a restore writes.
+const RESTORE_MARGIN: u64 = 64 << 20;
+
+/// Checks that what the undos left in `journal` will need is there, before
+/// the first of them changes anything, and refuses naming every thing
+/// missing: the 7.1 data directory (with PostgreSQL 10's `PG_VERSION`) at
+/// one of its two places; where the 7.1 program tree comes back from the
+/// archive, the archive whole against its manifest, the 7.1 PostgreSQL
+/// programs in it, and the room to write it; where it comes back by
+/// rename, its PostgreSQL programs there.
+fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
+    let pending: Vec<Undo> = journal
+        .steps_to_undo()
+        .into_iter()
+        .filter_map(|record| record.undo)
+        .collect();
+    let mut missing = Vec::new();
+    let restores_tree = pending.iter().find_map(|undo| match undo {
+        Undo::RestoreProgramTree { replaced, .. } => Some(replaced.clone()),
+        _ => None,
+    });
+    let from_archive = match &restores_tree {
+        Some(replaced) => !ctx.root.resolve_parent(replaced)?.exists(),
+        None => false,
+    };
+    let starts_71 = pending.iter().any(|undo| matches!(undo, Undo::Restart71));
+    if from_archive {
+        match crate::snapshot::verify(&layout::backup_dir(ctx)?) {
+            Err(err) => missing.push(format!("{err:#}")),
+            Ok(manifest) => {
+                missing.extend(
+                    POSTGRESQL_71_PROGRAMS
+                        .iter()
+                        .map(|program| format!("{BUNDLED_PG_DIR}/bin/{program}"))
+                        .filter(|path| {
+                            !manifest.entries.iter().any(|entry| {
+                                &entry.path == path && matches!(entry.kind, EntryKind::File { .. })
+                            })
+                        })
+                        .map(|path| format!("the snapshot holds no {path}, which 7.1 starts with")),
+                );
+                let need = manifest
+                    .entries
+                    .iter()
+                    .map(|entry| match entry.kind {
+                        EntryKind::File { size, .. } => size,
+                        _ => 0,
+                    })
+                    .sum::<u64>()
+                    + RESTORE_MARGIN;
+                let (_, mount_point, free) =
+                    file_system_of(&ctx.root.resolve_parent(PROGRAM_DIR)?)?;
+                if free < need {
+                    missing.push(format!(
+                        "{} has {} MiB free, and restoring the 7.1 program tree needs {} MiB",
+                        mount_point.display(),
+                        free >> 20,
+                        need >> 20
+                    ));
+                }
+            }
+        }
+    } else if starts_71 {
+        let tree = match &restores_tree {
+            Some(replaced) => ctx.root.resolve_parent(replaced)?,
+            None => ctx.root.resolve_parent(PROGRAM_DIR)?,
+        };
+        let bundled = tree.join(
+            BUNDLED_PG_DIR
+                .trim_start_matches(PROGRAM_DIR)
+                .trim_start_matches('/'),
+        );
+        for program in POSTGRESQL_71_PROGRAMS {
+            let path = bundled.join("bin").join(program);
+            if !path.is_file() {
+                missing.push(format!(
+                    "{} is missing, and 7.1 starts with it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    for undo in &pending {
+        if let Undo::MoveDataDirBack { original, moved_to } = undo {
+            let at = |path: &std::path::Path| -> Result<bool> {
+                let version = ctx.root.resolve_parent(path)?.join("PG_VERSION");
+                Ok(std::fs::read_to_string(version).is_ok_and(|v| v.trim() == "10"))
+            };
+            if !at(original)? && !at(moved_to)? {
+                missing.push(format!(
+                    "the 7.1 data directory is neither at {} nor at {} (a PostgreSQL 10 PG_VERSION in either)",
+                    original.display(),
+                    moved_to.display()
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the rollback cannot begin, so nothing was changed: {}; put back what is missing (or free the \
+             space), then run it again",
+            missing.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The programs of 7.1's bundled PostgreSQL that starting 7.1 needs.
+const POSTGRESQL_71_PROGRAMS: [&str; 2] = ["initdb", "postgres"];
+
 /// Undoes one step as its record's note says (nothing when the step made
 /// no change yet).
 pub async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
@@ -162,10 +283,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
     }
     let line = lines.begin("Checking the backup against its registration");
     let checked = ctx
-        .unblock(move |_| {
-            RollbackManifest::load(&backup)?;
-            crate::snapshot::verify(&backup).map(drop)
-        })
+        .unblock(move |_| RollbackManifest::load(&backup).map(drop))
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
     checked.context("the backup cannot be restored from; 9.1 keeps running")?;

@@ -5,10 +5,9 @@
 //! with what is free there.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::database::human_bytes;
 use super::{Facts, Finding, Severity};
@@ -16,6 +15,7 @@ use crate::flow::context::Context;
 use crate::support::constants::{
     BACKUP_DIR, DATA_DIR, PG71_DATA_DIR, PROGRAM_DIR, VENDOR_SPACE_FACTOR,
 };
+use crate::support::filesystems::{device_of, file_system_of, tree_bytes};
 
 /// Room for the new cluster's write-ahead log while it is loaded.
 const WAL_ALLOWANCE: u64 = 256 << 20;
@@ -194,54 +194,4 @@ fn report_links(ctx: &Context, out: &mut Vec<Finding>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Bytes a tree uses on disk (allocated blocks), links not followed.
-fn tree_bytes(path: &Path) -> Result<u64> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-    };
-    let mut total = meta.blocks() * 512;
-    if meta.is_dir() {
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
-        {
-            total += tree_bytes(&entry?.path())?;
-        }
-    }
-    Ok(total)
-}
-
-/// The nearest existing ancestor of `path` (the path itself if it exists).
-fn existing_ancestor(path: &Path) -> &Path {
-    path.ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"))
-}
-
-fn device_of(path: &Path) -> Result<u64> {
-    let existing = existing_ancestor(path);
-    Ok(std::fs::metadata(existing)
-        .with_context(|| format!("reading {}", existing.display()))?
-        .dev())
-}
-
-/// The device, mount point and free bytes of the file system `path` is (or
-/// would be) on.
-fn file_system_of(path: &Path) -> Result<(u64, PathBuf, u64)> {
-    let existing = existing_ancestor(path);
-    let device = device_of(existing)?;
-    let mut mount_point = existing.to_path_buf();
-    while let Some(parent) = mount_point.parent() {
-        if device_of(parent)? != device {
-            break;
-        }
-        mount_point = parent.to_path_buf();
-    }
-    let stats = nix::sys::statvfs::statvfs(existing)
-        .with_context(|| format!("reading the free space of {}", existing.display()))?;
-    let free = stats.blocks_available() * stats.fragment_size();
-    Ok((device, mount_point, free))
 }
