@@ -180,3 +180,77 @@ async fn imss_rollback_refuses_when_the_program_tree_has_no_room_to_come_back() 
     baseline.check_back_on_71(&server, &payload).unwrap();
     server.stop().unwrap();
 }
+
+/// A 7.1 server whose `/var/imss/pgdata` is a link to `/data/pgdata`,
+/// which is on a file system of its own when `own_file_system`.
+fn server_with_linked_data_dir(own_file_system: bool) -> (FixtureServer, Option<TmpfsMount>) {
+    let server =
+        FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap();
+    let root = server.root_dir();
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mount = own_file_system.then(|| {
+        let mount = TmpfsMount::mount(&data, "1g").unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        mount
+    });
+    Cmd::new("cp")
+        .args(["-a", "--"])
+        .arg(root.join("var/imss/pgdata"))
+        .arg(data.join("pgdata"))
+        .run()
+        .unwrap();
+    std::fs::remove_dir_all(root.join("var/imss/pgdata")).unwrap();
+    std::os::unix::fs::symlink("/data/pgdata", root.join("var/imss/pgdata")).unwrap();
+    server.start().unwrap();
+    (server, mount)
+}
+
+/// Item 6: with `/var/imss/pgdata` a link, the snapshot moved the link's
+/// target and left it dangling, the migration renamed a directory onto the
+/// link (ENOTDIR), and the rollback replaced the link by a directory. The
+/// upgrade puts 9.1 where the link leads, and the rollback gives back the
+/// link and its target exactly, on one file system and across two.
+async fn a_linked_data_directory_upgrades_and_comes_back_exactly(own_file_system: bool) {
+    let (server, _mount) = server_with_linked_data_dir(own_file_system);
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    let root = server.root_dir();
+    let link = root.join("var/imss/pgdata");
+    upgraded(&server, &payload).await;
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/data/pgdata")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/pgdata/PG_VERSION")).unwrap(),
+        "15\n",
+        "9.1's cluster is where the link leads"
+    );
+    flow::roll_back(&payload.context(&server).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/data/pgdata")
+    );
+    baseline.check_back_on_71(&server, &payload).unwrap();
+    server.stop().unwrap();
+}
+
+#[tokio::test]
+async fn a_data_directory_linked_on_the_same_file_system_comes_back_exactly() {
+    a_linked_data_directory_upgrades_and_comes_back_exactly(false).await;
+}
+
+#[tokio::test]
+async fn a_data_directory_linked_to_another_file_system_comes_back_exactly() {
+    a_linked_data_directory_upgrades_and_comes_back_exactly(true).await;
+}

@@ -9,10 +9,10 @@
 //!
 //! | what | where |
 //! | --- | --- |
-//! | the 7.1 cluster, live | `/var/imss/pgdata`, on 7.1's address and port |
-//! | the 9.1 cluster, staged by presync | `/var/imss/pgdata-91.staged`, on a socket in the backup directory |
+//! | the 7.1 cluster, live | `/var/imss/pgdata` (or where a link there leads), on 7.1's address and port |
+//! | the 9.1 cluster, staged by presync | `pgdata-91.staged` beside it, on a socket in the backup directory |
 //! | the 7.1 cluster, moved by snapshot | `<backup>/pgdata-71`, on a socket in the backup directory |
-//! | the 9.1 cluster, placed by migrate | `/var/imss/pgdata`, on 7.1's address and port |
+//! | the 9.1 cluster, placed by migrate | where the 7.1 one was, on 7.1's address and port |
 //! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
 //! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` |
 //! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
@@ -34,14 +34,25 @@ use crate::system::pg::{Cluster, PgInstall, StopMode};
 /// What the snapshot archives: every path the switch replaces.
 pub const SNAPSHOT_PATHS: &[&str] = &[PROGRAM_DIR];
 
-/// Where the presync makes the 9.1 cluster ready, beside the 7.1 one.
-pub const STAGED_91_DATA_DIR: &str = "/var/imss/pgdata-91.staged";
+/// The name the presync gives the 9.1 cluster, beside the 7.1 one.
+const STAGED_91_NAME: &str = "pgdata-91.staged";
 
 /// Where the snapshot moves the 7.1 data directory.
 pub const MOVED_71_DATA_DIR: &str = "/var/imss/imss_backup_71_to_91/pgdata-71";
 
-/// Where the 9.1 cluster ends up: where 7.1's was.
-pub const TARGET_91_DATA_DIR: &str = PG71_DATA_DIR;
+/// Where the 7.1 data directory really is, as a path inside the root: the
+/// place `/var/imss/pgdata` names with its links followed (a link there
+/// stays a link, and leads to the 9.1 cluster after the upgrade). The 9.1
+/// cluster ends up here too, and is staged beside it, on its file system,
+/// so that putting it in place is a rename.
+pub fn data_dir_in_place(ctx: &Context) -> Result<PathBuf> {
+    Ok(ctx.root.inside(&ctx.root.resolve(PG71_DATA_DIR)?))
+}
+
+/// Where the presync stages the 9.1 cluster, as a path inside the root.
+pub fn staged_91_data_dir(ctx: &Context) -> Result<PathBuf> {
+    Ok(data_dir_in_place(ctx)?.with_file_name(STAGED_91_NAME))
+}
 
 /// Where the switch puts the 9.1 program tree together before it is
 /// swapped in.
@@ -146,7 +157,7 @@ pub fn target_91(ctx: &Context) -> Result<Cluster> {
             "the upgrade package's PostgreSQL 15 is missing: reinstall the package",
         )?,
         // Not there yet during the presync, nor while the 7.1 one is moved.
-        data_dir: ctx.root.resolve_parent(TARGET_91_DATA_DIR)?,
+        data_dir: ctx.root.resolve_parent(data_dir_in_place(ctx)?)?,
         socket_dir: ctx.root.resolve(RUN_DIR)?,
         listen_address: DATABASE_HOST.to_string(),
         port: ctx.database()?.port,
@@ -158,7 +169,7 @@ pub fn target_91(ctx: &Context) -> Result<Cluster> {
 /// on a socket in the backup directory and no TCP port.
 pub fn staged_91(ctx: &Context) -> Result<Cluster> {
     Ok(Cluster {
-        data_dir: ctx.root.resolve_parent(STAGED_91_DATA_DIR)?,
+        data_dir: ctx.root.resolve_parent(staged_91_data_dir(ctx)?)?,
         socket_dir: backup_dir(ctx)?.join(BACKUP_SOCKETS_91),
         listen_address: String::new(),
         ..target_91(ctx)?

@@ -14,14 +14,14 @@
 //! read, started so that it writes nothing of the database there:
 //! [`layout::start_backup_71_read_only`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, MOVED_71_DATA_DIR, TARGET_91_DATA_DIR};
+use crate::flow::layout::{self, MOVED_71_DATA_DIR};
 use crate::migration::config_export;
 use crate::migration::copy::{WindowCounts, copy_selection_to_staging};
 use crate::migration::schema::clear_staging_history;
@@ -50,7 +50,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateRepo
     let new = layout::target_91(ctx)?;
     let staged = layout::staged_91(ctx)?;
     journal.note_undo(Undo::RemoveTargetCluster {
-        data_dir: PathBuf::from(TARGET_91_DATA_DIR),
+        data_dir: layout::data_dir_in_place(ctx)?,
     })?;
     let (opened, placed) = (old.clone(), new.clone());
     ctx.unblock(move |ctx| {

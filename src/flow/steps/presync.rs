@@ -12,13 +12,13 @@
 //! May touch: the staged cluster's directory (created; removed on undo) and
 //! the backup directory's socket directory. 7.1 is only read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, STAGED_91_DATA_DIR};
+use crate::flow::layout;
 use crate::migration::schema;
 use crate::migration::selection::window_cutoff;
 use crate::migration::window::{PresyncMark, copy_fenced_window};
@@ -30,7 +30,7 @@ use crate::system::pg::{self, Cluster, InitOptions, StopMode};
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<PresyncMark> {
     let staged = layout::staged_91(ctx)?;
     journal.note_undo(Undo::RemoveStagedCluster {
-        data_dir: PathBuf::from(STAGED_91_DATA_DIR),
+        data_dir: layout::staged_91_data_dir(ctx)?,
     })?;
     let cutoff = window_cutoff(journal.started_at);
     let cluster = staged.clone();

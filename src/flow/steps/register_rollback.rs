@@ -12,17 +12,13 @@ use chrono::Utc;
 
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{
-    self, MOVED_71_DATA_DIR, ROLLBACK_MANIFEST, SNAPSHOT_PATHS, TARGET_91_DATA_DIR,
-};
+use crate::flow::layout::{self, MOVED_71_DATA_DIR, ROLLBACK_MANIFEST, SNAPSHOT_PATHS};
 use crate::flow::rollback_manifest::{
     FORMAT_VERSION, Release, RollbackManifest, snapshot_manifest_sha256,
 };
 use crate::migration::config_export;
 use crate::snapshot;
-use crate::support::constants::{
-    PG71_DATA_DIR, SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD, TARGET_VERSION,
-};
+use crate::support::constants::{SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD, TARGET_VERSION};
 use crate::support::fsutil;
 
 /// Writes the rollback manifest, after checking the snapshot it names. The
@@ -50,10 +46,10 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
             snapshot_paths: SNAPSHOT_PATHS.iter().map(|p| p.to_string()).collect(),
             snapshot_manifest_sha256: snapshot_manifest_sha256(&backup)?,
             data_dir_71: (
-                PathBuf::from(PG71_DATA_DIR),
+                layout::data_dir_in_place(ctx)?,
                 PathBuf::from(MOVED_71_DATA_DIR),
             ),
-            data_dir_91: PathBuf::from(TARGET_91_DATA_DIR),
+            data_dir_91: layout::data_dir_in_place(ctx)?,
             step_journal: STEP_JOURNAL_FILE.to_string(),
         }
         .write(&backup)

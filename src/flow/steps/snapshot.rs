@@ -14,7 +14,6 @@ use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
 use crate::flow::layout::{self, MOVED_71_DATA_DIR, SNAPSHOT_PATHS};
 use crate::snapshot::{self, tree_move};
-use crate::support::constants::PG71_DATA_DIR;
 
 /// Archives the program tree, then moves the stopped 7.1 data directory.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
@@ -22,18 +21,14 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     ctx.unblock(move |ctx| snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS).map(drop))
         .await?;
     crate::fail_point!("snapshot-archived");
+    // Where it really is: a link at /var/imss/pgdata is left as it is.
+    let original = layout::data_dir_in_place(ctx)?;
     journal.note_undo(Undo::MoveDataDirBack {
-        original: PathBuf::from(PG71_DATA_DIR),
+        original: original.clone(),
         moved_to: PathBuf::from(MOVED_71_DATA_DIR),
     })?;
-    ctx.unblock(|ctx| {
-        tree_move::move_tree(
-            &ctx.root,
-            Path::new(PG71_DATA_DIR),
-            Path::new(MOVED_71_DATA_DIR),
-        )
-    })
-    .await
+    ctx.unblock(move |ctx| tree_move::move_tree(&ctx.root, &original, Path::new(MOVED_71_DATA_DIR)))
+        .await
 }
 
 /// Moves the data directory back where it was, from whatever stage the
