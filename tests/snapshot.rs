@@ -578,3 +578,228 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// One entry of a hostile backup.
+enum Crafted {
+    Dir,
+    File(&'static [u8]),
+    Link(&'static str),
+    /// A character device in the archive, listed as an empty file.
+    CharDevice,
+}
+
+/// Writes a hostile backup whose archive and manifest agree with each
+/// other (every size and hash right), as someone editing both would; it
+/// snapshots `/opt/trend/imss` only.
+fn craft(server: &Server, entries: &[(&str, Crafted)]) {
+    use imss_upgrade::snapshot::{ArchiveInfo, FORMAT_VERSION, Meta, SnapshotPath};
+    let meta = |mode| Meta {
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime_sec: 1_600_000_000,
+        mtime_nsec: 0,
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut listed = Vec::new();
+    for (path, crafted) in entries {
+        let name = path.trim_start_matches('/');
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_600_000_000);
+        let kind = match crafted {
+            Crafted::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                append_raw(&mut builder, &mut header, name, b"");
+                EntryKind::Dir { meta: meta(0o755) }
+            }
+            Crafted::File(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(bytes.len() as u64);
+                append_raw(&mut builder, &mut header, name, bytes);
+                EntryKind::File {
+                    meta: meta(0o644),
+                    size: bytes.len() as u64,
+                    sha256: sha256_hex(bytes),
+                }
+            }
+            Crafted::Link(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                header.set_link_name(target).unwrap();
+                append_raw(&mut builder, &mut header, name, b"");
+                EntryKind::Symlink {
+                    meta: meta(0o777),
+                    target: target.to_string(),
+                }
+            }
+            Crafted::CharDevice => {
+                header.set_entry_type(tar::EntryType::Char);
+                header.set_mode(0o644);
+                header.set_size(0);
+                header.set_device_major(1).unwrap();
+                header.set_device_minor(3).unwrap();
+                append_raw(&mut builder, &mut header, name, b"");
+                EntryKind::File {
+                    meta: meta(0o644),
+                    size: 0,
+                    sha256: sha256_hex(b""),
+                }
+            }
+        };
+        listed.push(Entry {
+            path: path.to_string(),
+            kind,
+        });
+    }
+    let archive = builder.into_inner().unwrap();
+    fs::write(server.backup.join("snapshot.tar"), &archive).unwrap();
+    Manifest {
+        format_version: FORMAT_VERSION,
+        tool_version: "crafted".into(),
+        created_at: chrono::Utc::now(),
+        paths: vec![SnapshotPath {
+            path: PROGRAM.into(),
+            resolved: PROGRAM.into(),
+        }],
+        archive: ArchiveInfo {
+            file: "snapshot.tar".into(),
+            format: ArchiveFormat::Tar,
+            size: archive.len() as u64,
+            sha256: sha256_hex(&archive),
+        },
+        entries: listed,
+    }
+    .write(&server.backup)
+    .unwrap();
+}
+
+/// Appends a member named `name` byte for byte: the `tar` crate refuses a
+/// `..` in a name it is asked to write, and a hostile archive has one.
+fn append_raw(
+    builder: &mut tar::Builder<Vec<u8>>,
+    header: &mut tar::Header,
+    name: &str,
+    data: &[u8],
+) {
+    let field = &mut header.as_old_mut().name;
+    field.fill(0);
+    field[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_cksum();
+    builder.append(header, data).unwrap();
+}
+
+/// Build item 4 of the crash-safety issue: hostile backups whose archive
+/// and manifest agree are each refused before anything is written, with a
+/// message naming the entry: an absolute path outside the snapshotted
+/// tree, a link leading out followed by an entry through it, a device
+/// node, an entry climbing out with `..`, and an entry missing from the
+/// archive. Nothing outside the program tree is written, and the tree is
+/// left as it was.
+#[test]
+fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry() {
+    let server = Server::new();
+    fs::create_dir_all(&server.backup).unwrap();
+    let outside_before = fs::read_to_string(server.outside.join("keep")).unwrap();
+    let passwd = server.host("/etc/passwd");
+    fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let tree_before = snapshot::scan(&server.root, &[PROGRAM]).unwrap();
+    let cases: Vec<(&str, Vec<(&str, Crafted)>, &str)> = vec![
+        (
+            "an absolute path outside the tree",
+            vec![
+                (PROGRAM, Crafted::Dir),
+                ("/etc/passwd", Crafted::File(b"root::0:0::/:/bin/sh\n")),
+            ],
+            "/etc/passwd",
+        ),
+        (
+            "a link out, then an entry through it",
+            vec![
+                (PROGRAM, Crafted::Dir),
+                ("/opt/trend/imss/etc", Crafted::Link("/etc")),
+                (
+                    "/opt/trend/imss/etc/passwd",
+                    Crafted::File(b"root::0:0::/:/bin/sh\n"),
+                ),
+            ],
+            "/opt/trend/imss/etc/passwd",
+        ),
+        (
+            "a device node",
+            vec![
+                (PROGRAM, Crafted::Dir),
+                ("/opt/trend/imss/null", Crafted::CharDevice),
+            ],
+            "/opt/trend/imss/null",
+        ),
+        (
+            "an entry climbing out",
+            vec![
+                (PROGRAM, Crafted::Dir),
+                (
+                    "/opt/trend/imss/../../../etc/passwd",
+                    Crafted::File(b"root::0:0::/:/bin/sh\n"),
+                ),
+            ],
+            "/opt/trend/imss/../../../etc/passwd",
+        ),
+    ];
+    for (case, entries, named) in cases {
+        craft(&server, &entries);
+        let err = snapshot::restore(&server.root, &server.backup)
+            .expect_err(&format!("{case}: a hostile backup was restored"));
+        let text = format!("{err:#}");
+        assert!(text.contains(named), "{case}: {named} is not named: {text}");
+        assert_eq!(
+            fs::read_to_string(&passwd).unwrap(),
+            "root:x:0:0::/root:/bin/sh\n",
+            "{case}: /etc/passwd was written"
+        );
+        assert_eq!(
+            fs::read_to_string(server.outside.join("keep")).unwrap(),
+            outside_before
+        );
+        assert_same_tree(
+            &snapshot::scan(&server.root, &[PROGRAM]).unwrap(),
+            &tree_before,
+        );
+    }
+
+    // An entry the manifest lists and the archive lacks.
+    let manifest = server.create();
+    let text = fs::read_to_string(server.backup.join(MANIFEST_FILE)).unwrap();
+    let mut edited = manifest.clone();
+    let after_the_tree = edited
+        .entries
+        .iter()
+        .rposition(|e| e.path.starts_with("/opt/trend/imss/"))
+        .unwrap()
+        + 1;
+    edited.entries.insert(
+        after_the_tree,
+        Entry {
+            path: "/opt/trend/imss/zz-added".into(),
+            kind: EntryKind::File {
+                meta: *entry(&manifest, "/opt/trend/imss/bin/imssd")
+                    .meta()
+                    .unwrap(),
+                size: 1,
+                sha256: sha256_hex(b"x"),
+            },
+        },
+    );
+    edited.write(&server.backup).unwrap();
+    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("entry /opt/trend/imss/zz-added") && message.contains("do not restore"),
+        "{message}"
+    );
+    fs::write(server.backup.join(MANIFEST_FILE), text).unwrap();
+}

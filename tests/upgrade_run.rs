@@ -267,3 +267,56 @@ async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
     })
     .await;
 }
+
+/// Build item 4 of the crash-safety issue: the backup directory is root's
+/// (0710, its group the service account's, which PostgreSQL 10 runs as and
+/// must pass through to its data directory and socket; it may not list it),
+/// every file in it root's and 0600 but PostgreSQL 10's start configuration
+/// (0640, readable by its group) and its log (the service account's, 0640),
+/// the 7.1 data directory and the socket directories the service account's
+/// and 0700. And a backup replaced by a
+/// consistent forgery (a new snapshot, archive and manifest agreeing) is
+/// refused against the hash the upgrade registered, 9.1 still running.
+#[tokio::test]
+async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let server =
+        FixtureServer::build(&["--history-rows", "300", "--tree-mb", "0", "--days", "2"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let ctx = payload.context(&server).unwrap();
+    flow::upgrade(&ctx).await.unwrap();
+    let root = server.root();
+    let backup = root.resolve(BACKUP_DIR).unwrap();
+    let imss = imss_upgrade::support::account::ServiceUser::lookup(&root, "imss").unwrap();
+    let meta = std::fs::metadata(&backup).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o710, 0, imss.gid),
+        "the backup directory"
+    );
+    for entry in std::fs::read_dir(&backup).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        let expected = match name.as_str() {
+            _ if meta.is_dir() => (0o700, imss.uid, imss.gid),
+            // What PostgreSQL 10 reads when it starts from the backup, and
+            // the log it writes.
+            "pgdata-71.conf" => (0o640, 0, imss.gid),
+            "pgdata-71.log" => (0o640, imss.uid, imss.gid),
+            _ => (0o600, 0, 0),
+        };
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            expected,
+            "{name} in the backup directory"
+        );
+    }
+
+    snapshot::create(&root, &backup, imss_upgrade::flow::layout::SNAPSHOT_PATHS).unwrap();
+    let err = flow::roll_back(&ctx).await.unwrap_err();
+    assert!(format!("{err:#}").contains("tampered"), "{err:#}");
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
+    health::send_test_mail(&ctx, "after-forgery").unwrap();
+}

@@ -259,7 +259,10 @@ impl Cluster {
             conf.push_str(&format!("{name} = {}\n", conf_quote(value)));
         }
         let conf_path = self.start_config_file();
-        atomic_write(&conf_path, conf.as_bytes(), 0o644)?;
+        // The server reads it through its group; nobody else needs to.
+        let group =
+            (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid));
+        atomic_write_as(&conf_path, conf.as_bytes(), 0o640, group)?;
         self.prepare_log_file()?;
 
         let mut config_arg = std::ffi::OsString::from("config_file=");
