@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use crate::files::odbc_ini::DbSettings;
 use crate::support::account::ServiceUser;
 use crate::support::cmd::Cmd;
-use crate::support::fsutil::{self, atomic_write, atomic_write_as};
+use crate::support::fsutil::{self, atomic_write_as};
 use crate::support::logging::events;
 use crate::support::secret::Secret;
 use crate::system::procfs;
