@@ -679,6 +679,10 @@ fn craft(server: &Server, entries: &[(&str, Crafted)]) {
     .unwrap();
 }
 
+/// A hostile backup: what it is, its entries, and the entry the refusal
+/// must name.
+type HostileCase = (&'static str, Vec<(&'static str, Crafted)>, &'static str);
+
 /// Appends a member named `name` byte for byte: the `tar` crate refuses a
 /// `..` in a name it is asked to write, and a hostile archive has one.
 fn append_raw(
@@ -709,7 +713,7 @@ fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry
     let passwd = server.host("/etc/passwd");
     fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
     let tree_before = snapshot::scan(&server.root, &[PROGRAM]).unwrap();
-    let cases: Vec<(&str, Vec<(&str, Crafted)>, &str)> = vec![
+    let cases: Vec<HostileCase> = vec![
         (
             "an absolute path outside the tree",
             vec![
