@@ -43,21 +43,20 @@ enum Settled {
 
 impl Site {
     fn new(history_rows: &str) -> Self {
+        Self::with(&["--history-rows", history_rows])
+    }
+
+    /// A site built with `extra` arguments to `imss-fixture build`.
+    fn with(extra: &[&str]) -> Self {
         if !cfg!(feature = "failpoints") {
             panic!(
                 "the kill tests need the fail points: run them with `--features \
                  imss-upgrade/failpoints` (make test does)"
             );
         }
-        let server = FixtureServer::build(&[
-            "--history-rows",
-            history_rows,
-            "--tree-mb",
-            "1",
-            "--days",
-            "3",
-        ])
-        .unwrap();
+        let mut args = vec!["--tree-mb", "1", "--days", "3"];
+        args.extend_from_slice(extra);
+        let server = FixtureServer::build(&args).unwrap();
         server.start().unwrap();
         let payload = Payload::build().unwrap();
         let baseline = Baseline::take(&server).unwrap();
@@ -572,4 +571,164 @@ fn a_rollback_needs_neither_the_payload_nor_postgresql_15() {
         ended.output
     );
     site.check_on_71("recover without the payload");
+}
+
+/// Reads every process's command line and environment, over and over,
+/// until told to stop; gives back each one that held any of `needles`.
+struct ProcessSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl ProcessSampler {
+    fn start(needles: Vec<Vec<u8>>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut rounds = 0;
+            let mut found = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                rounds += 1;
+                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                    for file in ["cmdline", "environ"] {
+                        let Ok(bytes) = std::fs::read(entry.path().join(file)) else {
+                            continue;
+                        };
+                        if needles.iter().any(|n| contains(&bytes, n)) {
+                            found.push(format!(
+                                "{}/{file}: {}",
+                                entry.path().display(),
+                                String::from_utf8_lossy(&bytes).replace('\0', " ")
+                            ));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (rounds, found)
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Files under `dir` (links not followed) holding any of `needles`, but
+/// the ones `allowed` says may.
+fn files_holding(dir: &Path, needles: &[Vec<u8>], allowed: &dyn Fn(&Path) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if meta.is_file()
+            && meta.len() < 64 << 20
+            && !allowed(&path)
+            && let Ok(bytes) = std::fs::read(&path)
+            && needles.iter().any(|n| contains(&bytes, n))
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// Build item 5 of the issue: the database password, one no file or
+/// program holds by chance, never appears in a process's command line or
+/// environment (sampled from /proc while the helpers run), in what the
+/// helpers print (reports, step lines, errors), in the install log or the
+/// preflight report, or in a file left anywhere under the root or in /tmp,
+/// through a run killed in initdb and recovered, a run that fails and
+/// rolls back, a completed run, and imss-rollback. The only files that
+/// hold it are `odbc.ini` (encoded, as psqlODBC reads it) and the
+/// snapshot's archive of the 7.1 tree that holds that file.
+#[test]
+fn the_password_never_leaves_odbc_ini() {
+    const PASSWORD: &str = "Zq7!unlikely-secret-4711";
+    let site = Site::with(&["--history-rows", "2000", "--password", PASSWORD]);
+    let encoded = imss_upgrade::files::odbc_password::DsnPassword::encode(
+        &imss_upgrade::support::secret::Secret::new(PASSWORD),
+    );
+    let needles: Vec<Vec<u8>> = vec![
+        PASSWORD.as_bytes().to_vec(),
+        encoded.written().expose().to_vec(),
+    ];
+    let began = std::time::SystemTime::now();
+    let sampler = ProcessSampler::start(needles.clone());
+    let mut printed = Vec::new();
+
+    // Killed while initdb has the password, then recovered.
+    let root_text = site.server.root_dir().to_string_lossy().into_owned();
+    let helper = site.start(UPGRADE, &["run"], None);
+    let reached = wait_for(HELPER_TIMEOUT, || {
+        procfs::processes()
+            .iter()
+            .any(|p| p.cmdline.contains("initdb") && p.cmdline.contains(&root_text))
+    });
+    printed.push(helper.kill9().unwrap().output);
+    assert!(reached, "initdb never ran");
+    printed.push(site.complete(UPGRADE, &["recover"], "recover").output);
+    // A run that fails and rolls back: its error is printed.
+    let failed = HelperProcess::start(
+        Path::new(UPGRADE),
+        &site.args(&["run"]),
+        None,
+        Some("migrate-window-copied=return"),
+    )
+    .unwrap()
+    .wait(HELPER_TIMEOUT)
+    .unwrap();
+    assert!(!failed.status.success(), "{}", failed.output);
+    printed.push(failed.output);
+    // A completed run, and imss-rollback.
+    printed.push(site.complete(UPGRADE, &["run"], "the run").output);
+    printed.push(site.complete(ROLLBACK, &[], "imss-rollback").output);
+    let (rounds, in_processes) = sampler.finish();
+    site.check_on_71("the password test");
+
+    assert!(
+        rounds > 10,
+        "the processes were sampled {rounds} times only"
+    );
+    assert!(
+        in_processes.is_empty(),
+        "the password is in a process's argv or environment:\n{}",
+        in_processes.join("\n")
+    );
+    for output in &printed {
+        assert!(
+            !needles.iter().any(|n| contains(output.as_bytes(), n)),
+            "a helper printed the password:\n{output}"
+        );
+    }
+    let in_root = files_holding(&site.server.root_dir(), &needles, &|path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name == "odbc.ini" || name == "snapshot.tar"
+    });
+    assert!(
+        in_root.is_empty(),
+        "files under the root hold the password: {in_root:?}"
+    );
+    let in_tmp = files_holding(Path::new("/tmp"), &needles, &|path| {
+        path.starts_with(site.server.root_dir())
+            || std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < began)
+    });
+    assert!(
+        in_tmp.is_empty(),
+        "files in /tmp hold the password: {in_tmp:?}"
+    );
 }

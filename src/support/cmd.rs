@@ -74,6 +74,9 @@ pub struct Cmd {
     current_dir: Option<PathBuf>,
     user: Option<ServiceUser>,
     stdin: Option<Secret>,
+    /// The secret on standard input is a file in memory, which the child
+    /// may also open again by name (`/dev/stdin`), rather than a pipe.
+    stdin_is_file: bool,
 }
 
 impl Cmd {
@@ -86,6 +89,7 @@ impl Cmd {
             current_dir: None,
             user: None,
             stdin: None,
+            stdin_is_file: false,
         }
     }
 
@@ -129,6 +133,17 @@ impl Cmd {
     /// Feeds `bytes` to the child's standard input. Not logged.
     pub fn stdin_secret(mut self, bytes: &Secret) -> Self {
         self.stdin = Some(bytes.clone());
+        self
+    }
+
+    /// Feeds `bytes` to the child's standard input as a file that exists in
+    /// memory only (`memfd_create`), for a program that wants a file name
+    /// for its secret: it opens `/dev/stdin`, which works for another
+    /// account too (a pipe of ours would be closed to it), and nothing is
+    /// left on a disk, whatever happens to either process. Not logged.
+    pub fn stdin_secret_file(mut self, bytes: &Secret) -> Self {
+        self.stdin = Some(bytes.clone());
+        self.stdin_is_file = true;
         self
     }
 
@@ -189,19 +204,25 @@ impl Cmd {
         let argv = self.display_argv();
         tracing::debug!(argv = %argv, user = ?self.user.as_ref().map(|u| &u.name), "running");
         let mut command = self.attached_command();
+        let stdin = match &self.stdin {
+            Some(secret) if self.stdin_is_file => {
+                secret_in_memory(secret).map_err(|source| CmdError::Spawn {
+                    argv: argv.clone(),
+                    source,
+                })?
+            }
+            Some(_) => Stdio::piped(),
+            None => Stdio::null(),
+        };
         command
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| CmdError::Spawn {
             argv: argv.clone(),
             source,
         })?;
-        if let Some(input) = &self.stdin {
+        if let Some(input) = self.stdin.as_ref().filter(|_| !self.stdin_is_file) {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             // A child that exits without reading all of it reports its own error.
             let _ = pipe.write_all(input.expose());
@@ -307,6 +328,19 @@ impl Cmd {
             .process_group(0);
         command.spawn().map_err(spawn_error)
     }
+}
+
+/// A file in memory holding `secret`, read from its start.
+fn secret_in_memory(secret: &Secret) -> std::io::Result<Stdio> {
+    use std::io::{Seek, SeekFrom};
+    let fd = nix::sys::memfd::memfd_create(
+        c"imss-upgrade-secret",
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+    )?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(secret.expose())?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(Stdio::from(file))
 }
 
 /// Makes the child get SIGKILL when the thread that forks it ends (the
@@ -452,6 +486,14 @@ mod tests {
         assert_eq!(cmd.output_text().unwrap(), "p%ss;#word");
         assert!(!cmd.display_argv().contains("p%ss"));
         assert!(!format!("{cmd:?}").contains("p%ss"));
+    }
+
+    #[test]
+    fn a_secret_as_a_file_in_memory_is_read_by_name_and_never_on_disk() {
+        let secret = Secret::new("p%ss;#word");
+        let cmd = Cmd::new("cat").arg("/dev/stdin").stdin_secret_file(&secret);
+        assert_eq!(cmd.output_text().unwrap(), "p%ss;#word");
+        assert!(!cmd.display_argv().contains("p%ss"));
     }
 
     #[test]

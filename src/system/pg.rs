@@ -153,31 +153,9 @@ impl Cluster {
     /// every connection, and this cluster's address, port and socket in its
     /// own `postgresql.conf`: where it listens when it is started as it is.
     pub fn initdb(&self, options: &InitOptions<'_>) -> Result<()> {
-        // initdb reads the password from a file. The server account cannot
-        // open a pipe of ours (/dev/stdin), so the file is a 0600 one of its
-        // own in a private directory, removed with the directory.
-        let password_dir = tempfile::Builder::new()
-            .prefix("imss-initdb-")
-            .tempdir()
-            .context("creating a private directory for initdb's password file")?;
-        let password_file = password_dir.path().join("pwfile");
         let mut password_line = options.password.expose().to_vec();
         password_line.push(b'\n');
-        write_private_file(&password_file, &password_line, &self.owner)?;
-        std::os::unix::fs::chown(
-            password_dir.path(),
-            Some(self.owner.uid),
-            Some(self.owner.gid),
-        )
-        .with_context(|| {
-            format!(
-                "giving {} to {}",
-                password_dir.path().display(),
-                self.owner.name
-            )
-        })?;
-        let mut pwfile_arg = std::ffi::OsString::from("--pwfile=");
-        pwfile_arg.push(&password_file);
+        let password_line = Secret::new(password_line);
         let mut cmd = Cmd::new(self.install.program("initdb"))
             .arg("-D")
             .arg(&self.data_dir)
@@ -189,7 +167,11 @@ impl Cluster {
                 "UTF8",
                 "--locale=C",
             ])
-            .arg(pwfile_arg)
+            // A file initdb opens by name, which exists in memory only:
+            // nothing of the password is ever on a disk, even if either
+            // process is killed.
+            .arg("--pwfile=/dev/stdin")
+            .stdin_secret_file(&password_line)
             .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
             .as_user(&self.owner);
         if options.no_sync {
