@@ -732,3 +732,69 @@ fn the_password_never_leaves_odbc_ini() {
         "files in /tmp hold the password: {in_tmp:?}"
     );
 }
+
+/// One `Name:\tvalue` line of `/proc/PID/status`.
+fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")).map(str::trim))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .to_string()
+}
+
+/// Build item 6 of the issue: the running helper holds only the
+/// capabilities its work needs (read from its /proc/PID/status while it
+/// stands in the migration), nothing inheritable, and every process of
+/// both database servers runs as the service account, not root.
+#[test]
+fn the_helper_keeps_only_the_capabilities_it_needs_and_the_servers_run_as_imss() {
+    use imss_upgrade::support::privileges::{Work, mask};
+    let site = Site::new("500");
+    let mut helper = site.start(UPGRADE, &["run"], Some("migrate-config-imported"));
+    helper.wait_stopped(HELPER_TIMEOUT).unwrap();
+    let pid = helper.pid();
+    let capabilities = |name: &str| u64::from_str_radix(&status_field(pid, name), 16).unwrap();
+    let expected = mask(Work::ChangesTheServer);
+    let (effective, permitted, inheritable, bounding) = (
+        capabilities("CapEff"),
+        capabilities("CapPrm"),
+        capabilities("CapInh"),
+        capabilities("CapBnd"),
+    );
+    let imss =
+        imss_upgrade::support::account::ServiceUser::lookup(&site.server.root(), "imss").unwrap();
+    let mut servers = Vec::new();
+    for dir in [
+        site.server.root_dir().join("var/imss/pgdata"),
+        site.backup().join("pgdata-71"),
+    ] {
+        servers.extend(procfs::working_in(&dir));
+    }
+    let owners: Vec<String> = servers
+        .iter()
+        .map(|pid| status_field(*pid, "Uid"))
+        .collect();
+    helper.kill9().unwrap();
+    site.recover_and_check("the helper whose capabilities were read");
+    assert_eq!(
+        effective, expected,
+        "effective: {effective:x}, expected {expected:x}"
+    );
+    assert_eq!(permitted, expected, "permitted: {permitted:x}");
+    assert_eq!(inheritable, 0, "inheritable: {inheritable:x}");
+    assert_ne!(
+        bounding & (1 << 10),
+        0,
+        "the bounding set keeps what the services it starts bind with"
+    );
+    assert!(servers.len() >= 2, "both servers run: {servers:?}");
+    for uid_line in owners {
+        let real = uid_line.split_whitespace().next().unwrap();
+        assert_eq!(
+            real,
+            imss.uid.to_string(),
+            "a server process runs as {uid_line}"
+        );
+    }
+}

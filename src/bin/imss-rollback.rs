@@ -7,6 +7,7 @@ use clap::Parser;
 use imss_upgrade::cli::{self, PayloadArgs, upgrade};
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::StderrLevel;
+use imss_upgrade::support::privileges::Work;
 
 /// Revert an upgraded server to IMSS 7.1 from the backup the upgrade kept
 /// in /var/imss/imss_backup_71_to_91, until the upgrade is finalized: 9.1
@@ -33,8 +34,13 @@ fn main() -> ExitCode {
     } else {
         StderrLevel::Warnings
     };
-    cli::execute("imss-rollback", stderr, || async move {
-        let root = cli::open_root(&cli.root, true)?;
-        upgrade::roll_back(&cli.payload.context(root)).await
-    })
+    cli::execute(
+        "imss-rollback",
+        stderr,
+        Some(Work::ChangesTheServer),
+        || async move {
+            let root = cli::open_root(&cli.root, true)?;
+            upgrade::roll_back(&cli.payload.context(root)).await
+        },
+    )
 }

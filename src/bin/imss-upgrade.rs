@@ -8,6 +8,7 @@ use imss_upgrade::cli::{self, PayloadArgs, config, status, upgrade};
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
+use imss_upgrade::support::privileges::Work;
 
 /// Upgrade InterScan Messaging Security Suite 7.1 to 9.1 in place, with
 /// automatic rollback.
@@ -104,7 +105,16 @@ fn main() -> ExitCode {
         Command::Run { .. } | Command::Recover { .. } => StderrLevel::Warnings,
         _ => StderrLevel::Info,
     };
-    cli::execute(SYSLOG_IDENTIFIER, stderr, || run(cli))
+    let work = match &cli.command {
+        Command::Run { .. }
+        | Command::Recover { .. }
+        | Command::CompressSnapshot { .. }
+        | Command::Config(ConfigCommand::Import { .. }) => Work::ChangesTheServer,
+        Command::Preflight { .. }
+        | Command::Status { .. }
+        | Command::Config(ConfigCommand::Export { .. }) => Work::Looks,
+    };
+    cli::execute(SYSLOG_IDENTIFIER, stderr, Some(work), || run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {

@@ -15,6 +15,7 @@ use clap::{Args, Parser};
 use crate::flow::context::{Context, PAYLOAD_DIR};
 use crate::support::exit;
 use crate::support::logging::{self, LogOptions, StderrLevel};
+use crate::support::privileges::{self, Work};
 use crate::support::root::Root;
 
 /// Parses the command line; `--help` and `--version` exit 0, a wrong
@@ -34,11 +35,18 @@ pub fn parse<T: Parser>() -> T {
 }
 
 /// Runs one command of the binary `identifier`: logging first (stderr and
-/// the journal, which need nothing that can be missing), then `command` on
-/// a multi-threaded runtime, then the exit code. An error, whenever it
+/// the journal, which need nothing that can be missing), then the
+/// capabilities `work` does not need dropped (before any thread starts;
+/// `None` keeps them, for the 7.1 model), then `command` on a
+/// multi-threaded runtime, then the exit code. An error, whenever it
 /// happens, is reported once with its whole cause chain
 /// ([`logging::report_error`]) and exits [`exit::FAILED`].
-pub fn execute<F, Fut>(identifier: &str, stderr: StderrLevel, command: F) -> ExitCode
+pub fn execute<F, Fut>(
+    identifier: &str,
+    stderr: StderrLevel,
+    work: Option<Work>,
+    command: F,
+) -> ExitCode
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<u8>>,
@@ -46,10 +54,14 @@ where
     // Without a subscriber an error is still written to stderr, by hand.
     let _ = logging::init(LogOptions { identifier, stderr });
     crate::flow::failpoints::arm_from_environment();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
+    let result = work
+        .map_or(Ok(()), privileges::keep_only)
+        .and_then(|()| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+        })
         .and_then(|runtime| runtime.block_on(command()));
     match result {
         Ok(code) => ExitCode::from(code),

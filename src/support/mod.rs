@@ -10,6 +10,7 @@ pub mod exit;
 pub mod filesystems;
 pub mod fsutil;
 pub mod logging;
+pub mod privileges;
 pub mod root;
 pub mod secret;
 pub mod step_lines;
