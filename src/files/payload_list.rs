@@ -94,8 +94,17 @@ fn collect(dir: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> Result<()> 
         }
         let path = dir.join(&name);
         // Followed: a link to PostgreSQL's programs is listed as its files.
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        // A link that leads nowhere holds no file to list.
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(err)
+                if err.kind() == io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(&path).is_ok() =>
+            {
+                continue;
+            }
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
         if meta.is_dir() {
             collect(dir, &name, files)?;
         } else if meta.is_file() {

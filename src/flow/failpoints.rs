@@ -40,6 +40,7 @@ pub const POINTS: &[&str] = &[
     "switch-staged",
     "switch-swapped",
     "switch-health-check",
+    "switch-71-tree-removing",
     "after-switch",
     "before-register-rollback",
     "after-register-rollback",

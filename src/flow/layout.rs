@@ -14,7 +14,7 @@
 //! | the 7.1 cluster, moved by snapshot | `<backup>/pgdata-71`, on a socket in the backup directory |
 //! | the 9.1 cluster, placed by migrate | where the 7.1 one was, on 7.1's address and port |
 //! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
-//! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` |
+//! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` (whole), `/opt/trend/imss.71-removing` (being deleted) |
 //! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
 //!
 //! [`Root::resolve`]: crate::support::root::Root::resolve
@@ -58,8 +58,13 @@ pub fn staged_91_data_dir(ctx: &Context) -> Result<PathBuf> {
 /// swapped in.
 pub const PROGRAM_STAGING_DIR: &str = "/opt/trend/imss.91-staging";
 
-/// Where the 7.1 program tree waits between the swap and its removal.
+/// Where the 7.1 program tree waits, whole, between the swap and its
+/// removal.
 pub const PROGRAM_REPLACED_DIR: &str = "/opt/trend/imss.71-replaced";
+
+/// Where the 7.1 program tree is deleted from, once 9.1 took mail: a tree
+/// here may be half-deleted, so it is never put back.
+pub const PROGRAM_REMOVING_DIR: &str = "/opt/trend/imss.71-removing";
 
 /// The rollback manifest's file name in the backup directory.
 pub const ROLLBACK_MANIFEST_FILE: &str = "rollback-manifest.json";

@@ -25,7 +25,7 @@ use crate::files::odbc_password::ReadingKind;
 use crate::flow::context::Context;
 use crate::flow::health;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
+use crate::flow::layout::{self, PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
 use crate::snapshot::{self, tree_move};
 use crate::support::constants::{IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
 use crate::support::fsutil;
@@ -47,10 +47,13 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     start_91(ctx).await?;
     crate::fail_point!("switch-health-check");
     health::check_91_takes_mail(ctx, "switch").await?;
-    ctx.unblock(|ctx| {
-        fsutil::remove_tree_if_present(&ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?)
-    })
-    .await
+    // Renamed before it is deleted: a tree under the first name is whole,
+    // and only a whole tree is ever renamed back.
+    let removing = ctx.root.resolve_parent(PROGRAM_REMOVING_DIR)?;
+    fsutil::rename_durably(&ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?, &removing)?;
+    crate::fail_point!("switch-71-tree-removing");
+    ctx.unblock(move |_| fsutil::remove_tree_if_present(&removing))
+        .await
 }
 
 /// Starts the 9.1 services and database of the tree in place (those not
@@ -139,6 +142,7 @@ pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> 
         let staging = ctx.root.resolve_parent(&staging)?;
         let replaced = ctx.root.resolve_parent(&replaced)?;
         fsutil::remove_tree_if_present(&staging)?;
+        fsutil::remove_tree_if_present(&ctx.root.resolve_parent(PROGRAM_REMOVING_DIR)?)?;
         if replaced.exists() {
             // Two renames put 7.1 back before anything is deleted; the 9.1
             // tree goes last, from where the switch staged it.
