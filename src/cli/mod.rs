@@ -17,6 +17,7 @@ use crate::support::exit;
 use crate::support::logging::{self, LogOptions, StderrLevel};
 use crate::support::privileges::{self, Work};
 use crate::support::root::Root;
+use crate::system::imssctl;
 
 /// Parses the command line; `--help` and `--version` exit 0, a wrong
 /// command line exits [`exit::USAGE`] (clap's own 2 would read as "inhibited").
@@ -92,12 +93,17 @@ pub struct PayloadArgs {
     /// of --payload].
     #[arg(long, value_name = "DIR")]
     pub target_pg_bin: Option<PathBuf>,
+    /// Seconds the services may take to start or stop before the upgrade
+    /// gives up on them and rolls back.
+    #[arg(long, value_name = "SECONDS", default_value_t = imssctl::DEFAULT_TIMEOUT.as_secs())]
+    pub service_timeout: u64,
 }
 
 impl PayloadArgs {
     /// The context for the server under `root` with these programs.
     pub fn context(self, root: Root) -> Context {
-        let ctx = Context::with_payload(root, self.payload);
+        let ctx = Context::with_payload(root, self.payload)
+            .with_service_timeout(std::time::Duration::from_secs(self.service_timeout));
         match self.target_pg_bin {
             Some(bin) => ctx.with_target_pg(bin),
             None => ctx,

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -15,6 +16,7 @@ use crate::files::odbc_ini::DbSettings;
 use crate::support::account::ServiceUser;
 use crate::support::constants::SERVICE_USER;
 use crate::support::root::Root;
+use crate::system::imssctl;
 
 /// Where the upgrade package puts the 9.1 program tree it installs (its
 /// payload), when the caller names no other. Not under the root: the
@@ -33,6 +35,9 @@ pub struct Context {
     pub payload_dir: PathBuf,
     /// The PostgreSQL 15 programs that create and run the 9.1 cluster.
     pub target_pg_bin: PathBuf,
+    /// How long the services may take to start or stop before the upgrade
+    /// gives up on them and rolls back.
+    pub service_timeout: Duration,
     /// Shared by the clones a run hands to its blocking tasks, so that what
     /// preflight settles holds for all of them.
     database: Arc<Mutex<Option<DbSettings>>>,
@@ -51,10 +56,17 @@ impl Context {
         Self {
             root,
             target_pg_bin: payload_dir.join(PAYLOAD_PG_BIN),
+            service_timeout: imssctl::DEFAULT_TIMEOUT,
             payload_dir,
             database: Arc::default(),
             service_user: OnceLock::new(),
         }
+    }
+
+    /// The same, with `limit` for the services' starts and stops.
+    pub fn with_service_timeout(mut self, limit: Duration) -> Self {
+        self.service_timeout = limit;
+        self
     }
 
     /// The same, creating the 9.1 cluster with the programs in `bin_dir`.

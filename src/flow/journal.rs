@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::support::constants::STEP_JOURNAL_FILE;
-use crate::support::fsutil::atomic_write;
+use crate::support::fsutil::{self, atomic_write};
 
 /// The journal's format; a newer one is refused rather than misread.
 /// Version 2: typed undo notes (version 1 had one struct for every step).
@@ -269,6 +269,7 @@ impl StepJournal {
             path,
         };
         journal.save()?;
+        reserve_room(backup_dir)?;
         Ok(journal)
     }
 
@@ -304,7 +305,25 @@ impl StepJournal {
     fn save(&self) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        atomic_write(&self.path, &json, 0o600)
+        match atomic_write(&self.path, &json, 0o600) {
+            Err(err) if is_out_of_space(&err) => {
+                // A rollback must be able to record its progress on a full
+                // file system: the room kept for that is given up now.
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                let reserve = dir.join(RESERVE_FILE);
+                if !reserve.exists() {
+                    return Err(err);
+                }
+                tracing::warn!(
+                    "the file system of {} is full: the room kept for the upgrade journal is used now",
+                    dir.display()
+                );
+                fsutil::remove_file_if_present(&reserve)?;
+                fsutil::sync_dir(dir)?;
+                atomic_write(&self.path, &json, 0o600)
+            }
+            written => written,
+        }
     }
 
     fn record_mut(&mut self, step: Step) -> Option<&mut StepRecord> {
@@ -488,6 +507,36 @@ impl StepJournal {
         }
         self.save()
     }
+}
+
+/// The room kept beside the journal, given up when the file system is
+/// full so that the journal can still be written (a rollback on a full
+/// disk records each undo).
+pub const RESERVE_FILE: &str = "upgrade-state.reserve";
+
+/// How much room: the journal many times over.
+const RESERVE_BYTES: i64 = 1 << 20;
+
+/// Allocates the reserve file (its blocks taken now, not sparse).
+fn reserve_room(backup_dir: &Path) -> Result<()> {
+    let path = backup_dir.join(RESERVE_FILE);
+    fsutil::remove_file_if_present(&path)?;
+    let file = fsutil::create_new_file(&path, 0o600)
+        .with_context(|| format!("creating {}", path.display()))?;
+    nix::fcntl::posix_fallocate(&file, 0, RESERVE_BYTES)
+        .map_err(std::io::Error::from)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("reserving room for the journal in {}", path.display()))?;
+    fsutil::sync_dir(backup_dir)
+}
+
+/// Whether `err` comes down to a full file system.
+fn is_out_of_space(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(nix::libc::ENOSPC))
+    })
 }
 
 #[cfg(test)]

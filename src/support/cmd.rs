@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 use crate::support::account::ServiceUser;
 use crate::support::secret::Secret;
@@ -36,6 +37,15 @@ pub enum CmdError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The program did not finish in the time it was given, and was
+    /// killed (with every process of its group).
+    #[error("{argv} did not finish within {} s and was stopped", .limit.as_secs())]
+    TimedOut {
+        /// The command line, for the operator.
+        argv: String,
+        /// The time it had.
+        limit: Duration,
+    },
     /// The program ran and failed.
     #[error("{argv} failed ({status}){}", stderr_suffix(.stderr_tail))]
     Failed {
@@ -53,7 +63,7 @@ impl CmdError {
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             CmdError::Failed { status, .. } => status.code(),
-            CmdError::Spawn { .. } => None,
+            CmdError::Spawn { .. } | CmdError::TimedOut { .. } => None,
         }
     }
 }
@@ -77,6 +87,7 @@ pub struct Cmd {
     /// The secret on standard input is a file in memory, which the child
     /// may also open again by name (`/dev/stdin`), rather than a pipe.
     stdin_is_file: bool,
+    timeout: Option<Duration>,
 }
 
 impl Cmd {
@@ -90,6 +101,7 @@ impl Cmd {
             user: None,
             stdin: None,
             stdin_is_file: false,
+            timeout: None,
         }
     }
 
@@ -144,6 +156,15 @@ impl Cmd {
     pub fn stdin_secret_file(mut self, bytes: &Secret) -> Self {
         self.stdin = Some(bytes.clone());
         self.stdin_is_file = true;
+        self
+    }
+
+    /// Gives the program at most `limit` to finish ([`Cmd::run`]); then it,
+    /// and every process it started in its process group, is killed and the
+    /// run fails with [`CmdError::TimedOut`]. For programs that may hang,
+    /// such as a service's start.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
 
@@ -218,6 +239,10 @@ impl Cmd {
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if self.timeout.is_some() {
+            // A group of its own, so that a hung program is stopped whole.
+            command.process_group(0);
+        }
         let mut child = command.spawn().map_err(|source| CmdError::Spawn {
             argv: argv.clone(),
             source,
@@ -227,9 +252,12 @@ impl Cmd {
             // A child that exits without reading all of it reports its own error.
             let _ = pipe.write_all(input.expose());
         }
-        child
-            .wait_with_output()
-            .map_err(|source| CmdError::Spawn { argv, source })
+        match self.timeout {
+            None => child
+                .wait_with_output()
+                .map_err(|source| CmdError::Spawn { argv, source }),
+            Some(limit) => wait_at_most(child, limit, argv),
+        }
     }
 
     /// Runs the command and returns its standard output as text.
@@ -328,6 +356,56 @@ impl Cmd {
             .process_group(0);
         command.spawn().map_err(spawn_error)
     }
+}
+
+/// Waits for `child` at most `limit`, reading its output meanwhile; kills
+/// its process group when the time is up.
+fn wait_at_most(mut child: Child, limit: Duration, argv: String) -> Result<Output, CmdError> {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+                // The readers end once every holder of the pipes is gone.
+                let _ = (stdout.join(), stderr.join());
+                return Err(CmdError::TimedOut { argv, limit });
+            }
+            Err(source) => return Err(CmdError::Spawn { argv, source }),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// A file in memory holding `secret`, read from its start.
@@ -494,6 +572,39 @@ mod tests {
         let cmd = Cmd::new("cat").arg("/dev/stdin").stdin_secret_file(&secret);
         assert_eq!(cmd.output_text().unwrap(), "p%ss;#word");
         assert!(!cmd.display_argv().contains("p%ss"));
+    }
+
+    #[test]
+    fn a_program_that_hangs_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("grandchild");
+        let started = std::time::Instant::now();
+        let err = Cmd::new("/bin/sh")
+            .args(["-c", "sleep 600 & echo $! > \"$1\"; wait", "sh"])
+            .arg(&marker)
+            .timeout(Duration::from_millis(300))
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, CmdError::TimedOut { .. }), "{err}");
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let grandchild: u32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        });
+        assert!(gone, "the program's own child outlived it");
+        let output = Cmd::new("sh")
+            .args(["-c", "echo done"])
+            .timeout(Duration::from_secs(30))
+            .output_text()
+            .unwrap();
+        assert_eq!(output, "done\n");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! PostgreSQL with a clean shutdown; `start` does the reverse. The 7.1 and
 //! the 9.1 trees each carry their own.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 
 use crate::support::cmd::Cmd;
@@ -28,12 +30,19 @@ impl Action {
     }
 }
 
-/// Runs the control script of the tree installed under `root`.
-pub fn control(root: &Root, action: Action) -> Result<()> {
+/// How long the services may take to start or stop by default before the
+/// upgrade gives up on them (and rolls back): a scanner finishing the mail
+/// in flight, a database's shutdown checkpoint.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the control script of the tree installed under `root`, stopped
+/// after `limit` if it hangs.
+pub fn control(root: &Root, action: Action, limit: Duration) -> Result<()> {
     let script = root.resolve(format!("{PROGRAM_DIR}/script/imssctl.sh"))?;
     Cmd::new(&script)
         .arg(action.as_arg())
         .current_dir("/")
+        .timeout(limit)
         .run()
         .with_context(|| {
             format!(

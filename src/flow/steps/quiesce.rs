@@ -17,7 +17,7 @@ use crate::system::imssctl::{self, Action};
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     journal.note_undo(Undo::Restart71)?;
     ctx.unblock(|ctx| {
-        imssctl::control(&ctx.root, Action::Stop)?;
+        imssctl::control(&ctx.root, Action::Stop, ctx.service_timeout)?;
         let cluster = layout::source_71(ctx)?;
         ensure!(
             !cluster.is_running()?,
@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
 /// message: the 7.1 database must come back exactly as it was.
 pub async fn undo(ctx: &Context) -> Result<()> {
     ctx.unblock(|ctx| {
-        imssctl::control(&ctx.root, Action::Start)?;
+        imssctl::control(&ctx.root, Action::Start, ctx.service_timeout)?;
         health::check_accepting(ctx)
     })
     .await

@@ -59,7 +59,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
 /// Starts the 9.1 services and database of the tree in place (those not
 /// running yet): the switch's start, and recovery's after a power loss.
 pub async fn start_91(ctx: &Context) -> Result<()> {
-    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start))
+    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start, ctx.service_timeout))
         .await
 }
 
@@ -132,7 +132,7 @@ pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> 
         let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
         if live.join(CONTROL_SCRIPT).is_file()
             && ProductInfo::load(&ctx.root).is_ok_and(|p| p.version == TARGET_VERSION)
-            && let Err(err) = imssctl::control(&ctx.root, Action::Stop)
+            && let Err(err) = imssctl::control(&ctx.root, Action::Stop, ctx.service_timeout)
         {
             // The migrate step's undo stops the cluster itself; a service
             // left running shows when 7.1 starts.

@@ -1,0 +1,262 @@
+//! Real faults in the middle of an upgrade, each of which must end with
+//! 7.1 back exactly as it was and a report that names the cause: a full
+//! file system during the snapshot and during the migration, PostgreSQL 15
+//! killed in the middle of the copy, PostgreSQL 10 unable to start from the
+//! backup, a 9.1 that does not pass its health check, and a service start
+//! that hangs. The faults are made at named fail points (a callback does
+//! the damage there), so each lands where it is meant to.
+//!
+//! Fail points are process-wide: every test holds a `FailScenario`, which
+//! runs them one at a time.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::flow::context::Context;
+use imss_upgrade::support::cmd::Cmd;
+use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::system::{pg, procfs};
+
+fn needs_failpoints() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "these tests need the fail points: run them with `--features imss-upgrade/failpoints` \
+             (make test does)"
+        );
+    }
+}
+
+/// A small 7.1 server, not started yet.
+fn small_server() -> FixtureServer {
+    needs_failpoints();
+    FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap()
+}
+
+/// Runs the upgrade, which the fault armed beforehand must fail; checks
+/// that the report names `cause` and says 7.1 is back, and that 7.1 is
+/// exactly what it was.
+async fn fails_and_rolls_back(
+    server: &FixtureServer,
+    ctx: &Context,
+    payload: &Payload,
+    baseline: &Baseline,
+    cause: &[&str],
+) {
+    let err = flow::upgrade(ctx)
+        .await
+        .expect_err("the fault must fail the upgrade");
+    let text = format!("{err:#}");
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    for word in cause {
+        assert!(
+            text.contains(word),
+            "the report does not name {word:?}:\n{text}"
+        );
+    }
+    if let Err(err) = baseline.check_back_on_71(server, payload) {
+        panic!("{err:#}\nafter:\n{text}");
+    }
+}
+
+/// Fills the file system of `dir` until nothing is left, with a file
+/// there; returns it.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let stats = nix::sys::statvfs::statvfs(dir).unwrap();
+    let free = stats.blocks_available() * stats.fragment_size();
+    Cmd::new("fallocate")
+        .args(["-l", &free.to_string()])
+        .arg(&filler)
+        .run()
+        .unwrap();
+    filler
+}
+
+#[tokio::test]
+async fn a_full_file_system_during_the_snapshot_rolls_back_naming_it() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    let backup = server.root().resolve(BACKUP_DIR).unwrap();
+    let mount = TmpfsMount::mount(&backup, "512m").unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    let dir = mount.dir().to_path_buf();
+    fail::cfg_callback("before-snapshot", move || {
+        fill(&dir);
+    })
+    .unwrap();
+    let ctx = payload.context(&server).unwrap();
+    fails_and_rolls_back(
+        &server,
+        &ctx,
+        &payload,
+        &baseline,
+        &["No space left on device", "snapshot"],
+    )
+    .await;
+    scenario.teardown();
+    server.stop().unwrap();
+}
+
+#[tokio::test]
+async fn a_full_file_system_during_the_migration_rolls_back_naming_it() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    // /var/imss, with both clusters and the backup, on a file system of
+    // its own.
+    let var_imss = server.root_dir().join("var/imss");
+    let built = server.root_dir().join("var/imss-built");
+    std::fs::rename(&var_imss, &built).unwrap();
+    let mount = TmpfsMount::mount(&var_imss, "1g").unwrap();
+    Cmd::new("cp")
+        .args(["-a", "-T", "--"])
+        .arg(&built)
+        .arg(&var_imss)
+        .run()
+        .unwrap();
+    std::fs::remove_dir_all(&built).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    let dir = mount.dir().to_path_buf();
+    let filled = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let filler = filled.clone();
+    fail::cfg_callback("migrate-config-imported", move || {
+        *filler.lock().unwrap() = Some(fill(&dir));
+    })
+    .unwrap();
+    let ctx = payload.context(&server).unwrap();
+    fails_and_rolls_back(
+        &server,
+        &ctx,
+        &payload,
+        &baseline,
+        &["No space left on device", "step migrate"],
+    )
+    .await;
+    scenario.teardown();
+    assert!(filled.lock().unwrap().is_some(), "the fault was never made");
+    server.stop().unwrap();
+}
+
+#[tokio::test]
+async fn postgresql_15_killed_in_the_middle_of_the_copy_rolls_back() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    let data_dir = server.root().resolve("/var/imss/pgdata").unwrap();
+    fail::cfg_callback("migrate-config-imported", move || {
+        let killed = procfs::working_in(&data_dir);
+        assert!(!killed.is_empty(), "PostgreSQL 15 runs in the migration");
+        for pid in killed {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    })
+    .unwrap();
+    let ctx = payload.context(&server).unwrap();
+    fails_and_rolls_back(&server, &ctx, &payload, &baseline, &["step migrate"]).await;
+    scenario.teardown();
+}
+
+#[tokio::test]
+async fn postgresql_10_failing_to_start_from_the_backup_rolls_back_naming_it() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    // Its socket directory is a file: PostgreSQL 10 cannot start there.
+    let sockets = server.root().resolve(BACKUP_DIR).unwrap().join("run");
+    fail::cfg_callback("before-migrate", move || {
+        let _ = std::fs::remove_dir_all(&sockets);
+        std::fs::write(&sockets, "in the way\n").unwrap();
+    })
+    .unwrap();
+    let ctx = payload.context(&server).unwrap();
+    fails_and_rolls_back(
+        &server,
+        &ctx,
+        &payload,
+        &baseline,
+        &["starting PostgreSQL on", "pgdata-71"],
+    )
+    .await;
+    scenario.teardown();
+}
+
+#[tokio::test]
+async fn a_91_that_fails_its_health_check_rolls_back_naming_it() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    // 9.1's database takes no write: the scanner cannot log a mail.
+    let root = server.root();
+    fail::cfg_callback("switch-swapped", move || {
+        let settings = DbSettings::load(&root).unwrap();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                pg::connect(&settings)
+                    .await
+                    .unwrap()
+                    .batch_execute("ALTER DATABASE imss SET default_transaction_read_only = on")
+                    .await
+                    .unwrap();
+            })
+        })
+        .join()
+        .unwrap();
+    })
+    .unwrap();
+    let ctx = payload.context(&server).unwrap();
+    fails_and_rolls_back(
+        &server,
+        &ctx,
+        &payload,
+        &baseline,
+        &["did not accept the health check message", "step switch"],
+    )
+    .await;
+    scenario.teardown();
+}
+
+#[tokio::test]
+async fn a_service_start_that_hangs_is_stopped_and_rolled_back() {
+    let scenario = fail::FailScenario::setup();
+    let server = small_server();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let baseline = Baseline::take(&server).unwrap();
+    let script = server
+        .root()
+        .resolve("/opt/trend/imss/script/imssctl.sh")
+        .unwrap();
+    fail::cfg_callback("switch-swapped", move || {
+        std::fs::write(&script, "#!/bin/sh\nsleep 600\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    })
+    .unwrap();
+    let ctx = payload
+        .context(&server)
+        .unwrap()
+        .with_service_timeout(Duration::from_secs(3));
+    fails_and_rolls_back(
+        &server,
+        &ctx,
+        &payload,
+        &baseline,
+        &["did not finish within 3 s", "step switch"],
+    )
+    .await;
+    scenario.teardown();
+}
