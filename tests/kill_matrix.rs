@@ -798,3 +798,49 @@ fn the_helper_keeps_only_the_capabilities_it_needs_and_the_servers_run_as_imss()
         );
     }
 }
+
+/// Found by the random sweep: a run killed while its quiesce had PostgreSQL
+/// 10 shutting down. `recover` started 7.1 again, found the server still
+/// running (it was only stopping), and then 7.1's database went down under
+/// it. `recover` waits for a shutdown under way before it undoes anything.
+/// The shutdown is held for two seconds (its postmaster stopped with
+/// SIGSTOP, as a slow disk would hold it) so that `recover` meets it.
+#[test]
+fn a_run_killed_while_71_shuts_down_is_rolled_back_with_71_serving() {
+    let site = Site::new("2000");
+    let pid_file = site
+        .server
+        .root_dir()
+        .join("var/imss/pgdata/postmaster.pid");
+    let stopping = || {
+        std::fs::read_to_string(&pid_file).ok().and_then(|text| {
+            let lines: Vec<&str> = text.lines().collect();
+            (lines.get(7).map(|l| l.trim()) == Some("stopping"))
+                .then(|| lines[0].trim().parse::<i32>().ok())
+                .flatten()
+        })
+    };
+    let helper = site.start(UPGRADE, &["run"], None);
+    let mut postmaster = None;
+    let reached = wait_for(HELPER_TIMEOUT, || {
+        postmaster = stopping();
+        postmaster.is_some()
+    });
+    let postmaster = nix::unistd::Pid::from_raw(postmaster.unwrap_or(0));
+    if reached {
+        nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    }
+    let ended = helper.kill9().unwrap();
+    assert!(
+        reached,
+        "7.1 never shut down; the run wrote:\n{}",
+        ended.output
+    );
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
+    });
+    let settled = site.recover_and_check("killed while 7.1 shuts down");
+    resume.join().unwrap();
+    assert_eq!(settled, Settled::On71);
+}

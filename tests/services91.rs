@@ -311,7 +311,7 @@ async fn the_91_tree_runs_its_services_on_postgres_15_and_its_control_script_sto
     write_payload(&payload_dir, &pg15_bin(), Path::new("/")).unwrap();
     install_91_tree(&root, &payload_dir);
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
-    imssctl::control(&root, Action::Start, imssctl::DEFAULT_TIMEOUT).unwrap();
+    imssctl::control(&root, Action::Start, imssctl::DEFAULT_TIMEOUT, None).unwrap();
     let ports = Ports::load(&root).unwrap();
     let root_text = root.dir().to_string_lossy().into_owned();
     assert!(
@@ -513,7 +513,7 @@ async fn the_91_tree_runs_its_services_on_postgres_15_and_its_control_script_sto
     drop(client);
 
     // The 9.1 control script stops every service and PostgreSQL 15.
-    imssctl::control(&root, Action::Stop, imssctl::DEFAULT_TIMEOUT).unwrap();
+    imssctl::control(&root, Action::Stop, imssctl::DEFAULT_TIMEOUT, None).unwrap();
     assert_eq!(
         processes_mentioning(&root_text),
         Vec::<u32>::new(),
@@ -535,7 +535,7 @@ async fn the_91_tree_runs_its_services_on_postgres_15_and_its_control_script_sto
 
     // From cold, the control script starts PostgreSQL 15 from the tree's
     // link and the services again (as after a reboot), and stops them.
-    imssctl::control(&root, Action::Start, imssctl::DEFAULT_TIMEOUT).unwrap();
+    imssctl::control(&root, Action::Start, imssctl::DEFAULT_TIMEOUT, None).unwrap();
     let restart_id = message_id_passed_on("imss-upgrade health check", "restart");
     imss_upgrade::system::smtp::send_probe(DATABASE_HOST, server.smtp_port, &restart_id).unwrap();
     let client = pg::connect(&settings).await.unwrap();
@@ -549,7 +549,7 @@ async fn the_91_tree_runs_its_services_on_postgres_15_and_its_control_script_sto
         .get(0);
     assert_eq!(logged, 1);
     drop(client);
-    imssctl::control(&root, Action::Stop, imssctl::DEFAULT_TIMEOUT).unwrap();
+    imssctl::control(&root, Action::Stop, imssctl::DEFAULT_TIMEOUT, None).unwrap();
     assert_eq!(
         processes_mentioning(&root_text),
         Vec::<u32>::new(),

@@ -8,10 +8,25 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::context::Context;
+use super::layout;
 use crate::files::imss_ini::ProductInfo;
 use crate::migration::probe;
 use crate::support::constants::DATABASE_HOST;
+use crate::system::imssctl::{self, Action};
 use crate::system::{pg, smtp};
+
+/// Starts or stops the installed server through its control script,
+/// within the run's time limit for services, the script's process group
+/// recorded in the backup directory while it runs, so that a recovery can
+/// stop what a killed run's script left working.
+pub fn control_services(ctx: &Context, action: Action) -> Result<()> {
+    imssctl::control(
+        &ctx.root,
+        action,
+        ctx.service_timeout,
+        Some(&layout::control_record(ctx)?),
+    )
+}
 
 /// The installed scanner accepts a sender and a recipient; no message is
 /// sent, so nothing is logged.

@@ -87,6 +87,15 @@ pub fn step_journal(ctx: &Context) -> Result<PathBuf> {
     Ok(backup_dir(ctx)?.join(STEP_JOURNAL_FILE))
 }
 
+/// The record of the control script's process group while it runs, in
+/// the backup directory, as a path on this machine.
+pub fn control_record(ctx: &Context) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.join(CONTROL_RECORD_FILE))
+}
+
+/// See [`control_record`].
+const CONTROL_RECORD_FILE: &str = "control-script.group";
+
 /// `imsx_config.dat` in the backup directory, as a path on this machine.
 pub fn config_export(ctx: &Context) -> Result<PathBuf> {
     Ok(backup_dir(ctx)?.join(CONFIG_EXPORT_FILE))

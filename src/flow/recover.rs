@@ -82,6 +82,7 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
             let finished = async {
                 let line = lines.begin("Starting 9.1 and checking that it takes mail");
                 let checked = async {
+                    ctx.unblock(rollback::settle_survivors).await?;
                     switch::start_91(ctx).await?;
                     health::check_91_settled(ctx).await
                 }

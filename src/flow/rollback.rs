@@ -65,6 +65,7 @@ pub async fn roll_back(
     cause: Option<RollbackCause>,
     lines: &StepLines,
 ) -> Result<()> {
+    ctx.unblock(settle_survivors).await?;
     let line = lines.begin("Checking what the rollback needs");
     let ready = ctx.unblock({
         let journal = journal.clone();
@@ -123,6 +124,29 @@ pub async fn roll_back(
         message_id = events::ROLLBACK_COMPLETED,
         "rollback done: IMSS 7.1 runs and takes mail again"
     );
+    Ok(())
+}
+
+/// Stops what a killed run left working before anything is undone or
+/// finished: the programs its control script started (the record of the
+/// script's process group names them), and it waits for a database server
+/// left shutting down, which would otherwise go down under the restart
+/// that follows.
+pub(super) fn settle_survivors(ctx: &Context) -> Result<()> {
+    let stopped = crate::support::cmd::stop_recorded_group(&layout::control_record(ctx)?)
+        .context("stopping what the interrupted run's control script left running")?;
+    if stopped > 0 {
+        tracing::warn!(
+            "stopped {stopped} processes the interrupted run's control script left running"
+        );
+    }
+    for data_dir in [
+        layout::data_dir_in_place(ctx)?,
+        layout::staged_91_data_dir(ctx)?,
+        std::path::PathBuf::from(layout::MOVED_71_DATA_DIR),
+    ] {
+        crate::system::pg::wait_for_shutdown(&ctx.root.resolve_parent(&data_dir)?)?;
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::account::ServiceUser;
+use crate::support::processes;
 use crate::support::secret::Secret;
 use thiserror::Error;
 
@@ -88,6 +89,7 @@ pub struct Cmd {
     /// may also open again by name (`/dev/stdin`), rather than a pipe.
     stdin_is_file: bool,
     timeout: Option<Duration>,
+    group_record: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -102,6 +104,7 @@ impl Cmd {
             stdin: None,
             stdin_is_file: false,
             timeout: None,
+            group_record: None,
         }
     }
 
@@ -165,6 +168,17 @@ impl Cmd {
     /// such as a service's start.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Runs the program in a process group of its own, and names that
+    /// group in the file `record` (written durably before the program does
+    /// anything, removed once it ended), so that if this process is killed
+    /// meanwhile, whoever comes next can stop what the program left running
+    /// ([`stop_recorded_group`]). For programs that start others, such as a
+    /// control script.
+    pub fn record_group_in(mut self, record: impl AsRef<Path>) -> Self {
+        self.group_record = Some(record.as_ref().to_path_buf());
         self
     }
 
@@ -239,14 +253,32 @@ impl Cmd {
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if self.timeout.is_some() {
-            // A group of its own, so that a hung program is stopped whole.
+        if self.timeout.is_some() || self.group_record.is_some() {
+            // A group of its own, so that it is stopped whole.
             command.process_group(0);
         }
-        let mut child = command.spawn().map_err(|source| CmdError::Spawn {
+        let spawn_error = |source| CmdError::Spawn {
             argv: argv.clone(),
             source,
-        })?;
+        };
+        let mut child = command.spawn().map_err(spawn_error)?;
+        if let Some(record) = &self.group_record {
+            // The group's first program stops at once if its name cannot be
+            // kept: nothing it starts may go unrecorded.
+            if let Err(source) = write_group_record(record, child.id()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(spawn_error(source));
+            }
+        }
+        let ended = self.wait_for(child, argv.clone());
+        if let Some(record) = &self.group_record {
+            let _ = std::fs::remove_file(record);
+        }
+        ended
+    }
+
+    fn wait_for(&self, mut child: Child, argv: String) -> Result<Output, CmdError> {
         if let Some(input) = self.stdin.as_ref().filter(|_| !self.stdin_is_file) {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             // A child that exits without reading all of it reports its own error.
@@ -356,6 +388,45 @@ impl Cmd {
             .process_group(0);
         command.spawn().map_err(spawn_error)
     }
+}
+
+/// Writes the record of process group `pgid` (and this boot's id, since a
+/// group id names nothing after a reboot), synced, atomically.
+fn write_group_record(record: &Path, pgid: u32) -> std::io::Result<()> {
+    use crate::support::fsutil::atomic_write;
+    let text = format!("{pgid} {}\n", processes::boot_id());
+    atomic_write(record, text.as_bytes(), 0o600).map_err(std::io::Error::other)
+}
+
+/// Stops what a program run with [`Cmd::record_group_in`] by a process that
+/// was killed left running: every process still in the group the record
+/// names gets SIGKILL, and this waits until none is left; then the record
+/// goes. A record from before a reboot names nothing and only goes. Returns
+/// how many processes were stopped.
+pub fn stop_recorded_group(record: &Path) -> std::io::Result<usize> {
+    let text = match std::fs::read_to_string(record) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let mut fields = text.split_whitespace();
+    let pgid: Option<u32> = fields.next().and_then(|f| f.parse().ok());
+    let boot = fields.next().unwrap_or("");
+    let mut stopped = 0;
+    if let Some(pgid) = pgid.filter(|_| boot == processes::boot_id()) {
+        let group = nix::unistd::Pid::from_raw(-(pgid as i32));
+        for _ in 0..500 {
+            let members = processes::in_group(pgid);
+            if members.is_empty() {
+                break;
+            }
+            stopped = stopped.max(members.len());
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    std::fs::remove_file(record)?;
+    Ok(stopped)
 }
 
 /// Waits for `child` at most `limit`, reading its output meanwhile; kills

@@ -11,6 +11,7 @@ pub mod filesystems;
 pub mod fsutil;
 pub mod logging;
 pub mod privileges;
+pub mod processes;
 pub mod root;
 pub mod secret;
 pub mod step_lines;

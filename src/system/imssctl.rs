@@ -4,6 +4,7 @@
 //! PostgreSQL with a clean shutdown; `start` does the reverse. The 7.1 and
 //! the 9.1 trees each carry their own.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -36,20 +37,24 @@ impl Action {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the control script of the tree installed under `root`, stopped
-/// after `limit` if it hangs.
-pub fn control(root: &Root, action: Action, limit: Duration) -> Result<()> {
+/// after `limit` if it hangs; with a `record`, its process group is named
+/// there while it runs ([`Cmd::record_group_in`]), so that what it started
+/// can be stopped if this process is killed.
+pub fn control(root: &Root, action: Action, limit: Duration, record: Option<&Path>) -> Result<()> {
     let script = root.resolve(format!("{PROGRAM_DIR}/script/imssctl.sh"))?;
-    Cmd::new(&script)
+    let mut cmd = Cmd::new(&script)
         .arg(action.as_arg())
         .current_dir("/")
-        .timeout(limit)
-        .run()
-        .with_context(|| {
-            format!(
-                "running {} {}: check the IMSS services' logs under /var/imss",
-                script.display(),
-                action.as_arg()
-            )
-        })?;
+        .timeout(limit);
+    if let Some(record) = record {
+        cmd = cmd.record_group_in(record);
+    }
+    cmd.run().with_context(|| {
+        format!(
+            "running {} {}: check the IMSS services' logs under /var/imss",
+            script.display(),
+            action.as_arg()
+        )
+    })?;
     Ok(())
 }

@@ -414,6 +414,42 @@ pub fn server_running(data_dir: &Path) -> bool {
     !procfs::working_in(data_dir).is_empty()
 }
 
+/// Waits until a server that is shutting down on `data_dir` (its pid file
+/// says `stopping`) is gone, so that what comes next (a start, a move)
+/// does not meet it half-way: a killed run may have left one shutting down.
+pub fn wait_for_shutdown(data_dir: &Path) -> Result<()> {
+    let stopping = || {
+        std::fs::read_to_string(data_dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .nth(PID_FILE_STATUS_LINE)
+                    .map(|l| l.trim() == "stopping")
+            })
+            .unwrap_or(false)
+            && server_running(data_dir)
+    };
+    if !stopping() {
+        return Ok(());
+    }
+    tracing::info!(
+        "waiting for PostgreSQL on {} to finish shutting down",
+        data_dir.display()
+    );
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    while stopping() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "PostgreSQL on {} has been shutting down for {} s: stop it (kill its processes), then run again",
+                data_dir.display(),
+                STOP_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Removes the cluster in `data_dir`: whatever server runs on it stopped
 /// at once, then the directory. For undoing a step that created it; needs
 /// no program of the installation that made it.

@@ -1,6 +1,8 @@
 //! The processes of this machine, from `/proc` (always the host's: a root
 //! directory has no processes of its own).
 
+pub use crate::support::processes::{boot_id, in_group, is_alive};
+
 /// One process, as far as the upgrade looks at processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
@@ -37,18 +39,6 @@ pub fn processes() -> Vec<Process> {
             })
         })
         .collect()
-}
-
-/// Whether process `pid` exists and has not exited: a zombie (dead, not
-/// yet reaped by whoever adopted it) counts as gone.
-pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
-        Err(_) => false,
-    }
 }
 
 /// Whether process `pid` is alive and a PostgreSQL server process (its

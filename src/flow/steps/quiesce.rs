@@ -11,13 +11,13 @@ use crate::flow::context::Context;
 use crate::flow::health;
 use crate::flow::journal::{StepJournal, Undo};
 use crate::flow::layout;
-use crate::system::imssctl::{self, Action};
+use crate::system::imssctl::Action;
 
 /// Stops the 7.1 server.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     journal.note_undo(Undo::Restart71)?;
     ctx.unblock(|ctx| {
-        imssctl::control(&ctx.root, Action::Stop, ctx.service_timeout)?;
+        health::control_services(ctx, Action::Stop)?;
         let cluster = layout::source_71(ctx)?;
         ensure!(
             !cluster.is_running()?,
@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
 /// message: the 7.1 database must come back exactly as it was.
 pub async fn undo(ctx: &Context) -> Result<()> {
     ctx.unblock(|ctx| {
-        imssctl::control(&ctx.root, Action::Start, ctx.service_timeout)?;
+        health::control_services(ctx, Action::Start)?;
         health::check_accepting(ctx)
     })
     .await

@@ -29,7 +29,7 @@ use crate::flow::layout::{self, PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROG
 use crate::snapshot::{self, tree_move};
 use crate::support::constants::{IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
 use crate::support::fsutil;
-use crate::system::imssctl::{self, Action};
+use crate::system::imssctl::Action;
 
 /// The control script, inside a program tree.
 const CONTROL_SCRIPT: &str = "script/imssctl.sh";
@@ -59,7 +59,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
 /// Starts the 9.1 services and database of the tree in place (those not
 /// running yet): the switch's start, and recovery's after a power loss.
 pub async fn start_91(ctx: &Context) -> Result<()> {
-    ctx.unblock(|ctx| imssctl::control(&ctx.root, Action::Start, ctx.service_timeout))
+    ctx.unblock(|ctx| health::control_services(ctx, Action::Start))
         .await
 }
 
@@ -132,7 +132,7 @@ pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> 
         let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
         if live.join(CONTROL_SCRIPT).is_file()
             && ProductInfo::load(&ctx.root).is_ok_and(|p| p.version == TARGET_VERSION)
-            && let Err(err) = imssctl::control(&ctx.root, Action::Stop, ctx.service_timeout)
+            && let Err(err) = health::control_services(ctx, Action::Stop)
         {
             // The migrate step's undo stops the cluster itself; a service
             // left running shows when 7.1 starts.
