@@ -320,3 +320,177 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
     health::send_test_mail(&ctx, "after-forgery").unwrap();
 }
+
+/// Build item 3 of the crash-safety issue: rolling back after 9.1 took
+/// mail loses nothing. With mail arriving through the whole upgrade, a
+/// while on 9.1 and the rollback, every mail the sender saw accepted is in
+/// the 7.1 database afterwards, and what 9.1 did to the quarantine records
+/// it had from 7.1 (one released through the EUQ, one deleted) holds in
+/// 7.1 too. The 7.1 database goes on handing out ids after the carried
+/// ones.
+#[tokio::test]
+async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
+    let server =
+        FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let ctx = payload.context(&server).unwrap();
+    let root = server.root();
+
+    let accepted_log = tempfile::NamedTempFile::new().unwrap();
+    let options = TrafficOptions {
+        host: "127.0.0.1".into(),
+        port: server.smtp_port,
+        rate: 20.0,
+        duration: Duration::from_secs(600),
+        accepted_log: Some(accepted_log.path().to_path_buf()),
+    };
+    let (stop_traffic, stop) = tokio::sync::watch::channel(false);
+    let traffic = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(traffic::run_until(&options, stop))
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // On 9.1, as its EUQ console would: one migrated message released, one
+    // deleted.
+    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let migrated: Vec<i64> = client_91
+        .query(
+            "SELECT quarantine_id FROM quarantine_message WHERE source = '7.1' AND NOT released \
+             ORDER BY quarantine_id LIMIT 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(migrated.len(), 2, "the window holds quarantined messages");
+    let (released, deleted) = (migrated[0], migrated[1]);
+    client_91
+        .execute(
+            "UPDATE quarantine_message SET released = true, released_at = now() WHERE quarantine_id = $1",
+            &[&released],
+        )
+        .await
+        .unwrap();
+    client_91
+        .execute(
+            "DELETE FROM quarantine_message WHERE quarantine_id = $1",
+            &[&deleted],
+        )
+        .await
+        .unwrap();
+    let own_quarantine: Vec<i32> = client_91
+        .query(
+            "SELECT quarantine_id::integer FROM quarantine_message \
+             WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(!own_quarantine.is_empty(), "9.1 quarantined no mail yet");
+    drop(client_91);
+
+    flow::roll_back(&ctx).await.expect("the rollback succeeds");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_traffic.send(true).unwrap();
+    let traffic = traffic.join().unwrap().unwrap();
+    assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
+
+    let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(traffic.accepted > 40, "{traffic:?}");
+    let in_71: BTreeSet<String> = client_71
+        .query(
+            "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<_> = accepted.difference(&in_71).collect();
+    assert!(
+        missing.is_empty(),
+        "accepted but not in 7.1 after the rollback ({} of {}): {missing:?}",
+        missing.len(),
+        accepted.len()
+    );
+    let quarantined = |id: i64| {
+        let client = &client_71;
+        async move {
+            client
+                .query_opt(
+                    "SELECT released FROM tb_quarantine WHERE quarantine_id = $1",
+                    &[&(id as i32)],
+                )
+                .await
+                .unwrap()
+                .map(|row| row.get::<_, bool>(0))
+        }
+    };
+    assert_eq!(
+        quarantined(released).await,
+        Some(true),
+        "the release on 9.1 holds"
+    );
+    assert_eq!(
+        quarantined(deleted).await,
+        None,
+        "the deletion on 9.1 holds"
+    );
+    let carried: i64 = client_71
+        .query_one(
+            "SELECT count(*) FROM tb_quarantine WHERE quarantine_id = ANY($1)",
+            &[&own_quarantine],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        carried,
+        own_quarantine.len() as i64,
+        "9.1's quarantine records are not all in 7.1"
+    );
+    // 7.1 writes after the carried rows: a new mail gets a new id.
+    let probe = health::send_test_mail(&ctx, "after-carry-back").unwrap();
+    let probe_id: i32 = client_71
+        .query_one(
+            "SELECT event_id FROM tb_policy_event WHERE message_id = $1",
+            &[&probe],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let highest_carried: i32 = client_71
+        .query_one(
+            "SELECT max(event_id) FROM tb_policy_event WHERE message_id <> $1",
+            &[&probe],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        probe_id > highest_carried,
+        "{probe_id} <= {highest_carried}"
+    );
+}

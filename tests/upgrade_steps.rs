@@ -134,9 +134,9 @@ async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
     journal.begin_rollback(failed()).unwrap();
     let record = journal.record(Step::Snapshot).unwrap().clone();
     journal.begin_undo(Step::Snapshot).unwrap();
-    undo_step(&ctx, &record).await.unwrap();
+    undo_step(&ctx, &record, &journal).await.unwrap();
     // Undo again, as after an interruption: nothing left to do, no error.
-    undo_step(&ctx, &record).await.unwrap();
+    undo_step(&ctx, &record, &journal).await.unwrap();
     journal.finish_undo(Step::Snapshot).unwrap();
     assert_eq!(server.tree_state("/var/imss/pgdata").unwrap(), before);
     let back = device_and_inode(&data_dir).unwrap();
@@ -309,7 +309,7 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
     for record in journal.steps_to_undo() {
         journal.begin_undo(record.step).unwrap();
         assert!(record.step <= Step::Migrate, "{} was not run", record.step);
-        undo_step(&ctx, &record).await.unwrap();
+        undo_step(&ctx, &record, &journal).await.unwrap();
         journal.finish_undo(record.step).unwrap();
     }
     let old = pg::connect(&settings).await.unwrap();

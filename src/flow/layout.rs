@@ -23,6 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
 
 use super::context::Context;
 use crate::support::constants::{
@@ -95,6 +96,40 @@ pub fn control_record(ctx: &Context) -> Result<PathBuf> {
 
 /// See [`control_record`].
 const CONTROL_RECORD_FILE: &str = "control-script.group";
+
+/// Where the next run keeps the backup directory of an attempt that began
+/// at `started_at` and was rolled back, as a path on this machine.
+pub fn rolled_back_backup_dir(ctx: &Context, started_at: DateTime<Utc>) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.with_file_name(format!(
+        "{ROLLED_BACK_PREFIX}{}",
+        started_at.format("%Y%m%dT%H%M%S%.6fZ")
+    )))
+}
+
+const ROLLED_BACK_PREFIX: &str = "imss_backup_71_to_91.rolled-back-";
+
+/// The files in which rolled-back attempts recorded the ids their 9.1
+/// handed out: the current backup directory's and every kept one's.
+pub fn used_91_ids_files(ctx: &Context) -> Result<Vec<PathBuf>> {
+    let backup = backup_dir(ctx)?;
+    let mut files = vec![backup.join(USED_91_IDS_FILE)];
+    let parent = backup.parent().expect("the backup directory has a parent");
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(ROLLED_BACK_PREFIX)
+            {
+                files.push(entry.path().join(USED_91_IDS_FILE));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// See [`used_91_ids_files`].
+pub const USED_91_IDS_FILE: &str = "ids-91-used.json";
 
 /// `imsx_config.dat` in the backup directory, as a path on this machine.
 pub fn config_export(ctx: &Context) -> Result<PathBuf> {

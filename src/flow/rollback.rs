@@ -10,11 +10,12 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 
 use super::context::Context;
-use super::journal::{RollbackCause, RunState, StepJournal, StepRecord, StepStatus, Undo};
+use super::journal::{RollbackCause, RunState, Step, StepJournal, StepRecord, StepStatus, Undo};
 use super::layout;
 use super::lock::UpgradeLock;
 use super::rollback_manifest::RollbackManifest;
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use crate::migration::selection::window_cutoff;
 use crate::snapshot::EntryKind;
 use crate::support::constants::{BUNDLED_PG_DIR, PROGRAM_DIR};
 use crate::support::filesystems::file_system_of;
@@ -96,7 +97,7 @@ pub async fn roll_back(
         );
         let undone = async {
             crate::fail_point!(&format!("before-undo-{step}"));
-            undo_step(ctx, &record).await?;
+            undo_step(ctx, &record, journal).await?;
             crate::fail_point!(&format!("after-undo-{step}"));
             Ok::<(), anyhow::Error>(())
         }
@@ -232,7 +233,22 @@ fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
             }
         }
     }
+    let carries_back = journal.record(Step::Switch).is_some();
     for undo in &pending {
+        if let Undo::RemoveTargetCluster { data_dir } = undo
+            && carries_back
+        {
+            let version = ctx.root.resolve_parent(data_dir)?.join("PG_VERSION");
+            if std::fs::read_to_string(version).is_ok_and(|v| v.trim() == "15")
+                && let Err(err) = crate::system::pg::PgInstall::at(
+                    &ctx.target_pg_bin,
+                    "the upgrade package's PostgreSQL 15 carries the mail 9.1 processed back to 7.1; \
+                     reinstall the package",
+                )
+            {
+                missing.push(format!("{err:#}"));
+            }
+        }
         if let Undo::MoveDataDirBack { original, moved_to } = undo {
             let at = |path: &std::path::Path| -> Result<bool> {
                 let version = ctx.root.resolve_parent(path)?.join("PG_VERSION");
@@ -262,7 +278,7 @@ const POSTGRESQL_71_PROGRAMS: [&str; 2] = ["initdb", "postgres"];
 
 /// Undoes one step as its record's note says (nothing when the step made
 /// no change yet).
-pub async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
+pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal) -> Result<()> {
     let Some(undo) = &record.undo else {
         // The step made no change yet.
         return Ok(());
@@ -273,7 +289,13 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord) -> Result<()> {
         Undo::MoveDataDirBack { original, moved_to } => {
             snapshot::undo(ctx, original, moved_to).await
         }
-        Undo::RemoveTargetCluster { data_dir } => migrate::undo(ctx, data_dir).await,
+        Undo::RemoveTargetCluster { data_dir } => {
+            // 9.1 took mail once the switch began: it goes back to 7.1.
+            let carry_back = journal
+                .record(Step::Switch)
+                .map(|_| window_cutoff(journal.started_at));
+            migrate::undo(ctx, data_dir, carry_back).await
+        }
         Undo::RestoreProgramTree { staging, replaced } => {
             switch::undo(ctx, staging, replaced).await
         }

@@ -152,10 +152,7 @@ fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<(PathB
     if let Some(earlier) = StepJournal::load(&backup)? {
         match earlier.state {
             RunState::RolledBack => {
-                let kept = backup.with_file_name(format!(
-                    "imss_backup_71_to_91.rolled-back-{}",
-                    earlier.started_at.format("%Y%m%dT%H%M%S%.6fZ")
-                ));
+                let kept = layout::rolled_back_backup_dir(ctx, earlier.started_at)?;
                 fsutil::rename_durably(&backup, &kept).with_context(|| {
                     format!(
                         "keeping the earlier attempt's {} as {}",

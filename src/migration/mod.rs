@@ -1,8 +1,9 @@
 //! The database migration from 7.1 to 9.1: the 9.1 schema, the staging
 //! schema `v71`, the transformation, the window of the last 24 hours, and
-//! verification. It reads the 7.1 server and never writes to it; it writes
-//! the 9.1 server. With [`crate::system::pg`], the only place SQL is
-//! written.
+//! verification. It reads the 7.1 server and never writes to it during an
+//! upgrade; it writes the 9.1 server. The one write to 7.1 is a rollback's
+//! carry-back of the mail 9.1 processed ([`carry_back`]). With
+//! [`crate::system::pg`], the only place SQL is written.
 //!
 //! Rows reach the staging tables by binary `COPY` from the 7.1 server
 //! ([`copy::copy_selection_to_staging`]) or from an `imsx_config.dat`
@@ -13,6 +14,7 @@
 //! the quarantine and archive records) and verifies every selection
 //! ([`verify::verify`]).
 
+pub mod carry_back;
 pub mod config_export;
 pub mod copy;
 pub mod probe;

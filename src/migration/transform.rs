@@ -87,8 +87,11 @@ pub async fn transform_history(client: &impl GenericClient) -> Result<HistoryCou
     Ok(counts)
 }
 
-/// The highest ids 7.1 has handed out, over all its rows and sequences.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// The highest ids handed out, per history table: 7.1's, over all its
+/// rows and sequences; or those a rolled-back attempt's 9.1 used (its
+/// message files, named by id, stay on disk, so no later attempt may hand
+/// out those ids again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IdFloors {
     /// Highest `tb_policy_event.event_id`.
     pub policy_event: i64,
@@ -96,6 +99,17 @@ pub struct IdFloors {
     pub quarantine: i64,
     /// Highest `tb_archive.archive_id`.
     pub archive: i64,
+}
+
+impl IdFloors {
+    /// The higher of two floors, table by table.
+    pub fn max(self, other: IdFloors) -> IdFloors {
+        IdFloors {
+            policy_event: self.policy_event.max(other.policy_event),
+            quarantine: self.quarantine.max(other.quarantine),
+            archive: self.archive.max(other.archive),
+        }
+    }
 }
 
 /// Reads [`IdFloors`] from the 7.1 server: the larger of the highest id in

@@ -59,6 +59,18 @@ async fn run_checksum(client: &impl GenericClient, sql: &str, what: &str) -> Res
     })
 }
 
+/// The checksum of the rows of `selection` in `relation` (which has the
+/// 7.1 columns), with `extra_condition` if any.
+pub async fn checksum_rows(
+    client: &impl GenericClient,
+    selection: &Selection,
+    relation: &str,
+    extra_condition: Option<&str>,
+) -> Result<Checksum> {
+    let sql = checksum_sql(selection, relation, extra_condition);
+    run_checksum(client, &sql, &format!("{selection} in {relation}")).await
+}
+
 /// The checksum of `selection` on the 7.1 server.
 pub async fn checksum_source(
     client_71: &impl GenericClient,

@@ -16,23 +16,24 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use chrono::NaiveDateTime;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, MOVED_71_DATA_DIR};
-use crate::migration::config_export;
+use crate::flow::layout::{self, MOVED_71_DATA_DIR, USED_91_IDS_FILE};
 use crate::migration::copy::{WindowCounts, copy_selection_to_staging};
 use crate::migration::schema::clear_staging_history;
 use crate::migration::selection::{Filter, Selection, config_selections, window_cutoff};
 use crate::migration::tables::Table71;
-use crate::migration::transform::{set_id_floors, source_id_floors, transform_history};
+use crate::migration::transform::{IdFloors, set_id_floors, source_id_floors, transform_history};
 use crate::migration::verify::{Verified, verify};
 use crate::migration::window::{
     EventWindow, PresyncMark, check_window_events, missing_window_events,
 };
-use crate::support::fsutil;
+use crate::migration::{carry_back, config_export};
+use crate::support::fsutil::{self, atomic_write};
 use crate::system::pg::{self, Cluster, StopMode};
 
 /// What the migrate step moved, for the report.
@@ -112,7 +113,7 @@ async fn load_target(
     crate::fail_point!("migrate-window-copied");
     let added = transform_history(&target).await?;
     window.policy_events = presynced.policy_events as u64 + added.policy_events;
-    let floors = source_id_floors(&source).await?;
+    let floors = source_id_floors(&source).await?.max(earlier_91_ids(ctx)?);
     set_id_floors(&target, &floors).await?;
 
     selections.extend(config_selections());
@@ -122,14 +123,114 @@ async fn load_target(
     Ok(MigrateReport { window, verified })
 }
 
+/// The highest ids the 9.1 of every rolled-back attempt handed out.
+fn earlier_91_ids(ctx: &Context) -> Result<IdFloors> {
+    let mut floors = IdFloors::default();
+    for file in layout::used_91_ids_files(ctx)? {
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let used: IdFloors = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                floors = floors.max(used);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+        }
+    }
+    Ok(floors)
+}
+
 /// Stops the 7.1 cluster in the backup if it was started, then stops and
-/// removes the 9.1 cluster in 7.1's place.
-pub async fn undo(ctx: &Context, data_dir: &Path) -> Result<()> {
-    let data_dir = data_dir.to_path_buf();
-    // By data directory alone: neither PostgreSQL's programs are needed.
-    ctx.unblock(move |ctx| {
-        pg::stop_server(&ctx.root.resolve(MOVED_71_DATA_DIR)?, StopMode::Immediate)?;
-        pg::remove_cluster(&ctx.root.resolve_parent(&data_dir)?)
+/// removes the 9.1 cluster in 7.1's place. With `carry_back` (the start of
+/// the window the migration took), 9.1 took mail: what it processed is
+/// carried back into the 7.1 database in the backup first, and verified,
+/// and the 9.1 cluster goes only after that.
+pub async fn undo(ctx: &Context, data_dir: &Path, carry_back: Option<NaiveDateTime>) -> Result<()> {
+    let place = ctx.root.resolve_parent(data_dir)?;
+    // By data directory alone: neither PostgreSQL's programs are needed
+    // unless there is mail to carry back.
+    ctx.unblock({
+        let place = place.clone();
+        move |ctx| {
+            pg::stop_server(&ctx.root.resolve(MOVED_71_DATA_DIR)?, StopMode::Immediate)?;
+            pg::stop_server(&place, StopMode::Fast).map(drop)
+        }
     })
-    .await
+    .await?;
+    let has_91 = std::fs::read_to_string(place.join("PG_VERSION")).is_ok_and(|v| v.trim() == "15");
+    if let Some(cutoff) = carry_back
+        && has_91
+    {
+        carry_mail_back(ctx, &place, cutoff).await?;
+    }
+    ctx.unblock(move |_| pg::remove_cluster(&place)).await
+}
+
+/// Starts both clusters where only the upgrade reaches them (the 9.1 one
+/// where it is, the 7.1 one in the backup, each on a socket in the backup
+/// directory), carries 9.1's mail back into 7.1, verifies it, and stops
+/// both cleanly.
+async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> Result<()> {
+    let old = layout::backup_71(ctx)?;
+    let new = Cluster {
+        data_dir: place.to_path_buf(),
+        ..layout::staged_91(ctx)?
+    };
+    let (opened, started) = (old.clone(), new.clone());
+    ctx.unblock(move |ctx| {
+        layout::open_backup_to(ctx, &opened)?;
+        layout::open_backup_to(ctx, &started)?;
+        started.start()?;
+        opened.start()
+    })
+    .await?;
+    let carried = async {
+        let settings = ctx.database()?;
+        let client_71 = pg::connect(&old.socket_settings(
+            &settings.database,
+            &settings.user,
+            &settings.password,
+        ))
+        .await?;
+        let client_91 = pg::connect(&new.socket_settings(
+            &settings.database,
+            &settings.user,
+            &settings.password,
+        ))
+        .await?;
+        // Its message files stay on disk: no later attempt may reuse the
+        // ids that name them.
+        let used = carry_back::used_91_ids(&client_91).await?;
+        atomic_write(
+            &layout::backup_dir(ctx)?.join(USED_91_IDS_FILE),
+            &serde_json::to_vec(&used)?,
+            0o600,
+        )?;
+        let before = carry_back::ids_before(&client_71, &client_91).await?;
+        let carried = carry_back::carry_back(&client_71, &client_91, &before, cutoff).await?;
+        carry_back::verify_carried_back(&client_71, &client_91, &before).await?;
+        Ok::<_, anyhow::Error>(carried)
+    }
+    .await;
+    ctx.unblock(move |_| {
+        old.stop(StopMode::Fast)?;
+        new.stop(StopMode::Fast)
+    })
+    .await?;
+    let carried = carried.context("carrying the mail 9.1 processed back to 7.1")?;
+    tracing::info!(
+        imss_policy_events = carried.policy_events,
+        imss_quarantine = carried.quarantine,
+        imss_archive = carried.archive,
+        imss_released = carried.released,
+        imss_deleted = carried.deleted,
+        "the mail 9.1 processed is back in 7.1: {} policy events, {} quarantine and {} archive records; \
+         {} releases and {} deletions applied",
+        carried.policy_events,
+        carried.quarantine,
+        carried.archive,
+        carried.released,
+        carried.deleted
+    );
+    Ok(())
 }
