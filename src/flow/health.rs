@@ -20,12 +20,13 @@ use crate::system::{pg, smtp};
 /// recorded in the backup directory while it runs, so that a recovery can
 /// stop what a killed run's script left working.
 pub fn control_services(ctx: &Context, action: Action) -> Result<()> {
-    imssctl::control(
-        &ctx.root,
-        action,
-        ctx.service_timeout,
-        Some(&layout::control_record(ctx)?),
-    )
+    // Without a backup directory there is no upgrade to recover either.
+    let record = layout::control_record(ctx)?;
+    let record = record
+        .parent()
+        .is_some_and(std::path::Path::is_dir)
+        .then_some(record);
+    imssctl::control(&ctx.root, action, ctx.service_timeout, record.as_deref())
 }
 
 /// The installed scanner accepts a sender and a recipient; no message is
