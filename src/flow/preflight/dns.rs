@@ -8,10 +8,24 @@ use crate::flow::context::Context;
 use crate::system::bind;
 use crate::system::listeners;
 
-/// Reports listeners on the DNS and rndc ports and the ports BIND will use.
+/// Reports listeners on the bundled BIND's ports and the pair it will
+/// use; no free pair at all is an inhibitor.
 pub async fn check(_ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
     let found = listeners::listeners_on(&bind::candidate_ports())?;
-    let ports = bind::choose_ports(&found);
+    let choice = match bind::choose_ports(&found) {
+        Ok(choice) => choice,
+        Err(no_pair) => {
+            out.push(Finding::new(
+                "dns-ports-exhausted",
+                Severity::Inhibitor,
+                "No ports are free for the bundled BIND",
+                format!("{no_pair:#}"),
+                "free one of the pairs listed (stop or move the program listening there), then run the upgrade again",
+            ));
+            return Ok(());
+        }
+    };
+    let ports = choice.ports;
     let standard: Vec<String> = found
         .iter()
         .filter(|l| {
@@ -26,8 +40,8 @@ pub async fn check(_ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -
             Severity::Info,
             "DNS ports are free",
             format!(
-                "nothing listens on 53 or 953; the bundled BIND will use {} and rndc {}",
-                ports.dns, ports.rndc
+                "the bundled BIND will use {} and rndc {}: {}",
+                ports.dns, ports.rndc, choice.reason
             ),
             "",
         ));
@@ -37,10 +51,11 @@ pub async fn check(_ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -
             Severity::Warning,
             "A DNS server already runs on this host",
             format!(
-                "listening now: {}\nthe bundled BIND will use port {} and rndc port {} instead, checked with named-checkconf",
+                "listening now: {}\nthe bundled BIND will use port {} and rndc port {} instead ({}), checked with named-checkconf",
                 standard.join(", "),
                 ports.dns,
-                ports.rndc
+                ports.rndc,
+                choice.reason
             ),
             "nothing to do: the upgrade configures the other ports; the existing DNS server is left alone",
         ));
