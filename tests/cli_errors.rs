@@ -81,3 +81,24 @@ fn a_wrong_command_line_exits_64_and_says_why() {
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("no-such-command"), "{stderr}");
 }
+
+#[test]
+fn status_with_the_database_down_says_so_and_shows_the_rest() {
+    // Built and left stopped: the files answer, the database does not.
+    let server = imss_fixture::harness::FixtureServer::build(&["--history-rows", "10"]).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+        .arg("--root")
+        .arg(server.root().dir())
+        .arg("status")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout.contains("IMSS 7.1 build 1808"), "{stdout}");
+    assert!(
+        stdout
+            .contains("Pattern files and engines:\n    not read: the admin database at 127.0.0.1:")
+            && stdout.contains("does not answer: start IMSS (imssctl.sh start) and ask again"),
+        "{stdout}"
+    );
+}

@@ -44,6 +44,24 @@ const CONFIG_91: &[&str] = &[
     "SELECT CASE WHEN enabled THEN 'yes' ELSE 'no' END FROM euq_settings",
 ];
 
+/// The pattern files and engines `imss-upgrade status --json` shows.
+fn status_versions(root: &std::path::Path) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+        .arg("--root")
+        .arg(root)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let versions = status["pattern_and_engine_versions"].clone();
+    assert!(
+        versions.as_array().is_some_and(|list| list.len() > 3),
+        "status shows no versions: {status}"
+    );
+    versions
+}
+
 #[tokio::test]
 async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
     let server =
@@ -54,6 +72,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     let root = server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
     let config_before = configuration(&settings_71, CONFIG_71).await;
+    let versions_before = status_versions(root.dir());
 
     let accepted_log = tempfile::NamedTempFile::new().unwrap();
     let options = TrafficOptions {
@@ -103,6 +122,13 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     assert_eq!(configuration(&settings_91, CONFIG_91).await, config_before);
     assert!(report.verified >= 3, "{report:?}");
     assert!(report.window.policy_events > 0, "{report:?}");
+    // 9.1 shows 7.1's pattern and engine versions, not its own defaults
+    // (seed: "after the upgrade"), in status and in the report.
+    assert_eq!(status_versions(root.dir()), versions_before);
+    assert_eq!(
+        serde_json::to_value(&report.pattern_and_engine_versions).unwrap(),
+        versions_before
+    );
 
     // Every mail the sender saw accepted, before, during and after the
     // switch, is in PostgreSQL 15 (all of them are within 24 hours).

@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
+use crate::migration::probe::{self, InstalledComponent};
 use crate::support::exit;
 use crate::support::root::Root;
+use crate::system::pg;
 
 /// What `status` reports.
 #[derive(Debug, Serialize)]
@@ -20,17 +22,27 @@ pub struct Status {
     pub components: Vec<&'static str>,
     /// The admin database.
     pub database: DatabaseView,
+    /// Pattern files and engines with their versions, from the database
+    /// (9.1 keeps 7.1's until its first update); absent when the database
+    /// could not be read.
+    pub pattern_and_engine_versions: Option<Vec<InstalledComponent>>,
+    /// Why they could not be read, and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern_and_engine_versions_error: Option<String>,
 }
 
 /// Prints the status of the server under `root`.
 pub async fn run(root: &Root, json: bool) -> Result<u8> {
     let product = ProductInfo::load(root)?;
     let database = DbSettings::load(root)?;
+    let versions = installed_components(&database, &product.version).await;
     let status = Status {
         version: product.version.clone(),
         build: product.build,
         components: product.component_names(),
         database: database.view(),
+        pattern_and_engine_versions: versions.as_ref().ok().cloned(),
+        pattern_and_engine_versions_error: versions.as_ref().err().map(|err| format!("{err:#}")),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -41,6 +53,32 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
             println!("    {name}");
         }
         print!("\n{}", status.database);
+        println!("\nPattern files and engines:");
+        match (
+            &status.pattern_and_engine_versions,
+            &status.pattern_and_engine_versions_error,
+        ) {
+            (Some(list), _) => {
+                for item in list {
+                    println!("    {:<32} {}", item.component, item.version);
+                }
+            }
+            (None, error) => println!("    not read: {}", error.as_deref().unwrap_or_default()),
+        }
     }
     Ok(exit::OK)
+}
+
+/// The versions the database lists, or why they could not be read.
+async fn installed_components(
+    database: &DbSettings,
+    version: &str,
+) -> Result<Vec<InstalledComponent>> {
+    let (client, _) = pg::connect_as_configured(database).await.map_err(|err| {
+        anyhow::Error::new(err).context(format!(
+            "the admin database at {}:{} does not answer: start IMSS (imssctl.sh start) and ask again",
+            database.host, database.port
+        ))
+    })?;
+    probe::installed_components(&client, version).await
 }

@@ -18,11 +18,13 @@ use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switc
 use super::{layout, preflight, rollback};
 use crate::files::imss_ini::ProductInfo;
 use crate::migration::copy::WindowCounts;
-use crate::support::constants::SOURCE_VERSION;
+use crate::migration::probe::{self, InstalledComponent};
+use crate::support::constants::{SOURCE_VERSION, TARGET_VERSION};
 use crate::support::exit;
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
+use crate::system::pg;
 
 /// How a run ended without an error.
 #[derive(Debug)]
@@ -59,6 +61,10 @@ pub struct UpgradeReport {
     pub window: WindowCounts,
     /// Selections whose counts and checksums matched.
     pub verified: usize,
+    /// Pattern files and engines as 9.1 lists them after the upgrade: 7.1's
+    /// versions, carried over (empty when they could not be read; the
+    /// journal says why).
+    pub pattern_and_engine_versions: Vec<InstalledComponent>,
 }
 
 impl UpgradeReport {
@@ -81,10 +87,16 @@ impl UpgradeReport {
             self.window.policy_events, self.window.quarantine, self.window.archive
         ));
         text.push_str(&format!(
-            "  {} selections verified by count and checksum\n\
-             Rollback: imss-rollback (until the upgrade is finalized).\n",
+            "  {} selections verified by count and checksum\n",
             self.verified
         ));
+        if !self.pattern_and_engine_versions.is_empty() {
+            text.push_str("  pattern files and engines, as 7.1 had them:\n");
+            for item in &self.pattern_and_engine_versions {
+                text.push_str(&format!("    {:<32} {}\n", item.component, item.version));
+            }
+        }
+        text.push_str("Rollback: imss-rollback (until the upgrade is finalized).\n");
         text
     }
 }
@@ -127,7 +139,8 @@ pub async fn run(
     .await;
     match ran {
         Ok(()) => {
-            let report = progress.report(&journal);
+            let mut report = progress.report(&journal);
+            report.pattern_and_engine_versions = installed_components_91(ctx).await;
             tracing::info!(
                 message_id = events::UPGRADE_COMPLETED,
                 imss_duration_ms = (report.finished_at - report.started_at).num_milliseconds(),
@@ -138,6 +151,19 @@ pub async fn run(
         }
         Err(err) => Err(rollback::after_failure(ctx, &mut journal, err, lines).await),
     }
+}
+
+/// What 9.1 lists of pattern files and engines; none (with a warning)
+/// when the database does not say: the upgrade is done either way.
+async fn installed_components_91(ctx: &Context) -> Vec<InstalledComponent> {
+    let listed = async {
+        let client = pg::connect(&ctx.database()?).await?;
+        probe::installed_components(&client, TARGET_VERSION).await
+    };
+    listed.await.unwrap_or_else(|err| {
+        tracing::warn!("reading 9.1's pattern and engine versions for the report: {err:#}");
+        Vec::new()
+    })
 }
 
 /// The backup directory, root's and 0700, locked for this run, with
@@ -199,6 +225,7 @@ impl Progress {
             steps: self.steps,
             window: migrate.as_ref().map(|m| m.window).unwrap_or_default(),
             verified: migrate.map_or(0, |m| m.verified.len()),
+            pattern_and_engine_versions: Vec::new(),
         }
     }
 }

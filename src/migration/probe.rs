@@ -36,3 +36,42 @@ pub async fn euq_enabled_71(client_71: &impl GenericClient) -> Option<bool> {
         "0" | "false" | "no" | "off" | ""
     ))
 }
+
+/// A pattern file or engine and the version its last update installed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstalledComponent {
+    /// Its name, as the console shows it (`Virus Scan Engine`).
+    pub component: String,
+    /// `pattern` or `engine`.
+    pub kind: String,
+    /// The version.
+    pub version: String,
+}
+
+/// The pattern files and engines the database of product `version`
+/// (`7.1` or `9.1`) lists, by name.
+pub async fn installed_components(
+    client: &impl GenericClient,
+    version: &str,
+) -> Result<Vec<InstalledComponent>> {
+    let table = if version == crate::support::constants::TARGET_VERSION {
+        "component_version"
+    } else {
+        "tb_component_version"
+    };
+    let rows = client
+        .query(
+            &format!("SELECT component, kind, version FROM {table} ORDER BY component"),
+            &[],
+        )
+        .await
+        .with_context(|| format!("reading the pattern and engine versions ({table})"))?;
+    Ok(rows
+        .iter()
+        .map(|row| InstalledComponent {
+            component: row.get(0),
+            kind: row.get(1),
+            version: row.get(2),
+        })
+        .collect())
+}
