@@ -68,7 +68,7 @@ fn the_generated_configuration_passes_named_checkconf_starts_and_answers_on_its_
     let [dns, rndc] = free_ports::<2>().unwrap();
     let ports = BindPorts { dns, rndc };
     let files = write_configuration(dir.path(), ports);
-    programs.check(&files).unwrap();
+    programs.check(&files.named_conf, None).unwrap();
 
     let log = dir.path().join("named.log");
     let _named = start_named(&files, &log);
@@ -107,7 +107,7 @@ fn a_configuration_made_invalid_is_caught_before_named_starts() {
         text.replace("recursion yes;", "recursion perhaps;"),
     )
     .unwrap();
-    let error = format!("{:#}", programs.check(&files).unwrap_err());
+    let error = format!("{:#}", programs.check(&files.named_conf, None).unwrap_err());
     assert!(error.contains("does not pass named-checkconf"), "{error}");
     assert!(
         error.contains("perhaps"),
@@ -117,5 +117,5 @@ fn a_configuration_made_invalid_is_caught_before_named_starts() {
     // A zone file that does not load is caught too (-z).
     let files = write_configuration(&dir.path().join("second"), BindPorts { dns, rndc });
     std::fs::write(files.localhost_zone(), "not a zone\n").unwrap();
-    assert!(programs.check(&files).is_err());
+    assert!(programs.check(&files.named_conf, None).is_err());
 }

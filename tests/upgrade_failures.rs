@@ -236,3 +236,38 @@ async fn the_71_data_directory_in_the_backup_is_left_as_the_snapshot_moved_it() 
         changed.join("\n")
     );
 }
+
+/// A bundled BIND configuration that `named` would refuse is caught by
+/// `named-checkconf` once the tree is in place, before 9.1 starts, and the
+/// run rolls back to 7.1 exactly: no BIND working directory, no key left.
+#[tokio::test]
+async fn an_invalid_bind_configuration_is_caught_by_named_checkconf_and_rolled_back() {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, before) = built_server();
+    let named_conf = server
+        .root()
+        .resolve("/opt/trend/imss/bind/etc/named.conf")
+        .unwrap();
+    fail::cfg_callback("switch-swapped", move || {
+        let text = std::fs::read_to_string(&named_conf).unwrap();
+        std::fs::write(
+            &named_conf,
+            text.replace("recursion yes;", "recursion maybe;"),
+        )
+        .unwrap();
+    })
+    .unwrap();
+    let err = flow::upgrade(&payload.context(&server).unwrap())
+        .await
+        .expect_err("an invalid configuration must fail the upgrade");
+    scenario.teardown();
+    let text = format!("{err:#}");
+    assert!(text.contains("does not pass named-checkconf"), "{text}");
+    assert!(
+        text.contains("maybe"),
+        "named-checkconf's words are kept: {text}"
+    );
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    assert_back_on_71(&server, &payload, &before);
+    assert!(!server.root().resolve("/var/imss/bind").unwrap().exists());
+}

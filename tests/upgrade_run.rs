@@ -122,6 +122,51 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     assert_eq!(configuration(&settings_91, CONFIG_91).await, config_before);
     assert!(report.verified >= 3, "{report:?}");
     assert!(report.window.policy_events > 0, "{report:?}");
+    // The bundled BIND's configuration, its private key and its working
+    // directory; the scanner's imss.ini names its port.
+    let etc = root.resolve("/opt/trend/imss/bind/etc").unwrap();
+    let choice: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(etc.join("ports.json")).unwrap()).unwrap();
+    let dns_port = choice["dns_port"].as_u64().unwrap();
+    assert!(
+        std::fs::read_to_string(etc.join("named.conf"))
+            .unwrap()
+            .contains(&format!("listen-on port {dns_port} ")),
+        "{choice}"
+    );
+    let key = std::fs::metadata(etc.join("rndc.key")).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(key.permissions().mode() & 0o777, 0o640);
+    assert_eq!(key.uid(), 0);
+    assert!(
+        root.resolve("/var/imss/bind/localhost.zone")
+            .unwrap()
+            .is_file()
+    );
+    let imss_ini =
+        std::fs::read_to_string(root.resolve("/opt/trend/imss/config/imss.ini").unwrap()).unwrap();
+    assert!(
+        imss_ini.contains(&format!("[dns]")) && imss_ini.contains(&format!("port = {dns_port}")),
+        "{imss_ini}"
+    );
+
+    let reported = report
+        .bundled_bind
+        .as_ref()
+        .expect("the report names the BIND's ports");
+    assert_eq!(u64::from(reported.dns_port), dns_port);
+    assert!(!reported.reason.is_empty());
+    assert_eq!(
+        report.euq_enabled,
+        Some(true),
+        "the fixture's 7.1 has EUQ on"
+    );
+    assert!(
+        report
+            .to_text()
+            .contains("EUQ: enabled and running, as 7.1 had it")
+    );
+
     // 9.1 shows 7.1's pattern and engine versions, not its own defaults
     // (seed: "after the upgrade"), in status and in the report.
     assert_eq!(status_versions(root.dir()), versions_before);
@@ -231,6 +276,10 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     health::check_accepting(&ctx).unwrap();
     assert!(server.tree_state("/opt/trend/imss").unwrap() == tree_before);
     assert!(server.dump_all().unwrap() == dump_before);
+    assert!(
+        !root.resolve("/var/imss/bind").unwrap().exists(),
+        "the bundled BIND's working directory outlived the rollback"
+    );
     let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
         .unwrap()
         .unwrap();

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
+use crate::flow::steps::switch::{self, BindChoice};
 use crate::migration::probe::{self, InstalledComponent};
 use crate::support::exit;
 use crate::support::root::Root;
@@ -26,6 +27,8 @@ pub struct Status {
     /// (9.1 keeps 7.1's until its first update); absent when the database
     /// could not be read.
     pub pattern_and_engine_versions: Option<Vec<InstalledComponent>>,
+    /// The bundled BIND's ports and why, once 9.1 is in place.
+    pub bundled_bind: Option<BindChoice>,
     /// Why they could not be read, and what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pattern_and_engine_versions_error: Option<String>,
@@ -42,6 +45,7 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
         components: product.component_names(),
         database: database.view(),
         pattern_and_engine_versions: versions.as_ref().ok().cloned(),
+        bundled_bind: switch::bind_choice(root)?,
         pattern_and_engine_versions_error: versions.as_ref().err().map(|err| format!("{err:#}")),
     };
     if json {
@@ -53,6 +57,12 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
             println!("    {name}");
         }
         print!("\n{}", status.database);
+        if let Some(bind) = &status.bundled_bind {
+            println!(
+                "\nBundled BIND: DNS port {}, rndc port {} ({})",
+                bind.dns_port, bind.rndc_port, bind.reason
+            );
+        }
         println!("\nPattern files and engines:");
         match (
             &status.pattern_and_engine_versions,

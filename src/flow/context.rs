@@ -26,6 +26,10 @@ pub const PAYLOAD_DIR: &str = "/usr/share/imss-upgrade/payload";
 /// Where the payload's bundled PostgreSQL 15 keeps its programs, inside it.
 pub const PAYLOAD_PG_BIN: &str = "PostgreSQL/bin";
 
+/// Where the payload's bundled BIND keeps `named`, `rndc` and
+/// `named-checkconf`, inside it.
+pub const PAYLOAD_BIND_SBIN: &str = "bind/sbin";
+
 /// The context of one run.
 #[derive(Debug, Clone)]
 pub struct Context {

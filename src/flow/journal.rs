@@ -169,6 +169,11 @@ pub enum Undo {
         staging: PathBuf,
         /// The 7.1 tree set aside by the swap.
         replaced: PathBuf,
+        /// What the switch creates outside the tree (the 9.1 units, the
+        /// bundled BIND's working directory), none of which existed: the
+        /// undo stops the units and removes these.
+        #[serde(default)]
+        created: Vec<PathBuf>,
     },
     /// register-rollback: remove the rollback manifest.
     RemoveRollbackManifest {

@@ -16,6 +16,8 @@
 //! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
 //! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` (whole), `/opt/trend/imss.71-removing` (being deleted) |
 //! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
+//! | the 9.1 units, written by switch | `/etc/systemd/system/imss-*.service` |
+//! | the bundled BIND: programs, configuration and key; working directory | `/opt/trend/imss/bind/{sbin,etc}`; `/var/imss/bind` |
 //!
 //! [`Root::resolve`]: crate::support::root::Root::resolve
 
@@ -34,6 +36,31 @@ use crate::system::pg::{Cluster, PgInstall, StopMode};
 
 /// What the snapshot archives: every path the switch replaces.
 pub const SNAPSHOT_PATHS: &[&str] = &[PROGRAM_DIR];
+
+/// Where the switch installs the 9.1 units and the upgrade its own: the
+/// administrator's unit directory, so that they outrank any package's.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// The bundled BIND's programs, inside the 9.1 program tree.
+pub const BIND_PROGRAMS_DIR: &str = "/opt/trend/imss/bind/sbin";
+
+/// The bundled BIND's configuration and control key, inside the 9.1
+/// program tree (so a rollback takes them with the tree).
+pub const BIND_CONFIG_DIR: &str = "/opt/trend/imss/bind/etc";
+
+/// The bundled BIND's working directory: its zone, pid and managed keys.
+pub const BIND_WORKING_DIR: &str = "/var/imss/bind";
+
+/// The bundled BIND's files, as `named` and `rndc` read them.
+pub fn bind_files() -> crate::system::bind::BindFiles {
+    let etc = std::path::Path::new(BIND_CONFIG_DIR);
+    crate::system::bind::BindFiles {
+        named_conf: etc.join("named.conf"),
+        rndc_conf: etc.join("rndc.conf"),
+        rndc_key: etc.join("rndc.key"),
+        working_dir: PathBuf::from(BIND_WORKING_DIR),
+    }
+}
 
 /// The name the presync gives the 9.1 cluster, beside the 7.1 one.
 const STAGED_91_NAME: &str = "pgdata-91.staged";

@@ -83,7 +83,7 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
                 let line = lines.begin("Starting 9.1 and checking that it takes mail");
                 let checked = async {
                     ctx.unblock(rollback::settle_survivors).await?;
-                    switch::start_91(ctx).await?;
+                    switch::start_91(ctx, switch::Wait::UntilUp).await?;
                     health::check_91_settled(ctx).await
                 }
                 .await;

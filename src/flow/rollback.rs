@@ -296,9 +296,11 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
                 .map(|_| window_cutoff(journal.started_at));
             migrate::undo(ctx, data_dir, carry_back).await
         }
-        Undo::RestoreProgramTree { staging, replaced } => {
-            switch::undo(ctx, staging, replaced).await
-        }
+        Undo::RestoreProgramTree {
+            staging,
+            replaced,
+            created,
+        } => switch::undo(ctx, staging, replaced, created).await,
         Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
     }
 }

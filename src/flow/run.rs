@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::context::Context;
 use super::journal::{RunState, Step, StepJournal};
 use super::lock::UpgradeLock;
-use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use super::steps::switch::{self, BindChoice};
+use super::steps::{migrate, presync, quiesce, register_rollback, snapshot};
 use super::{layout, preflight, rollback};
 use crate::files::imss_ini::ProductInfo;
 use crate::migration::copy::WindowCounts;
@@ -65,6 +66,11 @@ pub struct UpgradeReport {
     /// versions, carried over (empty when they could not be read; the
     /// journal says why).
     pub pattern_and_engine_versions: Vec<InstalledComponent>,
+    /// The bundled BIND's ports and why (none where the payload has none).
+    pub bundled_bind: Option<BindChoice>,
+    /// Whether 9.1 runs EUQ: where 7.1 had it enabled (none when the
+    /// database did not say).
+    pub euq_enabled: Option<bool>,
 }
 
 impl UpgradeReport {
@@ -90,6 +96,19 @@ impl UpgradeReport {
             "  {} selections verified by count and checksum\n",
             self.verified
         ));
+        if let Some(bind) = &self.bundled_bind {
+            text.push_str(&format!(
+                "  bundled BIND: DNS port {}, rndc port {} ({})\n",
+                bind.dns_port, bind.rndc_port, bind.reason
+            ));
+        }
+        if let Some(euq) = self.euq_enabled {
+            text.push_str(if euq {
+                "  EUQ: enabled and running, as 7.1 had it\n"
+            } else {
+                "  EUQ: left disabled, as 7.1 had it\n"
+            });
+        }
         if !self.pattern_and_engine_versions.is_empty() {
             text.push_str("  pattern files and engines, as 7.1 had them:\n");
             for item in &self.pattern_and_engine_versions {
@@ -141,6 +160,11 @@ pub async fn run(
         Ok(()) => {
             let mut report = progress.report(&journal);
             report.pattern_and_engine_versions = installed_components_91(ctx).await;
+            report.euq_enabled = euq_enabled_91(ctx).await;
+            report.bundled_bind = switch::bind_choice(&ctx.root).unwrap_or_else(|err| {
+                tracing::warn!("reading the bundled BIND's ports for the report: {err:#}");
+                None
+            });
             tracing::info!(
                 message_id = events::UPGRADE_COMPLETED,
                 imss_duration_ms = (report.finished_at - report.started_at).num_milliseconds(),
@@ -164,6 +188,19 @@ async fn installed_components_91(ctx: &Context) -> Vec<InstalledComponent> {
         tracing::warn!("reading 9.1's pattern and engine versions for the report: {err:#}");
         Vec::new()
     })
+}
+
+/// Whether 9.1 runs EUQ, as its database says; none (with a warning)
+/// when it does not say.
+async fn euq_enabled_91(ctx: &Context) -> Option<bool> {
+    let asked = async {
+        let client = pg::connect(&ctx.database()?).await?;
+        probe::euq_in_use_91(&client).await
+    };
+    asked
+        .await
+        .inspect_err(|err| tracing::warn!("reading 9.1's EUQ setting for the report: {err:#}"))
+        .ok()
 }
 
 /// The backup directory, root's and 0700, locked for this run, with
@@ -226,6 +263,8 @@ impl Progress {
             window: migrate.as_ref().map(|m| m.window).unwrap_or_default(),
             verified: migrate.map_or(0, |m| m.verified.len()),
             pattern_and_engine_versions: Vec::new(),
+            bundled_bind: None,
+            euq_enabled: None,
         }
     }
 }

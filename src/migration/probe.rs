@@ -75,3 +75,14 @@ pub async fn installed_components(
         })
         .collect())
 }
+
+/// Whether the 9.1 database says EUQ is in use: enabled, with end-user
+/// access (the seed's two settings, which the configuration import carried
+/// over from 7.1).
+pub async fn euq_in_use_91(client_91: &impl GenericClient) -> Result<bool> {
+    let row = client_91
+        .query_opt("SELECT enabled AND end_user_access FROM euq_settings", &[])
+        .await
+        .context("reading the EUQ settings of the 9.1 database (euq_settings)")?;
+    Ok(row.is_some_and(|row| row.get(0)))
+}

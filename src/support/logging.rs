@@ -76,6 +76,11 @@ pub mod events {
     pub const DATABASE_STOPPED: &str = "93bdc057c7b848068e3ceaf9439816d7";
     /// Progress of long work (`IMSS_FILES`, `IMSS_BYTES`, `IMSS_SECONDS`).
     pub const PROGRESS: &str = "8975b7a319d24978920ab4d5442704d5";
+    /// The switch chose the bundled BIND's ports (`IMSS_DNS_PORT`,
+    /// `IMSS_RNDC_PORT`, `IMSS_REASON`).
+    pub const BIND_PORTS_CHOSEN: &str = "5e23ab6bf56a4ce89dbda6f246a87184";
+    /// The switch started the 9.1 units (`IMSS_UNITS`, `IMSS_EUQ`).
+    pub const UNITS_STARTED: &str = "843f40cfb9374de2a1c4eb066f130730";
     /// The 7.1 model (fixture) built or changed a server.
     pub const FIXTURE: &str = "1d48b11a276849f196153b27c62e341f";
 
@@ -100,6 +105,8 @@ pub mod events {
         ("DATABASE_STARTED", DATABASE_STARTED),
         ("DATABASE_STOPPED", DATABASE_STOPPED),
         ("PROGRESS", PROGRESS),
+        ("BIND_PORTS_CHOSEN", BIND_PORTS_CHOSEN),
+        ("UNITS_STARTED", UNITS_STARTED),
         ("FIXTURE", FIXTURE),
     ];
 }

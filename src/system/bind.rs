@@ -243,11 +243,16 @@ pub struct BindPrograms {
 }
 
 impl BindPrograms {
-    /// Checks `named.conf` (and what it includes) as `named` would read
-    /// it, zones loaded: a configuration that `named` would refuse fails
+    /// Checks `named_conf` (and what it includes) as `named` would read
+    /// it, zones loaded, from inside `chroot` when given (a server under a
+    /// root directory): a configuration that `named` would refuse fails
     /// here, before anything starts, with `named-checkconf`'s words.
-    pub fn check(&self, files: &BindFiles) -> Result<()> {
-        let cmd = Cmd::new(&self.checkconf).arg("-z").arg(&files.named_conf);
+    pub fn check(&self, named_conf: &Path, chroot: Option<&Path>) -> Result<()> {
+        let mut cmd = Cmd::new(&self.checkconf).arg("-z");
+        if let Some(dir) = chroot {
+            cmd = cmd.arg("-t").arg(dir);
+        }
+        let cmd = cmd.arg(named_conf);
         let checked = cmd.run_unchecked()?;
         if !checked.status.success() {
             // named-checkconf says what is wrong on stdout, not stderr.
@@ -258,7 +263,7 @@ impl BindPrograms {
                 .to_string();
             bail!(
                 "the bundled BIND's configuration {} does not pass named-checkconf ({}, {}): {said}",
-                files.named_conf.display(),
+                named_conf.display(),
                 cmd.display_argv(),
                 checked.status
             );

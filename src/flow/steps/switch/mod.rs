@@ -10,8 +10,19 @@
 //! The new tree is staged beside the old one and swapped in with two
 //! renames, so the program tree is never half-written.
 //!
+//! Where systemd manages the server, 9.1 runs as units, with the bundled
+//! BIND on ports that collide with no DNS server already on the host and
+//! the EUQ units where 7.1 used EUQ ([`services`], [`bundled_bind`]).
+//!
 //! May touch: `/opt/trend/imss` (replaced; the 7.1 tree is in the snapshot),
-//! its two staging siblings, the 9.1 services.
+//! its two staging siblings, the 9.1 services and units, the bundled
+//! BIND's working directory.
+
+mod bundled_bind;
+mod services;
+
+pub use bundled_bind::{BindChoice, load_choice as bind_choice};
+pub use services::Wait;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,25 +38,37 @@ use crate::flow::health;
 use crate::flow::journal::{StepJournal, Undo};
 use crate::flow::layout::{self, PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
 use crate::snapshot::{self, tree_move};
-use crate::support::constants::{IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
+use crate::support::constants::{DATABASE_HOST, IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
 use crate::support::fsutil;
 use crate::system::imssctl::Action;
+use crate::system::systemd;
+
+/// The section of the 9.1 `imss.ini` naming the DNS server the scanner
+/// asks: the bundled BIND.
+const DNS_SECTION: &str = "dns";
 
 /// The control script, inside a program tree.
 const CONTROL_SCRIPT: &str = "script/imssctl.sh";
 
 /// Lays down the 9.1 tree, starts 9.1 and checks that it takes mail.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
+    let created = services::paths_to_create(ctx)?;
     journal.note_undo(Undo::RestoreProgramTree {
         staging: PathBuf::from(PROGRAM_STAGING_DIR),
         replaced: PathBuf::from(PROGRAM_REPLACED_DIR),
+        created,
     })?;
-    ctx.unblock(stage_tree).await?;
+    let bind = ctx.unblock(stage_tree).await?;
     crate::fail_point!("switch-staged");
     ctx.unblock(swap_in).await?;
     crate::fail_point!("switch-swapped");
-    start_91(ctx).await?;
+    ctx.unblock(bundled_bind::check).await?;
+    start_91(ctx, Wait::UntilUp).await?;
     crate::fail_point!("switch-health-check");
+    if systemd::manages(&ctx.root) {
+        ctx.unblock(move |ctx| bundled_bind::prove_running(ctx, &bind))
+            .await?;
+    }
     health::check_91_takes_mail(ctx, "switch").await?;
     // Renamed before it is deleted: a tree under the first name is whole,
     // and only a whole tree is ever renamed back.
@@ -58,13 +81,13 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
 
 /// Starts the 9.1 services and database of the tree in place (those not
 /// running yet): the switch's start, and recovery's after a power loss.
-pub async fn start_91(ctx: &Context) -> Result<()> {
-    ctx.unblock(|ctx| health::control_services(ctx, Action::Start))
-        .await
+pub async fn start_91(ctx: &Context, wait: Wait) -> Result<()> {
+    services::start(ctx, wait).await.map(drop)
 }
 
-/// Copies the payload to the staging directory and writes its ini files.
-fn stage_tree(ctx: &Context) -> Result<()> {
+/// Copies the payload to the staging directory and writes its ini files
+/// and the bundled BIND's configuration; returns the BIND's ports.
+fn stage_tree(ctx: &Context) -> Result<BindChoice> {
     let payload = &ctx.payload_dir;
     ensure!(
         payload.join(CONTROL_SCRIPT).is_file(),
@@ -83,9 +106,14 @@ fn stage_tree(ctx: &Context) -> Result<()> {
         fsutil::create_dir_with_mode(&config_dir, 0o755)?;
     }
 
+    let bind = bundled_bind::configure(ctx, &staging)?;
     let imss_71 = IniFile::load(&ctx.root.resolve(IMSS_INI)?)?;
     let imss_path = config_dir.join(file_name(IMSS_INI));
-    imss_ini_91(&imss_71, &imss_path)?.save(&imss_path, 0o644, None)?;
+    let mut imss_91 = imss_ini_91(&imss_71, &imss_path)?;
+    // The scanner resolves through the bundled BIND.
+    imss_91.set(DNS_SECTION, "server", DATABASE_HOST)?;
+    imss_91.set(DNS_SECTION, "port", &bind.dns_port.to_string())?;
+    imss_91.save(&imss_path, 0o644, None)?;
 
     let settings = ctx.database()?;
     let odbc_path = config_dir.join(file_name(ODBC_INI));
@@ -101,7 +129,7 @@ fn stage_tree(ctx: &Context) -> Result<()> {
          switched; report this",
         odbc_path.display()
     );
-    Ok(())
+    Ok(bind)
 }
 
 fn file_name(path: &str) -> &str {
@@ -126,17 +154,28 @@ fn swap_in(ctx: &Context) -> Result<()> {
 /// capabilities, ACLs and hard links, and whether or not the archive still
 /// reads); only once it is gone (the switch completed) is the tree
 /// restored from the snapshot, verified first.
-pub async fn undo(ctx: &Context, staging: &Path, replaced: &Path) -> Result<()> {
+pub async fn undo(
+    ctx: &Context,
+    staging: &Path,
+    replaced: &Path,
+    created: &[PathBuf],
+) -> Result<()> {
     let (staging, replaced) = (staging.to_path_buf(), replaced.to_path_buf());
+    let created = created.to_vec();
     ctx.unblock(move |ctx| {
         let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
-        if live.join(CONTROL_SCRIPT).is_file()
-            && ProductInfo::load(&ctx.root).is_ok_and(|p| p.version == TARGET_VERSION)
-            && let Err(err) = health::control_services(ctx, Action::Stop)
-        {
-            // The migrate step's undo stops the cluster itself; a service
-            // left running shows when 7.1 starts.
-            tracing::warn!("stopping 9.1 before the rollback: {err:#}");
+        if systemd::manages(&ctx.root) {
+            services::stop_and_remove(ctx, &created)?;
+        } else {
+            if live.join(CONTROL_SCRIPT).is_file()
+                && ProductInfo::load(&ctx.root).is_ok_and(|p| p.version == TARGET_VERSION)
+                && let Err(err) = health::control_services(ctx, Action::Stop)
+            {
+                // The migrate step's undo stops the cluster itself; a
+                // service left running shows when 7.1 starts.
+                tracing::warn!("stopping 9.1 before the rollback: {err:#}");
+            }
+            services::stop_and_remove(ctx, &created)?;
         }
         crate::fail_point!("undo-switch-91-stopped");
         let staging = ctx.root.resolve_parent(&staging)?;

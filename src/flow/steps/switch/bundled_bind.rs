@@ -1,0 +1,152 @@
+//! The switch's part for the bundled BIND (seed item 6): ports that
+//! collide with no DNS server already on the host, its configuration in
+//! the staged tree, checked by `named-checkconf` before anything is
+//! swapped in, and, once it runs, proof that it answers.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::flow::context::Context;
+use crate::flow::layout::{self, BIND_CONFIG_DIR, BIND_PROGRAMS_DIR, BIND_WORKING_DIR};
+use crate::support::fsutil;
+use crate::support::logging::events;
+use crate::system::bind::{self, BindPrograms, PortChoice};
+use crate::system::listeners;
+
+/// The choice, kept beside the configuration for `status`.
+const CHOICE_FILE: &str = "ports.json";
+
+/// What `status` and the report show of the bundled BIND.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindChoice {
+    /// `named`'s DNS port.
+    pub dns_port: u16,
+    /// `rndc`'s control port.
+    pub rndc_port: u16,
+    /// Why these ports.
+    pub reason: String,
+}
+
+/// Chooses the ports, writes the configuration, the localhost zone and a
+/// new control key into the staged tree `staging` and the working
+/// directory. Returns the choice; [`check`] checks it once in place.
+pub fn configure(ctx: &Context, staging: &Path) -> Result<BindChoice> {
+    let found = listeners::listeners_on(&bind::candidate_ports())?;
+    let PortChoice { ports, reason } = bind::choose_ports(&found)?;
+    let files = layout::bind_files();
+    let in_staging = |path: &Path| -> Result<std::path::PathBuf> {
+        let relative = path
+            .strip_prefix(crate::support::constants::PROGRAM_DIR)
+            .with_context(|| format!("{} is not in the program tree", path.display()))?;
+        Ok(staging.join(relative))
+    };
+    let group = ctx.service_user()?.gid;
+    let config_dir = in_staging(Path::new(BIND_CONFIG_DIR))?;
+    if !config_dir.exists() {
+        fsutil::create_dir_with_mode(&config_dir, 0o755)?;
+    }
+    // named reads the key as the imss group; nobody else may.
+    fsutil::atomic_write_as(
+        &in_staging(&files.rndc_key)?,
+        bind::new_rndc_key()?.expose(),
+        0o640,
+        Some((0, group)),
+    )?;
+    fsutil::atomic_write(
+        &in_staging(&files.named_conf)?,
+        bind::named_conf(&files, ports).as_bytes(),
+        0o644,
+    )?;
+    fsutil::atomic_write(
+        &in_staging(&files.rndc_conf)?,
+        bind::rndc_conf(&files, ports).as_bytes(),
+        0o644,
+    )?;
+    let choice = BindChoice {
+        dns_port: ports.dns,
+        rndc_port: ports.rndc,
+        reason,
+    };
+    fsutil::atomic_write(
+        &config_dir.join(CHOICE_FILE),
+        serde_json::to_vec_pretty(&choice)?.as_slice(),
+        0o644,
+    )?;
+    let working = ctx.root.resolve(BIND_WORKING_DIR)?;
+    if !working.exists() {
+        fsutil::create_dir_with_mode(&working, 0o750)?;
+    }
+    let owner = ctx.service_user()?;
+    std::os::unix::fs::chown(&working, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("giving {} to {}", working.display(), owner.name))?;
+    fsutil::atomic_write_as(
+        &ctx.root.resolve(files.localhost_zone())?,
+        bind::localhost_zone().as_bytes(),
+        0o644,
+        Some((owner.uid, owner.gid)),
+    )?;
+    tracing::info!(
+        message_id = events::BIND_PORTS_CHOSEN,
+        imss_dns_port = choice.dns_port,
+        imss_rndc_port = choice.rndc_port,
+        imss_reason = %choice.reason,
+        "the bundled BIND will answer on port {} (rndc {}): {}",
+        choice.dns_port,
+        choice.rndc_port,
+        choice.reason
+    );
+    Ok(choice)
+}
+
+/// `named-checkconf` on the configuration of the tree in place, as
+/// `named` will read it (from inside the root, zones loaded): a
+/// configuration `named` would refuse fails the switch before 9.1 starts.
+pub fn check(ctx: &Context) -> Result<()> {
+    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
+    let chroot = (ctx.root.dir() != Path::new("/")).then(|| ctx.root.dir());
+    programs.check(&layout::bind_files().named_conf, chroot)
+}
+
+/// The BIND programs of a tree at `tree` (on this machine).
+fn programs_in(tree: &Path) -> BindPrograms {
+    let sbin = tree.join(
+        Path::new(BIND_PROGRAMS_DIR)
+            .strip_prefix(crate::support::constants::PROGRAM_DIR)
+            .unwrap_or(Path::new("bind/sbin")),
+    );
+    BindPrograms {
+        checkconf: sbin.join("named-checkconf"),
+        rndc: sbin.join("rndc"),
+    }
+}
+
+/// The choice the switch made, from the live tree; `None` before 9.1.
+pub fn load_choice(root: &crate::support::root::Root) -> Result<Option<BindChoice>> {
+    let path = root.resolve(Path::new(BIND_CONFIG_DIR).join(CHOICE_FILE))?;
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} does not read as the bundled BIND's ports",
+                path.display()
+            )
+        })?)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Proves the running bundled BIND: `rndc status` under the generated key,
+/// and `localhost.` looked up through it on the chosen port.
+pub fn prove_running(ctx: &Context, choice: &BindChoice) -> Result<()> {
+    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
+    programs.status(&layout::bind_files())?;
+    let answer = bind::look_up_localhost(choice.dns_port)?;
+    ensure!(
+        answer.contains(&std::net::Ipv4Addr::LOCALHOST),
+        "the bundled BIND on port {} answered localhost. with {answer:?}, not 127.0.0.1",
+        choice.dns_port
+    );
+    Ok(())
+}

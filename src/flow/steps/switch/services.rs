@@ -1,0 +1,152 @@
+//! How 9.1 runs once it is in place: as systemd units where systemd
+//! manages the server (every RHEL 7 to 9 host), through the 9.1 control
+//! script otherwise (a server under a `--root` directory, for the tests
+//! that need no booted host).
+//!
+//! The units are the ones compiled in from `systemd/`: the switch writes
+//! them to [`UNIT_DIR`], enables and starts the core ones, and the EUQ ones
+//! only where 7.1 had EUQ enabled (seed: the EUQ console showed
+//! "unavailable" after the vendor's upgrade until two settings were ticked
+//! by hand). Its undo stops and disables them and removes every file the
+//! switch created outside the program tree.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::files::units::{self, Unit};
+use crate::flow::context::Context;
+use crate::flow::health;
+use crate::flow::layout::{self, BIND_WORKING_DIR, UNIT_DIR};
+use crate::migration::probe;
+use crate::support::fsutil;
+use crate::support::logging::events;
+use crate::system::imssctl::Action;
+use crate::system::pg::{self, StopMode};
+use crate::system::systemd;
+
+/// Whether to wait for the units to be up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Start and wait: the switch, and a recovery run by hand.
+    UntilUp,
+    /// Queue the starts and return: the boot-time recovery unit, which
+    /// the units are ordered after, so waiting for them would never end.
+    No,
+}
+
+/// The paths outside the program tree that the switch creates, for its
+/// undo note: the bundled BIND's working directory and, where systemd
+/// manages the server, the 9.1 unit files. Fails, naming it, when one of
+/// them exists already: the switch never overwrites what it did not write.
+pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
+    let mut paths = vec![PathBuf::from(BIND_WORKING_DIR)];
+    if systemd::manages(&ctx.root) {
+        paths.extend(nine_one_units().iter().map(|unit| unit_path(unit)));
+    }
+    for path in &paths {
+        let on_server = ctx.root.resolve(path)?;
+        if std::fs::symlink_metadata(&on_server).is_ok() {
+            bail!(
+                "{} exists already, and the switch creates it: move it away (it is not 7.1's), \
+                 then run the upgrade again",
+                on_server.display()
+            );
+        }
+    }
+    Ok(paths)
+}
+
+/// Starts 9.1 in place: its units where systemd manages the server (the
+/// cluster the migrate step left running is handed over to its unit),
+/// else its control script. Returns the units started.
+pub async fn start(ctx: &Context, wait: Wait) -> Result<Vec<&'static str>> {
+    if !systemd::manages(&ctx.root) {
+        ctx.unblock(|ctx| health::control_services(ctx, Action::Start))
+            .await?;
+        return Ok(Vec::new());
+    }
+    let euq = euq_in_use(ctx).await?;
+    ctx.unblock(move |ctx| start_units(ctx, euq, wait)).await
+}
+
+fn start_units(ctx: &Context, euq: bool, wait: Wait) -> Result<Vec<&'static str>> {
+    for unit in nine_one_units() {
+        let path = ctx.root.resolve(unit_path(&unit))?;
+        fsutil::atomic_write(&path, unit.text.as_bytes(), 0o644)?;
+    }
+    systemd::daemon_reload()?;
+    let mut started = units::CORE_91.to_vec();
+    if euq {
+        started.extend(units::EUQ_91);
+    }
+    let names = units::names(&started);
+    // The database runs under its unit from now on, reading its own
+    // configuration: the server the migrate step started goes first.
+    let cluster = layout::target_91(ctx)?;
+    if cluster.is_running()? {
+        cluster.stop(StopMode::Fast)?;
+    }
+    systemd::enable(&names)?;
+    match wait {
+        Wait::UntilUp => systemd::start(&names, ctx.service_timeout)?,
+        Wait::No => systemd::start_queued(&names)?,
+    }
+    tracing::info!(
+        message_id = events::UNITS_STARTED,
+        imss_units = names.join(" "),
+        imss_euq = if euq { "enabled" } else { "disabled" },
+        "the 9.1 units run: {}; EUQ {}",
+        names.join(", "),
+        if euq {
+            "enabled, as 7.1 had it"
+        } else {
+            "left disabled, as 7.1 had it"
+        }
+    );
+    Ok(names)
+}
+
+/// Stops 9.1 (its units, or its control script) and removes what the
+/// switch created outside the tree among `created`. Goes on when 9.1 is
+/// not running or half-installed; every removal may run again.
+pub fn stop_and_remove(ctx: &Context, created: &[PathBuf]) -> Result<()> {
+    if systemd::manages(&ctx.root) {
+        let names = units::names(&nine_one_units());
+        systemd::stop(&names, ctx.service_timeout)?;
+        systemd::disable(&names)?;
+    }
+    for path in created {
+        let on_server = ctx.root.resolve_parent(path)?;
+        if on_server.is_dir() {
+            fsutil::remove_tree_if_present(&on_server)?;
+        } else if std::fs::symlink_metadata(&on_server).is_ok() {
+            std::fs::remove_file(&on_server)
+                .with_context(|| format!("removing {}", on_server.display()))?;
+        }
+    }
+    if systemd::manages(&ctx.root) {
+        systemd::daemon_reload()?;
+    }
+    Ok(())
+}
+
+/// Whether 7.1 used EUQ: both of the seed's settings, end-user access and
+/// EUQ itself, as the configuration import carried them into 9.1.
+async fn euq_in_use(ctx: &Context) -> Result<bool> {
+    let client = pg::connect(&ctx.database()?).await?;
+    probe::euq_in_use_91(&client).await
+}
+
+/// The 9.1 service units (not the upgrade's own).
+fn nine_one_units() -> Vec<Unit> {
+    units::CORE_91
+        .iter()
+        .chain(&units::EUQ_91)
+        .copied()
+        .collect()
+}
+
+fn unit_path(unit: &Unit) -> PathBuf {
+    Path::new(UNIT_DIR).join(unit.name)
+}
