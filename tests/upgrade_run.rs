@@ -146,7 +146,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     let imss_ini =
         std::fs::read_to_string(root.resolve("/opt/trend/imss/config/imss.ini").unwrap()).unwrap();
     assert!(
-        imss_ini.contains(&format!("[dns]")) && imss_ini.contains(&format!("port = {dns_port}")),
+        imss_ini.contains("[dns]") && imss_ini.contains(&format!("port = {dns_port}")),
         "{imss_ini}"
     );
 

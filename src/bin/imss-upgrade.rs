@@ -56,6 +56,11 @@ enum Command {
     Recover {
         #[command(flatten)]
         payload: PayloadArgs,
+        /// Run by imss-upgrade-recover.service at boot: the 9.1 units,
+        /// ordered after it, are queued rather than waited for, and check
+        /// themselves as they start.
+        #[arg(long)]
+        at_boot: bool,
     },
     /// Rewrite the completed upgrade's snapshot as xz, off the critical path
     /// (the downtime writes a plain tar); for the background unit, safe to
@@ -126,7 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             upgrade::preflight(&payload.context(root), json).await
         }
         Command::Run { payload, json } => upgrade::run(&payload.context(root), json).await,
-        Command::Recover { payload } => upgrade::recover(&payload.context(root)).await,
+        Command::Recover { payload, at_boot } => {
+            upgrade::recover(&payload.context(root).at_boot(at_boot)).await
+        }
         Command::CompressSnapshot { preset, threads } => {
             upgrade::compress_snapshot(&Context::new(root), preset, threads).await
         }

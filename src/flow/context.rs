@@ -42,6 +42,9 @@ pub struct Context {
     /// How long the services may take to start or stop before the upgrade
     /// gives up on them and rolls back.
     pub service_timeout: Duration,
+    /// Run by the boot-time recovery unit: the 9.1 units it starts are
+    /// ordered after it, so their starts are queued, not waited for.
+    pub at_boot: bool,
     /// Shared by the clones a run hands to its blocking tasks, so that what
     /// preflight settles holds for all of them.
     database: Arc<Mutex<Option<DbSettings>>>,
@@ -61,10 +64,17 @@ impl Context {
             root,
             target_pg_bin: payload_dir.join(PAYLOAD_PG_BIN),
             service_timeout: imssctl::DEFAULT_TIMEOUT,
+            at_boot: false,
             payload_dir,
             database: Arc::default(),
             service_user: OnceLock::new(),
         }
+    }
+
+    /// The same, run by the boot-time recovery unit.
+    pub fn at_boot(mut self, at_boot: bool) -> Self {
+        self.at_boot = at_boot;
+        self
     }
 
     /// The same, with `limit` for the services' starts and stops.

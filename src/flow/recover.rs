@@ -74,6 +74,22 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
             rollback::roll_back(ctx, &mut journal, None, lines).await?;
             Recovery::RolledBack
         }
+        RunState::InProgress if switched(&journal) && ctx.at_boot => {
+            // At boot the 9.1 units wait for this recovery to end: they are
+            // queued, and start (and check themselves) once it exits; the
+            // steps left need only files.
+            let mut progress = Progress::default();
+            let finished = async {
+                ctx.unblock(rollback::settle_survivors).await?;
+                switch::start_91(ctx, switch::Wait::No).await?;
+                run_steps(ctx, &mut journal, &mut progress, lines).await
+            }
+            .await;
+            if let Err(err) = finished {
+                return Err(rollback::after_failure(ctx, &mut journal, err, lines).await);
+            }
+            Recovery::Finished
+        }
         RunState::InProgress if switched(&journal) => {
             let mut progress = Progress::default();
             // 9.1 took over before the interruption; after a power loss

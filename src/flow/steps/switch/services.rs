@@ -42,7 +42,7 @@ pub enum Wait {
 pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
     let mut paths = vec![PathBuf::from(BIND_WORKING_DIR)];
     if systemd::manages(&ctx.root) {
-        paths.extend(nine_one_units().iter().map(|unit| unit_path(unit)));
+        paths.extend(nine_one_units().iter().map(unit_path));
     }
     for path in &paths {
         let on_server = ctx.root.resolve(path)?;
