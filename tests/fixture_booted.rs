@@ -12,12 +12,10 @@
 //! `imss_fixture::booted_host`); they build the server with the workspace's
 //! PostgreSQL 10 (`make setup`).
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use imss_fixture::booted_host::BootedHost;
-use imss_fixture::harness::{FixtureServer, fixture_exe};
+use imss_fixture::harness::FixtureServer;
+use imss_fixture::model_host::ModelHost;
 use imss_fixture::services::{Ports, ServiceKind, euq};
 use imss_fixture::units::{self, DATABASE_UNIT, TARGET};
 use imss_upgrade::files::odbc_ini::DbSettings;
@@ -41,164 +39,18 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a start or stop of the whole server may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A booted host that sees the workspace (its PostgreSQL 10 under
-/// `.tools`) and the `imss-fixture` program, wherever they are on this
-/// machine (a checkout under `/tmp` is hidden by the host's own `/tmp`).
-struct Host {
-    host: BootedHost,
-    fixture: PathBuf,
-}
-
-impl Host {
-    fn boot(name: &str) -> Self {
-        let fixture = fixture_exe().expect("imss-fixture is built (`cargo build --workspace`)");
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let mut binds = vec![workspace];
-        let program_dir = fixture.parent().expect("a program is in a directory");
-        binds.push(program_dir.to_path_buf());
-        if let Some(pg10) = std::env::var_os("IMSS_PG10_BIN") {
-            binds.push(PathBuf::from(pg10));
-        }
-        let binds = outermost(binds);
-        let host = BootedHost::boot(name, &binds).unwrap_or_else(|err| {
-            panic!(
-                "booting the test host {name} (needs root and `apt-get install systemd-container`): {err:#}"
-            )
-        });
-        Self { host, fixture }
-    }
-
-    /// `imss-fixture ARGS` inside the host, as root, with `IMSS_PG10_BIN`
-    /// passed on when this test has one (`env -i` clears the rest).
-    fn fixture(&self, args: &[&str], timeout: Duration) -> Result<String, String> {
-        let mut argv: Vec<OsString> = Vec::new();
-        if let Some(pg10) = std::env::var_os("IMSS_PG10_BIN") {
-            let mut assignment = OsString::from("IMSS_PG10_BIN=");
-            assignment.push(pg10);
-            argv.push(assignment);
-        }
-        argv.push(self.fixture.clone().into_os_string());
-        argv.extend(args.iter().map(OsString::from));
-        self.host
-            .command(&argv)
-            .map_err(|err| format!("{err:#}"))?
-            .timeout(timeout)
-            .output_text()
-            .map_err(|err| format!("imss-fixture {} inside the host: {err}", args.join(" ")))
-    }
-
-    /// `argv` inside the host; its exit code and standard output.
-    fn probe(&self, argv: &[&str]) -> (Option<i32>, String) {
-        let output = self
-            .host
-            .command(argv)
-            .unwrap()
-            .timeout(Duration::from_secs(60))
-            .run_unchecked()
-            .unwrap_or_else(|err| panic!("running {argv:?} inside the host: {err}"));
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        )
-    }
-
-    /// `systemctl is-active UNIT` inside the host.
-    fn active(&self, unit: &str) -> String {
-        self.probe(&["systemctl", "is-active", unit]).1
-    }
-
-    /// `systemctl is-enabled UNIT` inside the host.
-    fn enabled(&self, unit: &str) -> String {
-        self.probe(&["systemctl", "is-enabled", unit]).1
-    }
-
-    /// Panics, with each unit's status, unless every one of `units` is
-    /// `state` (`systemctl is-active`).
-    fn assert_units(&self, units: &[String], state: &str, when: &str) {
-        let wrong: Vec<String> = units
-            .iter()
-            .filter_map(|unit| {
-                let actual = self.active(unit);
-                (actual != state).then(|| {
-                    let status = self
-                        .probe(&["systemctl", "status", "--no-pager", "--lines=10", unit])
-                        .1;
-                    format!("{unit} is {actual:?}:\n{status}")
-                })
-            })
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "{when}: every one of {units:?} should be {state}, but\n{}",
-            wrong.join("\n\n")
-        );
-    }
-
-    /// Whether something accepts TCP connections on 127.0.0.1:`port`
-    /// inside the host (its network is its own).
-    fn listens(&self, port: &str) -> bool {
-        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
-        self.probe(&["bash", "-c", &script]).0 == Some(0)
-    }
-
-    /// One second of mail to the scanner on port 25 inside the host; the
-    /// mails it accepted.
-    fn mail_accepted(&self) -> u64 {
-        let text = self
-            .fixture(
-                &[
-                    "traffic",
-                    "--port",
-                    SMTP_PORT,
-                    "--duration",
-                    "1",
-                    "--rate",
-                    "10",
-                    "--json",
-                ],
-                Duration::from_secs(120),
-            )
-            .unwrap_or_else(|err| panic!("{err}"));
-        let report: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|err| panic!("the traffic report is not JSON ({err}): {text}"));
-        report["accepted"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("the traffic report has no count of accepted mails: {text}"))
-    }
-
-    /// The EUQ service's answer to `STATUS` on its default port.
-    fn euq_status(&self) -> String {
-        let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{EUQ_SERVICE_PORT} && printf 'STATUS\\r\\n' >&3 && cat <&3"
-        );
-        let (code, answer) = self.probe(&["bash", "-c", &script]);
-        assert_eq!(
-            code,
-            Some(0),
-            "the EUQ service on port {EUQ_SERVICE_PORT} inside the host does not answer"
-        );
-        answer
-    }
-
-    /// The account a unit's main process runs as.
-    fn unit_user(&self, unit: &str) -> String {
-        let (_, pid) = self.probe(&["systemctl", "show", "--property=MainPID", "--value", unit]);
-        self.probe(&["stat", "--format=%U", &format!("/proc/{pid}")])
-            .1
-    }
-}
-
-/// `dirs` without those inside another of them: the host mounts each at
-/// its own path.
-fn outermost(mut dirs: Vec<PathBuf>) -> Vec<PathBuf> {
-    dirs.sort();
-    dirs.dedup();
-    let all = dirs.clone();
-    dirs.retain(|dir| {
-        !all.iter()
-            .any(|other| other != dir && dir.starts_with(other))
-    });
-    dirs
+/// The EUQ service's answer to `STATUS` on its default port.
+fn euq_status(host: &ModelHost) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{EUQ_SERVICE_PORT} && printf 'STATUS\\r\\n' >&3 && cat <&3"
+    );
+    let (code, answer) = host.probe(&["bash", "-c", &script]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the EUQ service on port {EUQ_SERVICE_PORT} inside the host does not answer"
+    );
+    answer
 }
 
 fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -217,7 +69,7 @@ fn server_units() -> Vec<String> {
 
 /// Builds a small 7.1 server on the host's `/` with `extra` build options;
 /// the units the build reports it enabled.
-fn build_on_root(host: &Host, extra: &[&str]) -> Vec<String> {
+fn build_on_root(host: &ModelHost, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["build", "--root", "/", "--history-rows", "2000", "--json"];
     args.extend_from_slice(extra);
     let text = host
@@ -236,7 +88,7 @@ fn build_on_root(host: &Host, extra: &[&str]) -> Vec<String> {
 #[test]
 fn on_a_systemd_host_the_71_server_runs_as_units_that_its_control_script_stops_and_starts() {
     let _one = one_host_at_a_time();
-    let host = Host::boot("fx-71");
+    let host = ModelHost::boot("fx-71");
 
     let enabled = build_on_root(&host, &[]);
     let mut expected = vec![TARGET.to_string()];
@@ -267,7 +119,7 @@ fn on_a_systemd_host_the_71_server_runs_as_units_that_its_control_script_stops_a
     }
     let accepted = host.mail_accepted();
     assert!(accepted > 0, "the scanner accepted no mail on port 25");
-    let answer = host.euq_status();
+    let answer = euq_status(&host);
     let held: u64 = answer
         .strip_prefix("EUQ 7.1 ready: ")
         .and_then(|rest| rest.strip_suffix(" messages in quarantine"))
@@ -312,7 +164,7 @@ fn on_a_systemd_host_the_71_server_runs_as_units_that_its_control_script_stops_a
 #[test]
 fn on_a_systemd_host_with_euq_off_the_euq_units_are_neither_enabled_nor_started() {
     let _one = one_host_at_a_time();
-    let host = Host::boot("fx-71-euq-off");
+    let host = ModelHost::boot("fx-71-euq-off");
 
     let enabled = build_on_root(&host, &["--euq", "off"]);
     let euq_units = [
@@ -389,22 +241,9 @@ async fn the_euq_service_reports_the_held_quarantine_or_that_euq_is_disabled() {
 }
 
 #[test]
-fn bind_mounts_are_the_outermost_directories() {
-    assert_eq!(
-        outermost(vec![
-            PathBuf::from("/w/target/debug"),
-            PathBuf::from("/w"),
-            PathBuf::from("/x/pg10/bin"),
-            PathBuf::from("/w"),
-        ]),
-        [Path::new("/w"), Path::new("/x/pg10/bin")]
-    );
-}
-
-#[test]
 fn on_a_systemd_host_the_71_server_comes_back_by_itself_after_a_power_loss() {
     let _one = one_host_at_a_time();
-    let mut host = Host::boot("fx-71-power");
+    let mut host = ModelHost::boot("fx-71-power");
     build_on_root(&host, &[]);
     host.fixture(&["start", "--root", "/"], CONTROL_TIMEOUT)
         .unwrap_or_else(|err| panic!("{err}"));

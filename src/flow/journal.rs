@@ -174,6 +174,10 @@ pub enum Undo {
         /// undo stops the units and removes these.
         #[serde(default)]
         created: Vec<PathBuf>,
+        /// The 7.1 server's units the switch disables (where systemd
+        /// manages the server): the undo enables them again.
+        #[serde(default)]
+        disabled_71_units: Vec<String>,
     },
     /// register-rollback: remove the rollback manifest.
     RemoveRollbackManifest {

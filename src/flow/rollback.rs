@@ -300,7 +300,8 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
             staging,
             replaced,
             created,
-        } => switch::undo(ctx, staging, replaced, created).await,
+            disabled_71_units,
+        } => switch::undo(ctx, staging, replaced, created, disabled_71_units).await,
         Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
     }
 }

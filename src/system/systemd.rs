@@ -52,6 +52,57 @@ pub fn stop(units: &[&str], limit: Duration) -> Result<()> {
     systemctl_on("stop", &installed, Some(limit))
 }
 
+/// Where unit files are looked for, highest priority first.
+const UNIT_FILE_DIRS: [&str; 3] = [
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// The enabled service units whose unit file names `path` or a path
+/// under it (a program tree, say): a server's own units, whatever they
+/// are called.
+pub fn enabled_units_naming(path: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in UNIT_FILE_DIRS {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".service") || found.contains(&name) {
+                continue;
+            }
+            let names_it =
+                std::fs::read_to_string(entry.path()).is_ok_and(|text| names_path(&text, path));
+            if names_it && is_enabled(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether `text` names `path` itself or a path under it (not a sibling
+/// that merely starts with the same characters).
+fn names_path(text: &str, path: &str) -> bool {
+    text.match_indices(path).any(|(at, _)| {
+        text[at + path.len()..]
+            .chars()
+            .next()
+            .is_none_or(|next| !(next.is_alphanumeric() || matches!(next, '.' | '-' | '_')))
+    })
+}
+
+/// Whether `unit` is enabled to start at boot.
+pub fn is_enabled(unit: &str) -> bool {
+    Cmd::new("systemctl")
+        .args(["is-enabled", unit])
+        .output_text()
+        .is_ok_and(|state| state.trim() == "enabled")
+}
+
 /// Whether `unit` is active now.
 pub fn is_active(unit: &str) -> bool {
     Cmd::new("systemctl")
@@ -89,4 +140,26 @@ fn systemctl(argv: &[&str], limit: Option<Duration>) -> Result<()> {
     }
     cmd.run()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_names_a_tree_by_the_tree_or_a_path_under_it_only() {
+        let tree = "/opt/trend/imss";
+        assert!(names_path("WorkingDirectory=/opt/trend/imss\n", tree));
+        assert!(names_path(
+            "ExecStart=/opt/trend/imss/bin/imssd start",
+            tree
+        ));
+        assert!(names_path("ExecStart=\"/opt/trend/imss\" x", tree));
+        assert!(!names_path(
+            "ExecStart=/opt/trend/imss.71-replaced/bin/x",
+            tree
+        ));
+        assert!(!names_path("ExecStart=/opt/trend/imss2/bin/x", tree));
+        assert!(!names_path("ReadWritePaths=/opt/trend /var/imss", tree));
+    }
 }

@@ -11,6 +11,7 @@
 //! switch created outside the program tree.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -19,11 +20,15 @@ use crate::flow::context::Context;
 use crate::flow::health;
 use crate::flow::layout::{self, BIND_WORKING_DIR, UNIT_DIR};
 use crate::migration::probe;
+use crate::support::constants::PROGRAM_DIR;
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::system::imssctl::Action;
 use crate::system::pg::{self, StopMode};
 use crate::system::systemd;
+
+/// How often the scanner is asked whether it takes mail yet.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// Whether to wait for the units to be up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,34 @@ pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(paths)
+}
+
+/// Where systemd manages the server, the 7.1 server's own enabled units:
+/// those whose unit file names the program tree (and are not 9.1's).
+/// The switch disables them, so that a reboot starts 9.1, not 7.1 over the
+/// 9.1 tree; the undo enables them again.
+pub fn enabled_71_units(ctx: &Context) -> Vec<String> {
+    if !systemd::manages(&ctx.root) {
+        return Vec::new();
+    }
+    let ours = units::names(&units::ALL);
+    systemd::enabled_units_naming(PROGRAM_DIR)
+        .into_iter()
+        .filter(|name| !ours.contains(&name.as_str()))
+        .collect()
+}
+
+/// Disables the 7.1 units `names` (see [`enabled_71_units`]).
+pub fn disable_71_units(names: &[String]) -> Result<()> {
+    systemd::disable(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Enables the 7.1 units `names` again, once the 7.1 tree is back.
+pub fn enable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
+    if !systemd::manages(&ctx.root) || names.is_empty() {
+        return Ok(());
+    }
+    systemd::enable(&names.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Starts 9.1 in place: its units where systemd manages the server (the
@@ -89,7 +122,10 @@ fn start_units(ctx: &Context, euq: bool, wait: Wait) -> Result<Vec<&'static str>
     }
     systemd::enable(&names)?;
     match wait {
-        Wait::UntilUp => systemd::start(&names, ctx.service_timeout)?,
+        Wait::UntilUp => {
+            systemd::start(&names, ctx.service_timeout)?;
+            wait_until_accepting(ctx)?;
+        }
         Wait::No => systemd::start_queued(&names)?,
     }
     tracing::info!(
@@ -105,6 +141,26 @@ fn start_units(ctx: &Context, euq: bool, wait: Wait) -> Result<Vec<&'static str>
         }
     );
     Ok(names)
+}
+
+/// Waits until the scanner accepts mail: its unit is up once its process
+/// runs, which is before it listens.
+fn wait_until_accepting(ctx: &Context) -> Result<()> {
+    let deadline = Instant::now() + ctx.service_timeout;
+    loop {
+        match health::check_accepting(ctx) {
+            Ok(()) => return Ok(()),
+            Err(err) if Instant::now() > deadline => {
+                return Err(err.context(format!(
+                    "the 9.1 scanner did not take mail within {:?} of its unit's start: \
+                     `journalctl -u {}` says why",
+                    ctx.service_timeout,
+                    units::SCANNER.name
+                )));
+            }
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
+        }
+    }
 }
 
 /// Stops 9.1 (its units, or its control script) and removes what the

@@ -1,0 +1,311 @@
+//! The whole upgrade on a booted host, as an administrator runs it on a
+//! RHEL server: a 7.1 server on `/` running as units, beside the host's
+//! own DNS server on port 53; `imss-upgrade run` leaves 9.1 running as
+//! units (the bundled BIND on the first free pair of ports, EUQ's units
+//! where 7.1 used EUQ) with the host's DNS server untouched and answering;
+//! the journal holds each event with its fields; `imss-rollback` removes
+//! every IMSS 9.1 unit and puts 7.1 back exactly as it was.
+//!
+//! Needs root and `systemd-container` (see `imss_fixture::booted_host`),
+//! and bind9 on this machine, whose `named.service` the host boots with.
+
+use std::time::Duration;
+
+use imss_fixture::build::DEFAULT_PASSWORD;
+use imss_fixture::model_host::ModelHost;
+use imss_fixture::oracle;
+use imss_upgrade::files::units;
+use imss_upgrade::support::logging::events;
+use imss_upgrade::support::secret::Secret;
+
+/// One booted host at a time: each builds and upgrades a whole server, and
+/// the machine has few cores.
+static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
+const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
+
+/// Where the test writes the 9.1 payload inside the host.
+const PAYLOAD: &str = "/var/lib/imss-upgrade-test/payload";
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(900);
+
+fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_HOST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A booted host with a running 7.1 server built on its `/` with `extra`
+/// build options, and the 9.1 payload written inside it.
+fn host_with_71(name: &str, extra: &[&str]) -> ModelHost {
+    let host = ModelHost::boot(name);
+    let mut args = vec![
+        "build",
+        "--root",
+        "/",
+        "--history-rows",
+        "2000",
+        "--tree-mb",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    host.fixture(&args, BUILD_TIMEOUT)
+        .unwrap_or_else(|err| panic!("building 7.1 on the host: {err}"));
+    // A build on `/` leaves the machine's rpm database alone; the host's
+    // is its own (its upper layer), so it gets the model's, as a RHEL
+    // server has one.
+    imss_fixture::rpmdb::install_base_system_in(
+        &host.host.root(),
+        imss_fixture::tree::OsFlavor::Rhel8,
+        &[],
+    )
+    .unwrap();
+    host.fixture(&["start", "--root", "/"], BUILD_TIMEOUT)
+        .unwrap_or_else(|err| panic!("starting 7.1 on the host: {err}"));
+    host.fixture(&["payload", "--out", PAYLOAD], BUILD_TIMEOUT)
+        .unwrap_or_else(|err| panic!("writing the payload on the host: {err}"));
+    host
+}
+
+/// `program ARGS` inside the host: its exit code, stdout and stderr.
+fn run_inside(host: &ModelHost, program: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut argv = vec![program];
+    argv.extend_from_slice(args);
+    let output = host
+        .host
+        .command(&argv)
+        .unwrap()
+        .timeout(UPGRADE_TIMEOUT)
+        .run_unchecked()
+        .unwrap_or_else(|err| panic!("running {argv:?} inside the host: {err}"));
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// What must come back after a rollback: the program tree, as the oracle
+/// reads it from outside, and `pg_dumpall` of the database, from inside.
+fn baseline(host: &ModelHost) -> (String, String) {
+    let tree = oracle::tree_state(&host.host.root().join("opt/trend/imss")).unwrap();
+    let pgpass = host.host.root().join("root/.pgpass-imss-test");
+    let _ = std::fs::remove_file(&pgpass);
+    imss_upgrade::system::pg::write_pgpass(&pgpass, &Secret::new(DEFAULT_PASSWORD)).unwrap();
+    let dump = host
+        .host
+        .run(&[
+            "env",
+            "PGPASSFILE=/root/.pgpass-imss-test",
+            "/usr/lib/postgresql/15/bin/pg_dumpall",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "sa",
+        ])
+        .unwrap();
+    let dump = dump
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        dump.contains("tb_policy_event"),
+        "the dump holds no 7.1 schema"
+    );
+    (tree, dump)
+}
+
+/// Whether the scanner on port 25 inside the host takes a sender and a
+/// recipient (no message is sent, so nothing is logged).
+fn takes_mail(host: &ModelHost) -> bool {
+    let dialogue = "exec 3<>/dev/tcp/127.0.0.1/25 || exit 1; \
+        read -r banner <&3; \
+        printf 'HELO localhost\\r\\nMAIL FROM:<postmaster@localhost>\\r\\nRCPT TO:<postmaster@localhost>\\r\\nRSET\\r\\nQUIT\\r\\n' >&3; \
+        cat <&3";
+    let (code, answers) = host.probe(&["bash", "-c", dialogue]);
+    code == Some(0)
+        && answers
+            .lines()
+            .filter(|line| line.starts_with("250"))
+            .count()
+            >= 4
+}
+
+/// `dig` inside the host: the A records of `localhost.` from the DNS
+/// server on 127.0.0.1:`port`.
+fn dig_localhost(host: &ModelHost, port: u16) -> String {
+    host.probe(&[
+        "dig",
+        "@127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "localhost",
+        "A",
+        "+short",
+    ])
+    .1
+}
+
+/// The journal's entries with `MESSAGE_ID=id`, as JSON objects.
+fn journal_events(host: &ModelHost, id: &str) -> Vec<serde_json::Value> {
+    let text = host
+        .host
+        .run(&[
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            &format!("MESSAGE_ID={id}"),
+        ])
+        .unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn nine_one_units(euq: bool) -> Vec<String> {
+    let mut list: Vec<String> = units::CORE_91.iter().map(|u| u.name.to_string()).collect();
+    if euq {
+        list.extend(units::EUQ_91.iter().map(|u| u.name.to_string()));
+    }
+    list
+}
+
+fn seven_one_units() -> Vec<String> {
+    [
+        "imss71-postgresql.service",
+        "imss71-policy.service",
+        "imss71-scanner.service",
+        "imss71-euq.service",
+        "imss71-euq-console.service",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_server() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-upgrade", &[]);
+    // The host runs its own DNS server (bind9's named.service) on 53/953.
+    assert_eq!(host.active("named.service"), "active");
+    assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
+    host.assert_units(&seven_one_units(), "active", "before the upgrade");
+    let (tree_before, dump_before) = baseline(&host);
+
+    let (code, stdout, stderr) = run_inside(
+        &host,
+        UPGRADE,
+        &[
+            "run",
+            "--root",
+            "/",
+            "--payload",
+            PAYLOAD,
+            "--target-pg-bin",
+            "/usr/lib/postgresql/15/bin",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "the upgrade failed:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("the report is not JSON ({err}):\n{stdout}"));
+
+    // 9.1 runs as units, EUQ's included, as 7.1 had EUQ on; 7.1's are off.
+    host.assert_units(&nine_one_units(true), "active", "after the upgrade");
+    for unit in nine_one_units(true) {
+        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the upgrade");
+    }
+    for unit in seven_one_units() {
+        assert_eq!(host.active(&unit), "inactive", "{unit} after the upgrade");
+        assert_eq!(host.enabled(&unit), "disabled", "{unit} after the upgrade");
+    }
+    assert_eq!(host.unit_user("imss-postgresql.service"), "imss");
+    assert_eq!(host.unit_user("imss-named.service"), "imss");
+    // Checked without a message: mail 9.1 took would be carried back to
+    // 7.1 by the rollback, and the database would rightly differ.
+    assert!(takes_mail(&host), "9.1 takes no mail");
+    assert!(host.listens("8447"), "the EUQ console does not answer");
+
+    // The host's DNS server keeps 53 and answers; the bundled one took
+    // the first free pair and answers there.
+    assert_eq!(host.active("named.service"), "active");
+    assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
+    assert_eq!(report["bundled_bind"]["dns_port"], 10053, "{report}");
+    assert_eq!(report["bundled_bind"]["rndc_port"], 10953, "{report}");
+    let reason = report["bundled_bind"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("53/953 taken") && reason.contains("named"),
+        "{reason}"
+    );
+    assert_eq!(dig_localhost(&host, 10053), "127.0.0.1");
+    assert_eq!(report["euq_enabled"], true, "{report}");
+    let (code, status, _) = run_inside(&host, UPGRADE, &["status", "--json", "--root", "/"]);
+    assert_eq!(code, Some(0), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["bundled_bind"]["dns_port"], 10053, "{status}");
+
+    // The journal tells the story, with fields.
+    let bind_events = journal_events(&host, events::BIND_PORTS_CHOSEN);
+    assert_eq!(bind_events.len(), 1, "{bind_events:?}");
+    assert_eq!(bind_events[0]["IMSS_DNS_PORT"], "10053");
+    let unit_events = journal_events(&host, events::UNITS_STARTED);
+    assert_eq!(unit_events.len(), 1, "{unit_events:?}");
+    assert_eq!(unit_events[0]["IMSS_EUQ"], "enabled");
+    for id in [events::UPGRADE_STARTED, events::UPGRADE_COMPLETED] {
+        assert_eq!(journal_events(&host, id).len(), 1, "MESSAGE_ID={id}");
+    }
+    assert!(journal_events(&host, events::STEP_FINISHED).len() >= 6);
+
+    let (code, stdout, stderr) = run_inside(
+        &host,
+        ROLLBACK,
+        &[
+            "--root",
+            "/",
+            "--payload",
+            PAYLOAD,
+            "--target-pg-bin",
+            "/usr/lib/postgresql/15/bin",
+        ],
+    );
+    assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
+
+    // Every IMSS 9.1 unit is gone, 7.1's run and are enabled again, and
+    // the server is what it was.
+    for unit in nine_one_units(true) {
+        assert!(
+            !host
+                .host
+                .root()
+                .join("etc/systemd/system")
+                .join(&unit)
+                .exists(),
+            "{unit} outlived the rollback"
+        );
+        assert_ne!(host.active(&unit), "active", "{unit} after the rollback");
+    }
+    host.assert_units(&seven_one_units(), "active", "after the rollback");
+    for unit in seven_one_units() {
+        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the rollback");
+    }
+    assert!(!host.host.root().join("var/imss/bind").exists());
+    assert_eq!(host.active("named.service"), "active");
+    assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
+    let (tree_after, dump_after) = baseline(&host);
+    assert!(
+        host.mail_accepted() > 0,
+        "7.1 takes no mail after the rollback"
+    );
+    assert!(
+        tree_after == tree_before,
+        "the 7.1 program tree differs after the rollback"
+    );
+    assert!(
+        dump_after == dump_before,
+        "pg_dumpall differs after the rollback"
+    );
+}
