@@ -15,6 +15,8 @@ use imss_fixture::build::DEFAULT_PASSWORD;
 use imss_fixture::model_host::ModelHost;
 use imss_fixture::oracle;
 use imss_upgrade::files::units;
+use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::support::constants::BACKUP_DIR;
 use imss_upgrade::support::logging::events;
 use imss_upgrade::support::secret::Secret;
 
@@ -25,8 +27,14 @@ static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
 
-/// Where the test writes the 9.1 payload inside the host.
-const PAYLOAD: &str = "/var/lib/imss-upgrade-test/payload";
+/// Where the upgrade package puts the 9.1 payload and its helper; the
+/// recovery and compression units run the helper from there.
+const PAYLOAD: &str = imss_upgrade::flow::context::PAYLOAD_DIR;
+const HELPER_ON_HOST: &str = "usr/sbin/imss-upgrade";
+
+/// Where a run stopped at a fail point says so, inside the host (not in
+/// its `/run`, a tmpfs of its own that this machine cannot see).
+const STOP_FILE: &str = "/var/lib/imss-upgrade-test/stopped";
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -66,7 +74,16 @@ fn host_with_71(name: &str, extra: &[&str]) -> ModelHost {
         .unwrap_or_else(|err| panic!("starting 7.1 on the host: {err}"));
     host.fixture(&["payload", "--out", PAYLOAD], BUILD_TIMEOUT)
         .unwrap_or_else(|err| panic!("writing the payload on the host: {err}"));
+    // What the package installs beside the payload: the helper its units run.
+    std::fs::copy(UPGRADE, host.host.root().join(HELPER_ON_HOST)).unwrap();
     host
+}
+
+/// The step journal of the host's upgrade, read from outside.
+fn journal(host: &ModelHost) -> StepJournal {
+    StepJournal::load(&host.host.root().join(&BACKUP_DIR[1..]))
+        .unwrap()
+        .expect("the upgrade wrote a step journal")
 }
 
 /// `program ARGS` inside the host: its exit code, stdout and stderr.
@@ -166,6 +183,18 @@ fn journal_events(host: &ModelHost, id: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Waits until `done` holds; panics naming `what` after `limit`.
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn nine_one_units(euq: bool) -> Vec<String> {
     let mut list: Vec<String> = units::CORE_91.iter().map(|u| u.name.to_string()).collect();
     if euq {
@@ -196,20 +225,7 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     host.assert_units(&seven_one_units(), "active", "before the upgrade");
     let (tree_before, dump_before) = baseline(&host);
 
-    let (code, stdout, stderr) = run_inside(
-        &host,
-        UPGRADE,
-        &[
-            "run",
-            "--root",
-            "/",
-            "--payload",
-            PAYLOAD,
-            "--target-pg-bin",
-            "/usr/lib/postgresql/15/bin",
-            "--json",
-        ],
-    );
+    let (code, stdout, stderr) = run_inside(&host, UPGRADE, &["run", "--root", "/", "--json"]);
     assert_eq!(code, Some(0), "the upgrade failed:\n{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("the report is not JSON ({err}):\n{stdout}"));
@@ -260,18 +276,21 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     }
     assert!(journal_events(&host, events::STEP_FINISHED).len() >= 6);
 
-    let (code, stdout, stderr) = run_inside(
-        &host,
-        ROLLBACK,
-        &[
-            "--root",
-            "/",
-            "--payload",
-            PAYLOAD,
-            "--target-pg-bin",
-            "/usr/lib/postgresql/15/bin",
-        ],
+    // The upgrade's own units: recovery enabled for every boot, and the
+    // snapshot compressed in the background once the upgrade completed.
+    assert_eq!(host.enabled(units::RECOVER.name), "enabled");
+    let snapshot_xz = host
+        .host
+        .root()
+        .join(&BACKUP_DIR[1..])
+        .join("snapshot.tar.xz");
+    wait_for(
+        Duration::from_secs(300),
+        "the snapshot's compression",
+        || snapshot_xz.exists() && host.active(units::COMPRESS.name) == "inactive",
     );
+
+    let (code, stdout, stderr) = run_inside(&host, ROLLBACK, &["--root", "/"]);
     assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
 
     // Every IMSS 9.1 unit is gone, 7.1's run and are enabled again, and
@@ -307,5 +326,152 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     assert!(
         dump_after == dump_before,
         "pg_dumpall differs after the rollback"
+    );
+}
+
+/// Starts `imss-upgrade run` inside the host, stopped dead at fail point
+/// `point`, then cuts the host's power and boots it again: the recovery
+/// unit settles the run at boot.
+fn power_loss_at(host: &mut ModelHost, point: &str) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let stop_file = host.host.root().join(&STOP_FILE[1..]);
+    std::fs::create_dir_all(stop_file.parent().unwrap()).unwrap();
+    let mut run = host
+        .host
+        .command(&[
+            "env",
+            &format!("IMSS_STOP_AT={point}"),
+            &format!("IMSS_STOP_FILE={STOP_FILE}"),
+            UPGRADE,
+            "run",
+            "--root",
+            "/",
+        ])
+        .unwrap()
+        .spawn_daemon(log.path())
+        .unwrap();
+    wait_for(
+        Duration::from_secs(600),
+        &format!("the run reaching {point}"),
+        || {
+            let ended = run.try_wait().unwrap();
+            assert!(
+                ended.is_none(),
+                "the run ended before {point}: {}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+            stop_file.exists()
+        },
+    );
+    host.host.power_loss().unwrap();
+    let _ = run.wait();
+    if let Err(err) = host.host.boot_again() {
+        let recovery = host
+            .host
+            .run(&["journalctl", "--no-pager", "-b", "-u", units::RECOVER.name])
+            .unwrap_or_default();
+        panic!("{err:#}\nthe recovery at boot:\n{recovery}");
+    }
+}
+
+/// When `unit`'s main process started or exited (`property`), in
+/// microseconds since boot.
+fn monotonic(host: &ModelHost, unit: &str, property: &str) -> u64 {
+    host.probe(&[
+        "systemctl",
+        "show",
+        &format!("--property={property}"),
+        "--value",
+        unit,
+    ])
+    .1
+    .parse()
+    .unwrap_or_else(|err| panic!("{unit} {property}: {err}"))
+}
+
+#[test]
+fn a_power_loss_inside_the_migration_is_rolled_back_at_boot_to_71_exactly() {
+    let _one = one_host_at_a_time();
+    let mut host = host_with_71("e2e-power-migrate", &[]);
+    let (tree_before, dump_before) = baseline(&host);
+
+    power_loss_at(&mut host, "migrate-window-copied");
+
+    assert_eq!(journal(&host).state, RunState::RolledBack);
+    assert_eq!(
+        host.probe(&[
+            "systemctl",
+            "show",
+            "--property=Result",
+            "--value",
+            units::RECOVER.name
+        ])
+        .1,
+        "success"
+    );
+    wait_for(Duration::from_secs(120), "7.1's units to run", || {
+        seven_one_units()
+            .iter()
+            .all(|unit| host.active(unit) == "active")
+    });
+    for unit in seven_one_units() {
+        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the recovery");
+    }
+    for unit in nine_one_units(true) {
+        assert!(
+            !host
+                .host
+                .root()
+                .join("etc/systemd/system")
+                .join(&unit)
+                .exists()
+        );
+    }
+    let (tree_after, dump_after) = baseline(&host);
+    assert!(
+        tree_after == tree_before,
+        "the 7.1 program tree differs after the recovery"
+    );
+    assert!(
+        dump_after == dump_before,
+        "pg_dumpall differs after the recovery"
+    );
+    assert!(takes_mail(&host), "7.1 takes no mail after the recovery");
+}
+
+#[test]
+fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts() {
+    let _one = one_host_at_a_time();
+    let mut host = host_with_71("e2e-power-switch", &[]);
+
+    power_loss_at(&mut host, "before-register-rollback");
+
+    assert_eq!(journal(&host).state, RunState::Completed);
+    wait_for(Duration::from_secs(120), "9.1's units to run", || {
+        nine_one_units(true)
+            .iter()
+            .all(|unit| host.active(unit) == "active")
+    });
+    let settled = monotonic(&host, units::RECOVER.name, "ExecMainExitTimestampMonotonic");
+    for unit in nine_one_units(true) {
+        let started = monotonic(&host, &unit, "ExecMainStartTimestampMonotonic");
+        assert!(
+            settled <= started,
+            "{unit} started ({started}) before the recovery ended ({settled})"
+        );
+    }
+    for unit in seven_one_units() {
+        assert_eq!(host.active(&unit), "inactive", "{unit} after the recovery");
+    }
+    wait_for(Duration::from_secs(60), "the scanner to take mail", || {
+        takes_mail(&host)
+    });
+    assert!(
+        host.host
+            .root()
+            .join(&BACKUP_DIR[1..])
+            .join("rollback-manifest.json")
+            .is_file(),
+        "the recovery registered the rollback"
     );
 }

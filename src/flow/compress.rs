@@ -7,12 +7,20 @@ use anyhow::{Result, bail};
 use super::context::Context;
 use super::journal::{RunState, StepJournal};
 use super::layout;
+use super::lock::UpgradeLock;
 
 /// Rewrites the completed upgrade's snapshot as xz `preset` on `threads`
 /// threads; safe to interrupt and run again. Returns the archive's size in
 /// bytes.
 pub fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u64> {
     let backup = layout::backup_dir(ctx)?;
+    // Never under a rollback or a recovery, which read the snapshot.
+    let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
+        bail!(
+            "{} holds no upgrade: the snapshot is compressed once the upgrade is done",
+            backup.display()
+        );
+    };
     match StepJournal::load(&backup)?.map(|journal| journal.state) {
         Some(RunState::Completed) => {}
         _ => bail!(

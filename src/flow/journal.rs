@@ -147,7 +147,12 @@ pub enum Undo {
     },
     /// quiesce: start 7.1 again through its control script and check that
     /// it takes mail.
-    Restart71,
+    Restart71 {
+        /// The 7.1 server's units the quiesce disabled (where systemd
+        /// manages the server): enabled again first.
+        #[serde(default)]
+        disabled_71_units: Vec<String>,
+    },
     /// snapshot: move the 7.1 data directory from the backup back to its
     /// place, from whatever stage the move reached (paths inside the root).
     MoveDataDirBack {
@@ -174,10 +179,6 @@ pub enum Undo {
         /// undo stops the units and removes these.
         #[serde(default)]
         created: Vec<PathBuf>,
-        /// The 7.1 server's units the switch disables (where systemd
-        /// manages the server): the undo enables them again.
-        #[serde(default)]
-        disabled_71_units: Vec<String>,
     },
     /// register-rollback: remove the rollback manifest.
     RemoveRollbackManifest {
@@ -191,7 +192,7 @@ impl Undo {
     pub fn step(&self) -> Step {
         match self {
             Undo::RemoveStagedCluster { .. } => Step::Presync,
-            Undo::Restart71 => Step::Quiesce,
+            Undo::Restart71 { .. } => Step::Quiesce,
             Undo::MoveDataDirBack { .. } => Step::Snapshot,
             Undo::RemoveTargetCluster { .. } => Step::Migrate,
             Undo::RestoreProgramTree { .. } => Step::Switch,
@@ -747,7 +748,12 @@ mod tests {
     fn an_undo_note_goes_to_its_own_running_step_only() {
         let (_dir, mut journal) = journal();
         journal.begin(Step::Presync).unwrap();
-        let err = journal.note_undo(Undo::Restart71).unwrap_err().to_string();
+        let err = journal
+            .note_undo(Undo::Restart71 {
+                disabled_71_units: Vec::new(),
+            })
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("quiesce"), "{err}");
         journal
             .note_undo(Undo::RemoveStagedCluster {

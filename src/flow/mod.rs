@@ -15,4 +15,5 @@ pub mod recover;
 pub mod rollback;
 pub mod rollback_manifest;
 pub mod run;
+pub mod server_units;
 pub mod steps;

@@ -14,6 +14,7 @@ use super::journal::{RollbackCause, RunState, Step, StepJournal, StepRecord, Ste
 use super::layout;
 use super::lock::UpgradeLock;
 use super::rollback_manifest::RollbackManifest;
+use super::server_units;
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
 use crate::migration::selection::window_cutoff;
 use crate::snapshot::EntryKind;
@@ -176,7 +177,9 @@ fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
         Some(replaced) => !ctx.root.resolve_parent(replaced)?.exists(),
         None => false,
     };
-    let starts_71 = pending.iter().any(|undo| matches!(undo, Undo::Restart71));
+    let starts_71 = pending
+        .iter()
+        .any(|undo| matches!(undo, Undo::Restart71 { .. }));
     if from_archive {
         match crate::snapshot::verify(&layout::backup_dir(ctx)?) {
             Err(err) => missing.push(format!("{err:#}")),
@@ -285,7 +288,7 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
     };
     match undo {
         Undo::RemoveStagedCluster { data_dir } => presync::undo(ctx, data_dir).await,
-        Undo::Restart71 => quiesce::undo(ctx).await,
+        Undo::Restart71 { disabled_71_units } => quiesce::undo(ctx, disabled_71_units).await,
         Undo::MoveDataDirBack { original, moved_to } => {
             snapshot::undo(ctx, original, moved_to).await
         }
@@ -300,8 +303,7 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
             staging,
             replaced,
             created,
-            disabled_71_units,
-        } => switch::undo(ctx, staging, replaced, created, disabled_71_units).await,
+        } => switch::undo(ctx, staging, replaced, created).await,
         Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
     }
 }
@@ -310,6 +312,9 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
 /// backup is the one the upgrade registered.
 pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()> {
     let backup = layout::backup_dir(ctx)?;
+    // The background compression gives way (it may be interrupted and run
+    // again); it holds the lock while it works.
+    server_units::stop_compression(ctx)?;
     // Held until the rollback returns; refused while a run or recovery works.
     let lock = UpgradeLock::take_existing(ctx)?;
     let (Some(_lock), Some(mut journal)) = (lock, StepJournal::load(&backup)?) else {

@@ -16,7 +16,7 @@ use super::journal::{RunState, Step, StepJournal};
 use super::lock::UpgradeLock;
 use super::steps::switch::{self, BindChoice};
 use super::steps::{migrate, presync, quiesce, register_rollback, snapshot};
-use super::{layout, preflight, rollback};
+use super::{layout, preflight, rollback, server_units};
 use crate::files::imss_ini::ProductInfo;
 use crate::migration::copy::WindowCounts;
 use crate::migration::probe::{self, InstalledComponent};
@@ -142,6 +142,8 @@ pub async fn run(
     let product = ProductInfo::load(&ctx.root)?;
     // Held until the run returns: no recover or rollback starts under it.
     let (backup, _lock) = prepare_backup_dir(ctx, held)?;
+    // Before the journal exists: a boot at any later moment settles the run.
+    server_units::install_upgrade_units(ctx)?;
     let mut journal = StepJournal::create(&backup)?;
     tracing::info!(
         message_id = events::UPGRADE_STARTED,
@@ -161,6 +163,11 @@ pub async fn run(
             let mut report = progress.report(&journal);
             report.pattern_and_engine_versions = installed_components_91(ctx).await;
             report.euq_enabled = euq_enabled_91(ctx).await;
+            if let Err(err) = server_units::queue_compression(ctx) {
+                tracing::warn!(
+                    "the snapshot stays a plain tar until `imss-upgrade compress-snapshot` runs: {err:#}"
+                );
+            }
             report.bundled_bind = switch::bind_choice(&ctx.root).unwrap_or_else(|err| {
                 tracing::warn!("reading the bundled BIND's ports for the report: {err:#}");
                 None

@@ -53,19 +53,16 @@ const CONTROL_SCRIPT: &str = "script/imssctl.sh";
 /// Lays down the 9.1 tree, starts 9.1 and checks that it takes mail.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     let created = services::paths_to_create(ctx)?;
-    let units_71 = services::enabled_71_units(ctx);
     journal.note_undo(Undo::RestoreProgramTree {
         staging: PathBuf::from(PROGRAM_STAGING_DIR),
         replaced: PathBuf::from(PROGRAM_REPLACED_DIR),
         created,
-        disabled_71_units: units_71.clone(),
     })?;
     let bind = ctx.unblock(stage_tree).await?;
     crate::fail_point!("switch-staged");
     ctx.unblock(swap_in).await?;
     crate::fail_point!("switch-swapped");
     ctx.unblock(bundled_bind::check).await?;
-    services::disable_71_units(&units_71)?;
     start_91(ctx, Wait::UntilUp).await?;
     crate::fail_point!("switch-health-check");
     if systemd::manages(&ctx.root) {
@@ -162,11 +159,9 @@ pub async fn undo(
     staging: &Path,
     replaced: &Path,
     created: &[PathBuf],
-    disabled_71_units: &[String],
 ) -> Result<()> {
     let (staging, replaced) = (staging.to_path_buf(), replaced.to_path_buf());
     let created = created.to_vec();
-    let units_71 = disabled_71_units.to_vec();
     ctx.unblock(move |ctx| {
         let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
         if systemd::manages(&ctx.root) {
@@ -198,7 +193,7 @@ pub async fn undo(
         } else {
             snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?)?;
         }
-        services::enable_71_units(ctx, &units_71)
+        Ok(())
     })
     .await
 }

@@ -20,7 +20,6 @@ use crate::flow::context::Context;
 use crate::flow::health;
 use crate::flow::layout::{self, BIND_WORKING_DIR, UNIT_DIR};
 use crate::migration::probe;
-use crate::support::constants::PROGRAM_DIR;
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::system::imssctl::Action;
@@ -62,34 +61,6 @@ pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Where systemd manages the server, the 7.1 server's own enabled units:
-/// those whose unit file names the program tree (and are not 9.1's).
-/// The switch disables them, so that a reboot starts 9.1, not 7.1 over the
-/// 9.1 tree; the undo enables them again.
-pub fn enabled_71_units(ctx: &Context) -> Vec<String> {
-    if !systemd::manages(&ctx.root) {
-        return Vec::new();
-    }
-    let ours = units::names(&units::ALL);
-    systemd::enabled_units_naming(PROGRAM_DIR)
-        .into_iter()
-        .filter(|name| !ours.contains(&name.as_str()))
-        .collect()
-}
-
-/// Disables the 7.1 units `names` (see [`enabled_71_units`]).
-pub fn disable_71_units(names: &[String]) -> Result<()> {
-    systemd::disable(&names.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// Enables the 7.1 units `names` again, once the 7.1 tree is back.
-pub fn enable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
-    if !systemd::manages(&ctx.root) || names.is_empty() {
-        return Ok(());
-    }
-    systemd::enable(&names.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
 /// Starts 9.1 in place: its units where systemd manages the server (the
 /// cluster the migrate step left running is handed over to its unit),
 /// else its control script. Returns the units started.
@@ -99,11 +70,34 @@ pub async fn start(ctx: &Context, wait: Wait) -> Result<Vec<&'static str>> {
             .await?;
         return Ok(Vec::new());
     }
+    if wait == Wait::No {
+        // At boot, before the database's unit may start: the switch chose
+        // the units already, and enabled them.
+        return ctx.unblock(|_| queue_enabled_units()).await;
+    }
     let euq = euq_in_use(ctx).await?;
-    ctx.unblock(move |ctx| start_units(ctx, euq, wait)).await
+    ctx.unblock(move |ctx| start_units(ctx, euq)).await
 }
 
-fn start_units(ctx: &Context, euq: bool, wait: Wait) -> Result<Vec<&'static str>> {
+/// Queues the start of the 9.1 units the switch enabled.
+fn queue_enabled_units() -> Result<Vec<&'static str>> {
+    let names: Vec<&'static str> = units::names(&nine_one_units())
+        .into_iter()
+        .filter(|name| systemd::is_enabled(name))
+        .collect();
+    if !names.iter().any(|name| *name == units::SCANNER.name) {
+        bail!(
+            "the 9.1 scanner's unit {} is not enabled, though the switch finished: \
+             enable the 9.1 units (systemctl enable imss-postgresql imss-named imss-policy imss-scanner), \
+             then run `imss-upgrade recover` again",
+            units::SCANNER.name
+        );
+    }
+    systemd::start_queued(&names)?;
+    Ok(names)
+}
+
+fn start_units(ctx: &Context, euq: bool) -> Result<Vec<&'static str>> {
     for unit in nine_one_units() {
         let path = ctx.root.resolve(unit_path(&unit))?;
         fsutil::atomic_write(&path, unit.text.as_bytes(), 0o644)?;
@@ -121,13 +115,8 @@ fn start_units(ctx: &Context, euq: bool, wait: Wait) -> Result<Vec<&'static str>
         cluster.stop(StopMode::Fast)?;
     }
     systemd::enable(&names)?;
-    match wait {
-        Wait::UntilUp => {
-            systemd::start(&names, ctx.service_timeout)?;
-            wait_until_accepting(ctx)?;
-        }
-        Wait::No => systemd::start_queued(&names)?,
-    }
+    systemd::start(&names, ctx.service_timeout)?;
+    wait_until_accepting(ctx)?;
     tracing::info!(
         message_id = events::UNITS_STARTED,
         imss_units = names.join(" "),

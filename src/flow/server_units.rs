@@ -1,0 +1,96 @@
+//! The units around the upgrade's steps, where systemd manages the server:
+//! the 7.1 server's own units (disabled from the quiesce on, so that a boot
+//! in the middle of an upgrade, or after it, never starts 7.1 over what the
+//! upgrade moved; enabled again by a rollback), and the upgrade's own
+//! units (the boot-time recovery and the snapshot's compression), installed
+//! before a run's first change so that a power loss at any later moment is
+//! settled at the next boot. Elsewhere (a server under `--root`) all of
+//! this does nothing.
+
+use anyhow::Result;
+
+use crate::files::units::{self, Unit};
+use crate::flow::context::Context;
+use crate::flow::layout::UNIT_DIR;
+use crate::support::constants::PROGRAM_DIR;
+use crate::support::fsutil;
+use crate::system::systemd;
+
+/// The 7.1 server's enabled units: those whose unit file names the program
+/// tree (whatever they are called), other than the product's own.
+pub fn enabled_71_units(ctx: &Context) -> Vec<String> {
+    if !systemd::manages(&ctx.root) {
+        return Vec::new();
+    }
+    let ours = units::names(&units::ALL);
+    systemd::enabled_units_naming(PROGRAM_DIR)
+        .into_iter()
+        .filter(|name| !ours.contains(&name.as_str()))
+        .collect()
+}
+
+/// Disables the 7.1 units `names`.
+pub fn disable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    systemd::disable(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Enables the 7.1 units `names` again.
+pub fn enable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
+    if !systemd::manages(&ctx.root) || names.is_empty() {
+        return Ok(());
+    }
+    systemd::enable(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Installs the recovery unit (enabled) and the compression unit, unless
+/// they are there as they should be. Inert without a step journal to
+/// settle or a snapshot to compress, so they stay after the upgrade.
+pub fn install_upgrade_units(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    let mut changed = false;
+    for unit in [units::RECOVER, units::COMPRESS] {
+        changed |= write_unit(ctx, &unit)?;
+    }
+    if changed {
+        systemd::daemon_reload()?;
+    }
+    if !systemd::is_enabled(units::RECOVER.name) {
+        systemd::enable(&[units::RECOVER.name])?;
+    }
+    Ok(())
+}
+
+/// Queues the snapshot's compression (idle priority) after a completed
+/// upgrade; returns at once.
+pub fn queue_compression(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    systemd::start_queued(&[units::COMPRESS.name])
+}
+
+/// Stops the snapshot's compression if it runs, and waits until it has.
+pub fn stop_compression(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    systemd::stop(&[units::COMPRESS.name], ctx.service_timeout)
+}
+
+/// Writes `unit` to the unit directory unless it holds it already;
+/// whether it wrote.
+fn write_unit(ctx: &Context, unit: &Unit) -> Result<bool> {
+    let path = ctx
+        .root
+        .resolve(std::path::Path::new(UNIT_DIR).join(unit.name))?;
+    if std::fs::read_to_string(&path).is_ok_and(|text| text == unit.text) {
+        return Ok(false);
+    }
+    fsutil::atomic_write(&path, unit.text.as_bytes(), 0o644)?;
+    Ok(true)
+}
