@@ -85,7 +85,7 @@ fn queue_enabled_units() -> Result<Vec<&'static str>> {
         .into_iter()
         .filter(|name| systemd::is_enabled(name))
         .collect();
-    if !names.iter().any(|name| *name == units::SCANNER.name) {
+    if !names.contains(&units::SCANNER.name) {
         bail!(
             "the 9.1 scanner's unit {} is not enabled, though the switch finished: \
              enable the 9.1 units (systemctl enable imss-postgresql imss-named imss-policy imss-scanner), \
