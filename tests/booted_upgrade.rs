@@ -475,3 +475,103 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
         "the recovery registered the rollback"
     );
 }
+
+/// Upgrades the host's 7.1 server; panics with the output on a failure.
+/// Returns the report.
+fn upgrade(host: &ModelHost) -> serde_json::Value {
+    let (code, stdout, stderr) = run_inside(host, UPGRADE, &["run", "--root", "/", "--json"]);
+    assert_eq!(code, Some(0), "the upgrade failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("the report is not JSON ({err}):\n{stdout}"))
+}
+
+#[test]
+fn without_a_dns_server_on_the_host_bind_takes_53_and_with_euq_off_its_units_stay_off() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-no-dns", &["--euq", "off"]);
+    host.host
+        .run(&["systemctl", "disable", "--now", "named.service"])
+        .unwrap();
+    assert!(!host.listens("53"));
+
+    let report = upgrade(&host);
+
+    assert_eq!(report["bundled_bind"]["dns_port"], 53, "{report}");
+    assert_eq!(report["bundled_bind"]["rndc_port"], 953, "{report}");
+    assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
+    assert_eq!(report["euq_enabled"], false, "{report}");
+    host.assert_units(&nine_one_units(false), "active", "after the upgrade");
+    for unit in units::EUQ_91 {
+        assert_ne!(
+            host.active(unit.name),
+            "active",
+            "{} with EUQ off",
+            unit.name
+        );
+        assert_ne!(
+            host.enabled(unit.name),
+            "enabled",
+            "{} with EUQ off",
+            unit.name
+        );
+    }
+    assert!(
+        !host.listens("8447"),
+        "the EUQ console answers with EUQ off"
+    );
+    assert!(takes_mail(&host));
+}
+
+#[test]
+fn a_stub_resolver_a_udp_only_listener_and_a_taken_fallback_are_stepped_around() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-stub-dns", &[]);
+    host.host
+        .run(&["systemctl", "disable", "--now", "named.service"])
+        .unwrap();
+    // A stub resolver on 127.0.0.53 only (as systemd-resolved has one),
+    // and a UDP-only listener on the first fallback's DNS port.
+    for (unit, script) in [
+        (
+            "stub-resolver",
+            "import socket, time\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.53', 53))\n\
+             t = socket.socket(); t.bind(('127.0.0.53', 53)); t.listen()\n\
+             time.sleep(10**6)",
+        ),
+        (
+            "udp-only",
+            "import socket, time\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 10053))\n\
+             time.sleep(10**6)",
+        ),
+    ] {
+        host.host
+            .run(&[
+                "systemd-run",
+                &format!("--unit={unit}"),
+                "python3",
+                "-c",
+                script,
+            ])
+            .unwrap();
+    }
+    wait_for(Duration::from_secs(30), "the listeners", || {
+        let sockets = host.probe(&["ss", "-lnu"]).1;
+        sockets.contains("127.0.0.53:53") && sockets.contains("127.0.0.1:10053")
+    });
+
+    let report = upgrade(&host);
+
+    assert_eq!(report["bundled_bind"]["dns_port"], 20053, "{report}");
+    assert_eq!(report["bundled_bind"]["rndc_port"], 20953, "{report}");
+    let reason = report["bundled_bind"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("127.0.0.53:53") && reason.contains("udp 127.0.0.1:10053"),
+        "{reason}"
+    );
+    assert_eq!(dig_localhost(&host, 20053), "127.0.0.1");
+    assert_eq!(host.active("stub-resolver.service"), "active");
+    assert_eq!(host.active("udp-only.service"), "active");
+    assert!(takes_mail(&host));
+}
