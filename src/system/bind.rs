@@ -284,17 +284,63 @@ impl BindPrograms {
     }
 }
 
+/// How many queries the DNS server on 127.0.0.1:`port` has answered since
+/// it started, as `rndc stats` has it write to its statistics file
+/// (`named.stats` in its working directory): the sum of the last dump's
+/// incoming queries by type.
+pub fn queries_received(
+    programs: &BindPrograms,
+    files: &BindFiles,
+    stats_file: &Path,
+) -> Result<u64> {
+    Cmd::new(&programs.rndc)
+        .arg("-c")
+        .arg(&files.rndc_conf)
+        .arg("stats")
+        .timeout(LOOKUP_TIMEOUT * 2)
+        .run()
+        .context("rndc stats of the bundled BIND")?;
+    let text = std::fs::read_to_string(stats_file).with_context(|| {
+        format!(
+            "reading the bundled BIND's statistics {}",
+            stats_file.display()
+        )
+    })?;
+    Ok(incoming_queries(&text))
+}
+
+/// The incoming queries of the last dump in a `named.stats` text.
+fn incoming_queries(text: &str) -> u64 {
+    let last_dump = text
+        .rsplit("+++ Statistics Dump +++")
+        .next()
+        .unwrap_or_default();
+    last_dump
+        .lines()
+        .skip_while(|line| line.trim() != "++ Incoming Queries ++")
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with("++"))
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Looks up `localhost. A` through the DNS server on 127.0.0.1:`port`
 /// (one UDP query, as a resolver sends it) and returns the addresses of
 /// the answer.
 pub fn look_up_localhost(port: u16) -> Result<Vec<Ipv4Addr>> {
+    look_up_a(port, "localhost")
+}
+
+/// Looks up `name`'s A records through the DNS server on
+/// 127.0.0.1:`port`, one UDP query with recursion desired.
+pub fn look_up_a(port: u16, name: &str) -> Result<Vec<Ipv4Addr>> {
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("opening a UDP socket")?;
     socket.set_read_timeout(Some(LOOKUP_TIMEOUT))?;
     socket.connect(server)?;
     let id: u16 = std::process::id() as u16;
     socket
-        .send(&query_a(id, "localhost"))
+        .send(&query_a(id, name))
         .with_context(|| format!("sending a DNS query to {server}"))?;
     let mut reply = [0u8; 512];
     let len = socket.recv(&mut reply).with_context(|| {
@@ -481,6 +527,17 @@ mod tests {
         assert!(parse_a_answers(&reply, 8).is_err());
         reply[3] = 0x83;
         assert!(format!("{:#}", parse_a_answers(&reply, 7).unwrap_err()).contains("no such name"));
+    }
+
+    #[test]
+    fn the_incoming_queries_of_the_last_dump_are_summed() {
+        let text = "+++ Statistics Dump +++ (1)\n++ Incoming Queries ++\n                   3 A\n\
+                    --- Statistics Dump --- (1)\n\
+                    +++ Statistics Dump +++ (2)\n++ Incoming Requests ++\n                   9 QUERY\n\
+                    ++ Incoming Queries ++\n                   5 A\n                   2 AAAA\n\
+                    ++ Outgoing Queries ++\n                   7 A\n--- Statistics Dump --- (2)\n";
+        assert_eq!(incoming_queries(text), 7);
+        assert_eq!(incoming_queries(""), 0);
     }
 
     #[test]

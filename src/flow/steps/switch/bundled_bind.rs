@@ -138,8 +138,27 @@ pub fn load_choice(root: &crate::support::root::Root) -> Result<Option<BindChoic
 }
 
 /// Proves the running bundled BIND: `rndc status` under the generated key,
-/// and `localhost.` looked up through it on the chosen port.
+/// and `localhost.` looked up through it on the chosen port. Its unit is
+/// up once `named` runs, which is before it listens: asked again until it
+/// answers, within the run's time limit for services.
 pub fn prove_running(ctx: &Context, choice: &BindChoice) -> Result<()> {
+    let deadline = std::time::Instant::now() + ctx.service_timeout;
+    loop {
+        match answers(ctx, choice) {
+            Ok(()) => return Ok(()),
+            Err(err) if std::time::Instant::now() > deadline => {
+                return Err(err.context(format!(
+                    "the bundled BIND did not answer within {:?} of its unit's start: \
+                     `journalctl -u imss-named` says why",
+                    ctx.service_timeout
+                )));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
     let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
     programs.status(&layout::bind_files())?;
     let answer = bind::look_up_localhost(choice.dns_port)?;
@@ -147,6 +166,28 @@ pub fn prove_running(ctx: &Context, choice: &BindChoice) -> Result<()> {
         answer.contains(&std::net::Ipv4Addr::LOCALHOST),
         "the bundled BIND on port {} answered localhost. with {answer:?}, not 127.0.0.1",
         choice.dns_port
+    );
+    Ok(())
+}
+
+/// How many queries the running bundled BIND has received.
+pub fn queries_so_far(ctx: &Context) -> Result<u64> {
+    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
+    let files = layout::bind_files();
+    let stats = ctx.root.resolve(files.working_dir.join("named.stats"))?;
+    bind::queries_received(&programs, &files, &stats)
+}
+
+/// The scanner asked the bundled BIND while it took the health-check mail:
+/// more queries now than `before` it.
+pub fn check_scanner_resolved(ctx: &Context, before: u64, choice: &BindChoice) -> Result<()> {
+    let after = queries_so_far(ctx)?;
+    ensure!(
+        after > before,
+        "the 9.1 scanner took the health-check mail without asking the bundled BIND on port {} \
+         ({after} queries before and after): check [dns] in {}",
+        choice.dns_port,
+        crate::support::constants::IMSS_INI
     );
     Ok(())
 }

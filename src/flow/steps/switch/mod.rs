@@ -66,10 +66,21 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     start_91(ctx, Wait::UntilUp).await?;
     crate::fail_point!("switch-health-check");
     if systemd::manages(&ctx.root) {
-        ctx.unblock(move |ctx| bundled_bind::prove_running(ctx, &bind))
+        // The bundled BIND answers, and the scanner resolves through it.
+        let bind = std::sync::Arc::new(bind);
+        let proof = bind.clone();
+        let before = ctx
+            .unblock(move |ctx| {
+                bundled_bind::prove_running(ctx, &proof)?;
+                bundled_bind::queries_so_far(ctx)
+            })
             .await?;
+        health::check_91_takes_mail(ctx, "switch").await?;
+        ctx.unblock(move |ctx| bundled_bind::check_scanner_resolved(ctx, before, &bind))
+            .await?;
+    } else {
+        health::check_91_takes_mail(ctx, "switch").await?;
     }
-    health::check_91_takes_mail(ctx, "switch").await?;
     // Renamed before it is deleted: a tree under the first name is whole,
     // and only a whole tree is ever renamed back.
     let removing = ctx.root.resolve_parent(PROGRAM_REMOVING_DIR)?;
