@@ -8,7 +8,6 @@
 //! through it after). Where the files go is the caller's to say
 //! ([`BindFiles`]); this module knows the programs and their formats.
 
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,75 +149,56 @@ impl BindFiles {
     pub fn localhost_zone(&self) -> PathBuf {
         self.working_dir.join("localhost.zone")
     }
+
+    /// Where `rndc stats` has `named` write its counters.
+    pub fn statistics(&self) -> PathBuf {
+        self.working_dir.join("named.stats")
+    }
 }
+
+/// `bind/named.conf.in`, `bind/rndc.conf.in` and `bind/localhost.zone`,
+/// compiled in.
+const NAMED_CONF_TEMPLATE: &str = include_str!("../../bind/named.conf.in");
+const RNDC_CONF_TEMPLATE: &str = include_str!("../../bind/rndc.conf.in");
+const LOCALHOST_ZONE: &str = include_str!("../../bind/localhost.zone");
 
 /// `named.conf` for `ports`: answers (and recurses) for this machine only,
 /// on loopback, with its control channel on loopback under the generated
 /// key. Serves the `localhost` zone itself, which the health check looks
 /// up through it.
 pub fn named_conf(files: &BindFiles, ports: BindPorts) -> String {
-    let quote = |path: &Path| conf_quote(&path.to_string_lossy());
-    let mut text = String::new();
-    let _ = write!(
-        text,
-        "// IMSS 9.1's bundled BIND, written by imss-upgrade: ports chosen at the upgrade.\n\
-         include {key};\n\
-         \n\
-         options {{\n\
-         \tdirectory {dir};\n\
-         \tpid-file {pid};\n\
-         \tsession-keyfile {session};\n\
-         \tmanaged-keys-directory {dir};\n\
-         \tlisten-on port {dns} {{ 127.0.0.1; }};\n\
-         \tlisten-on-v6 port {dns} {{ ::1; }};\n\
-         \tallow-query {{ localhost; }};\n\
-         \trecursion yes;\n\
-         \tallow-recursion {{ localhost; }};\n\
-         \tdnssec-validation no;\n\
-         }};\n\
-         \n\
-         controls {{\n\
-         \tinet 127.0.0.1 port {rndc} allow {{ 127.0.0.1; }} keys {{ \"{RNDC_KEY_NAME}\"; }};\n\
-         }};\n\
-         \n\
-         zone \"localhost\" {{\n\
-         \ttype primary;\n\
-         \tfile {zone};\n\
-         }};\n",
-        key = quote(&files.rndc_key),
-        dir = quote(&files.working_dir),
-        pid = quote(&files.working_dir.join("named.pid")),
-        session = quote(&files.working_dir.join("session.key")),
-        zone = quote(&files.localhost_zone()),
-        dns = ports.dns,
-        rndc = ports.rndc,
-    );
-    text
+    fill(NAMED_CONF_TEMPLATE, files, ports)
 }
 
 /// `rndc.conf`: the control key and where `named` listens for it.
 pub fn rndc_conf(files: &BindFiles, ports: BindPorts) -> String {
-    format!(
-        "// rndc for IMSS 9.1's bundled BIND, written by imss-upgrade.\n\
-         include {key};\n\
-         \n\
-         options {{\n\
-         \tdefault-key \"{RNDC_KEY_NAME}\";\n\
-         \tdefault-server 127.0.0.1;\n\
-         \tdefault-port {rndc};\n\
-         }};\n",
-        key = conf_quote(&files.rndc_key.to_string_lossy()),
-        rndc = ports.rndc,
-    )
+    fill(RNDC_CONF_TEMPLATE, files, ports)
 }
 
 /// The `localhost` zone: `localhost.` is 127.0.0.1 and ::1.
 pub fn localhost_zone() -> &'static str {
-    "$TTL 86400\n\
-     @\tIN SOA localhost. root.localhost. ( 1 3600 900 604800 86400 )\n\
-     @\tIN NS localhost.\n\
-     @\tIN A 127.0.0.1\n\
-     @\tIN AAAA ::1\n"
+    LOCALHOST_ZONE
+}
+
+/// `template` with its `@NAME@` placeholders filled in; paths quoted.
+fn fill(template: &str, files: &BindFiles, ports: BindPorts) -> String {
+    let quote = |path: &Path| conf_quote(&path.to_string_lossy());
+    let work = &files.working_dir;
+    [
+        ("@KEY_FILE@", quote(&files.rndc_key)),
+        ("@WORKING_DIR@", quote(work)),
+        ("@PID_FILE@", quote(&work.join("named.pid"))),
+        ("@SESSION_KEY_FILE@", quote(&work.join("session.key"))),
+        ("@STATISTICS_FILE@", quote(&files.statistics())),
+        ("@ZONE_FILE@", quote(&files.localhost_zone())),
+        ("@DNS_PORT@", ports.dns.to_string()),
+        ("@RNDC_PORT@", ports.rndc.to_string()),
+        ("@KEY_NAME@", RNDC_KEY_NAME.to_string()),
+    ]
+    .iter()
+    .fold(template.to_string(), |text, (name, value)| {
+        text.replace(name, value)
+    })
 }
 
 /// A new control key: 256 random bits for HMAC-SHA256, as the `key`
@@ -538,6 +518,23 @@ mod tests {
                     ++ Outgoing Queries ++\n                   7 A\n--- Statistics Dump --- (2)\n";
         assert_eq!(incoming_queries(text), 7);
         assert_eq!(incoming_queries(""), 0);
+    }
+
+    #[test]
+    fn every_placeholder_of_the_templates_is_filled() {
+        let files = BindFiles {
+            named_conf: "/e/named.conf".into(),
+            rndc_conf: "/e/rndc.conf".into(),
+            rndc_key: "/e/rndc.key".into(),
+            working_dir: "/w".into(),
+        };
+        let ports = PORT_PAIRS[1];
+        for text in [named_conf(&files, ports), rndc_conf(&files, ports)] {
+            assert!(!text.contains('@'), "{text}");
+            assert!(text.contains("include \"/e/rndc.key\";"), "{text}");
+        }
+        assert!(named_conf(&files, ports).contains("listen-on port 10053 { 127.0.0.1; };"));
+        assert!(rndc_conf(&files, ports).contains("default-port 10953;"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
 pub fn queries_so_far(ctx: &Context) -> Result<u64> {
     let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
     let files = layout::bind_files();
-    let stats = ctx.root.resolve(files.working_dir.join("named.stats"))?;
+    let stats = ctx.root.resolve(files.statistics())?;
     bind::queries_received(&programs, &files, &stats)
 }
 
