@@ -575,3 +575,94 @@ fn a_stub_resolver_a_udp_only_listener_and_a_taken_fallback_are_stepped_around()
     assert_eq!(host.active("udp-only.service"), "active");
     assert!(takes_mail(&host));
 }
+
+/// `psql` inside the host on the admin database: one value per line.
+fn query_inside(host: &ModelHost, sql: &str) -> Vec<String> {
+    let pgpass = host.host.root().join("root/.pgpass-imss-test");
+    let _ = std::fs::remove_file(&pgpass);
+    imss_upgrade::system::pg::write_pgpass(&pgpass, &Secret::new(DEFAULT_PASSWORD)).unwrap();
+    host.host
+        .run(&[
+            "env",
+            "PGPASSFILE=/root/.pgpass-imss-test",
+            "/usr/lib/postgresql/15/bin/psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "sa",
+            "-d",
+            "imss",
+            "-At",
+            "-c",
+            sql,
+        ])
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in_71_after() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-traffic", &[]);
+    let accepted_log = "/var/lib/imss-upgrade-test/accepted";
+    std::fs::create_dir_all(host.host.root().join("var/lib/imss-upgrade-test")).unwrap();
+    let sender_log = tempfile::NamedTempFile::new().unwrap();
+    let fixture = host.fixture.to_string_lossy().into_owned();
+    let mut sender = host
+        .host
+        .command(&[
+            fixture.as_str(),
+            "traffic",
+            "--port",
+            "25",
+            "--rate",
+            "10",
+            "--duration",
+            "45",
+            "--accepted-log",
+            accepted_log,
+            "--json",
+        ])
+        .unwrap()
+        .spawn_daemon(sender_log.path())
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    upgrade(&host);
+    wait_for(Duration::from_secs(60), "9.1 to take mail", || {
+        takes_mail(&host)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, stdout, stderr) = run_inside(&host, ROLLBACK, &["--root", "/"]);
+    assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
+    let status = sender.wait().unwrap();
+    let report = std::fs::read_to_string(sender_log.path()).unwrap();
+    assert!(status.success(), "the sender failed: {report}");
+
+    let accepted: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(host.host.root().join(&accepted_log[1..]))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+    assert!(
+        accepted.len() > 100,
+        "too little mail was accepted: {report}"
+    );
+    let in_71: std::collections::BTreeSet<String> = query_inside(
+        &host,
+        "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
+    )
+    .into_iter()
+    .collect();
+    let missing: Vec<&String> = accepted.difference(&in_71).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted mails are not in 7.1 after the rollback: {missing:?}",
+        missing.len(),
+        accepted.len()
+    );
+    host.assert_units(&seven_one_units(), "active", "after the rollback");
+}
