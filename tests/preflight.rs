@@ -524,3 +524,17 @@ fn preflight_changes_nothing() {
         "the database changed: {differing:?}"
     );
 }
+
+#[test]
+fn a_file_the_switch_would_create_is_an_inhibitor_that_names_it() {
+    let server = started(&[]);
+    let working_dir = server.root().resolve("/var/imss/bind").unwrap();
+    std::fs::create_dir(&working_dir).unwrap();
+    let outcome = preflight(&server);
+    assert_eq!(outcome.code, 2, "{}", outcome.text);
+    outcome.assert_finding(
+        "switch-target-exists",
+        "inhibitor",
+        &["move", "/var/imss/bind away"],
+    );
+}

@@ -51,6 +51,24 @@ pub const BIND_CONFIG_DIR: &str = "/opt/trend/imss/bind/etc";
 /// The bundled BIND's working directory: its zone, pid and managed keys.
 pub const BIND_WORKING_DIR: &str = "/var/imss/bind";
 
+/// The paths outside the program tree the switch creates: the bundled
+/// BIND's working directory and, where systemd manages the server
+/// (`units`), the 9.1 unit files. None may exist before it: it never
+/// overwrites what it did not write.
+pub fn paths_the_switch_creates(units: bool) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(BIND_WORKING_DIR)];
+    if units {
+        let unit_dir = std::path::Path::new(UNIT_DIR);
+        paths.extend(
+            crate::files::units::CORE_91
+                .iter()
+                .chain(&crate::files::units::EUQ_91)
+                .map(|unit| unit_dir.join(unit.name)),
+        );
+    }
+    paths
+}
+
 /// The bundled BIND's files, as `named` and `rndc` read them.
 pub fn bind_files() -> crate::system::bind::BindFiles {
     let etc = std::path::Path::new(BIND_CONFIG_DIR);

@@ -14,6 +14,7 @@ mod quiesce;
 mod report;
 mod source;
 mod system;
+mod targets;
 
 use anyhow::{Context as _, Result};
 
@@ -58,6 +59,9 @@ const CHECKS: &[(&str, &str, CheckFn)] = &[
     }),
     ("dns", "DNS ports", |c, f, out| {
         Box::pin(dns::check(c, f, out))
+    }),
+    ("targets", "files the upgrade creates", |c, f, out| {
+        Box::pin(targets::check(c, f, out))
     }),
     ("quiesce", "mail queues and processes", |c, f, out| {
         Box::pin(quiesce::check(c, f, out))

@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::files::units::{self, Unit};
 use crate::flow::context::Context;
 use crate::flow::health;
-use crate::flow::layout::{self, BIND_WORKING_DIR, UNIT_DIR};
+use crate::flow::layout::{self, UNIT_DIR};
 use crate::migration::probe;
 use crate::support::fsutil;
 use crate::support::logging::events;
@@ -40,14 +40,10 @@ pub enum Wait {
 }
 
 /// The paths outside the program tree that the switch creates, for its
-/// undo note: the bundled BIND's working directory and, where systemd
-/// manages the server, the 9.1 unit files. Fails, naming it, when one of
-/// them exists already: the switch never overwrites what it did not write.
+/// undo note ([`layout::paths_the_switch_creates`]). Fails, naming it,
+/// when one of them exists already (preflight says so first).
 pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
-    let mut paths = vec![PathBuf::from(BIND_WORKING_DIR)];
-    if systemd::manages(&ctx.root) {
-        paths.extend(nine_one_units().iter().map(unit_path));
-    }
+    let paths = layout::paths_the_switch_creates(systemd::manages(&ctx.root));
     for path in &paths {
         let on_server = ctx.root.resolve(path)?;
         if std::fs::symlink_metadata(&on_server).is_ok() {
