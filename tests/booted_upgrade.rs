@@ -307,7 +307,25 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     for id in [events::UPGRADE_STARTED, events::UPGRADE_COMPLETED] {
         assert_eq!(journal_events(&host, id).len(), 1, "MESSAGE_ID={id}");
     }
-    assert!(journal_events(&host, events::STEP_FINISHED).len() >= 6);
+    let finished: Vec<String> = journal_events(&host, events::STEP_FINISHED)
+        .iter()
+        .map(|event| {
+            assert!(event["IMSS_DURATION_MS"].is_string(), "{event}");
+            event["IMSS_STEP"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            "presync",
+            "quiesce",
+            "snapshot",
+            "migrate",
+            "switch",
+            "register-rollback"
+        ],
+        "each step's event, in order"
+    );
 
     // The upgrade's own units: recovery enabled for every boot, and the
     // snapshot's compression started in the background once the upgrade
