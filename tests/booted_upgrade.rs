@@ -732,6 +732,15 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
         accepted.len() > 100,
         "too little mail was accepted: {report}"
     );
+    // The sender's JSON report follows whatever it logged.
+    let tally: serde_json::Value = serde_json::from_str(&report[report.find("{\n").unwrap()..])
+        .unwrap_or_else(|err| panic!("the sender's report is not JSON ({err}): {report}"));
+    let count = |key: &str| tally[key].as_u64().unwrap();
+    assert_eq!(count("accepted") as usize, accepted.len(), "{tally}");
+    assert!(
+        count("refused") + count("failed") > 0,
+        "no mail met an outage: the upgrade and rollback ran outside the traffic: {tally}"
+    );
     let in_71: std::collections::BTreeSet<String> = query_inside(
         &host,
         "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
