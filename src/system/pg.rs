@@ -285,14 +285,7 @@ impl Cluster {
     /// the pid in either is any live process, a zombie not reaped yet or,
     /// after a reboot, an unrelated program that got the same pid.
     fn remove_stale_lock_files(&self) -> Result<()> {
-        let pid_file = self.data_dir.join("postmaster.pid");
-        if pid_file.exists() && !server_running(&self.data_dir) {
-            tracing::info!(
-                "removing {}, left by a server that no longer runs",
-                pid_file.display()
-            );
-            fsutil::remove_file_if_present(&pid_file)?;
-        }
+        remove_stale_pid_file(&self.data_dir)?;
         let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
         let mut socket_lock = socket.clone().into_os_string();
         socket_lock.push(".lock");
@@ -469,6 +462,9 @@ pub fn remove_cluster(data_dir: &Path) -> Result<()> {
 /// directory is killed.
 pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
     if !server_running(data_dir) {
+        // A killed server's lock file would keep the next start, ours or
+        // the owner's own unit after a reboot, from working.
+        remove_stale_pid_file(data_dir)?;
         return Ok(false);
     }
     let (first_signal, first_wait) = match (pid_file_server(data_dir), mode) {
@@ -523,6 +519,22 @@ pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
         procfs::working_in(data_dir),
         data_dir.display()
     )
+}
+
+/// Removes `postmaster.pid` from `data_dir` when no process works there:
+/// what a server killed with SIGKILL (or a power loss) left. PostgreSQL
+/// refuses to start while the pid in it is any live process, and after a
+/// reboot that may be an unrelated program that got the same pid.
+pub fn remove_stale_pid_file(data_dir: &Path) -> Result<()> {
+    let pid_file = data_dir.join("postmaster.pid");
+    if pid_file.exists() && !server_running(data_dir) {
+        tracing::info!(
+            "removing {}, left by a server that no longer runs",
+            pid_file.display()
+        );
+        fsutil::remove_file_if_present(&pid_file)?;
+    }
+    Ok(())
 }
 
 /// The server `postmaster.pid` names, when that process still works in
@@ -845,6 +857,16 @@ pub async fn copy_pipe(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn stopping_a_server_that_no_longer_runs_removes_its_stale_lock_file() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let pid_file = data_dir.path().join("postmaster.pid");
+        // Pid 1 is alive, and works in no data directory.
+        std::fs::write(&pid_file, "1\n/var/imss/pgdata\n").unwrap();
+        assert!(!stop_server(data_dir.path(), StopMode::Fast).unwrap());
+        assert!(!pid_file.exists(), "the stale postmaster.pid is left");
+    }
 
     #[test]
     fn the_pgpass_file_is_private_and_escapes_backslash_and_colon() {
