@@ -494,9 +494,14 @@ async fn the_91_tree_runs_its_services_on_postgres_15_and_its_control_script_sto
         .unwrap()
         .get(0);
     assert!(only_91, "PostgreSQL 15 has no 7.1 tables");
-    assert_eq!(
-        http_get(ports.policy),
-        (200, "IMSS 9.1 policy service: ok\n".to_string())
+    // The policy service's page lists the pattern files and engines with
+    // their versions, from 9.1's table.
+    let (status, page) = http_get(ports.policy);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.starts_with("IMSS 9.1 policy service: ok\n")
+            && page.contains("\n  Virus Scan Engine "),
+        "{page}"
     );
     assert_eq!(
         http_get(ports.euq_console),
