@@ -756,3 +756,77 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
     );
     host.assert_units(&seven_one_units(), "active", "after the rollback");
 }
+
+#[test]
+fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_back_exactly() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-bad-named-conf", &[]);
+    let (tree_before, dump_before) = baseline(&host);
+    // The run pauses right after the swap, before named-checkconf; the
+    // test breaks the configuration the switch wrote while it waits.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut run = host
+        .host
+        .command(&[
+            "env",
+            "FAILPOINTS=switch-swapped=sleep(5000)",
+            UPGRADE,
+            "run",
+            "--root",
+            "/",
+        ])
+        .unwrap()
+        .spawn_daemon(log.path())
+        .unwrap();
+    let named_conf = host.host.root().join("opt/trend/imss/bind/etc/named.conf");
+    wait_for(Duration::from_secs(600), "the switch's swap", || {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before the swap: {}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
+        named_conf.exists()
+    });
+    let text = std::fs::read_to_string(&named_conf).unwrap();
+    std::fs::write(
+        &named_conf,
+        text.replace("recursion yes;", "recursion perhaps;"),
+    )
+    .unwrap();
+    let status = run.wait().unwrap();
+    let output = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("does not pass named-checkconf"), "{output}");
+    assert!(
+        output.contains("perhaps"),
+        "named-checkconf's words: {output}"
+    );
+    assert!(output.contains("was rolled back: 7.1 runs"), "{output}");
+
+    assert_eq!(journal(&host).state, RunState::RolledBack);
+    host.assert_units(&seven_one_units(), "active", "after the rollback");
+    for unit in seven_one_units() {
+        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the rollback");
+    }
+    for unit in nine_one_units(true) {
+        assert!(
+            !host
+                .host
+                .root()
+                .join("etc/systemd/system")
+                .join(&unit)
+                .exists()
+        );
+    }
+    assert!(!host.host.root().join("var/imss/bind").exists());
+    let (tree_after, dump_after) = baseline(&host);
+    assert!(
+        tree_after == tree_before,
+        "the 7.1 program tree differs after the rollback"
+    );
+    assert!(
+        dump_after == dump_before,
+        "pg_dumpall differs after the rollback"
+    );
+    assert!(takes_mail(&host));
+}
