@@ -830,3 +830,30 @@ fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_bac
     );
     assert!(takes_mail(&host));
 }
+
+#[test]
+fn a_udp_only_listener_on_53_takes_the_standard_pair() {
+    let _one = one_host_at_a_time();
+    let host = host_with_71("e2e-udp-53", &["--euq", "off"]);
+    host.host
+        .run(&["systemctl", "disable", "--now", "named.service"])
+        .unwrap();
+    let script = "import socket, time\n\
+                  u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 53))\n\
+                  time.sleep(10**6)";
+    host.host
+        .run(&["systemd-run", "--unit=udp-only-53", "python3", "-c", script])
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the UDP listener", || {
+        host.probe(&["ss", "-lnu"]).1.contains("127.0.0.1:53")
+    });
+    assert!(!host.listens("53"), "nothing listens on TCP 53");
+
+    let report = upgrade(&host);
+
+    assert_eq!(report["bundled_bind"]["dns_port"], 10053, "{report}");
+    let reason = report["bundled_bind"]["reason"].as_str().unwrap();
+    assert!(reason.contains("udp 127.0.0.1:53"), "{reason}");
+    assert_eq!(dig_localhost(&host, 10053), "127.0.0.1");
+    assert_eq!(host.active("udp-only-53.service"), "active");
+}
