@@ -135,6 +135,29 @@ fn baseline(host: &ModelHost) -> (String, String) {
     (tree, dump)
 }
 
+/// Checks that the host is back on 7.1 exactly as `before` ([`baseline`])
+/// it was (`when` names the moment): 7.1's units enabled again, no 9.1
+/// unit file and no bundled BIND working directory left, the program tree
+/// and `pg_dumpall` unchanged, and the scanner taking mail (asked without a
+/// message, after the dump).
+fn assert_back_on_71_exactly(host: &ModelHost, before: &(String, String), when: &str) {
+    for unit in seven_one_units() {
+        assert_eq!(host.enabled(&unit), "enabled", "{unit} {when}");
+    }
+    for unit in nine_one_units(true) {
+        let file = host.host.root().join("etc/systemd/system").join(&unit);
+        assert!(!file.exists(), "{unit} outlived {when}");
+    }
+    assert!(
+        !host.host.root().join("var/imss/bind").exists(),
+        "the bundled BIND's working directory outlived {when}"
+    );
+    let (tree, dump) = baseline(host);
+    assert!(tree == before.0, "the 7.1 program tree differs {when}");
+    assert!(dump == before.1, "pg_dumpall differs {when}");
+    assert!(takes_mail(host), "7.1 takes no mail {when}");
+}
+
 /// Whether the scanner on port 25 inside the host takes a sender and a
 /// recipient (no message is sent, so nothing is logged).
 fn takes_mail(host: &ModelHost) -> bool {
@@ -239,7 +262,7 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     assert_eq!(host.active("named.service"), "active");
     assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
     host.assert_units(&seven_one_units(), "active", "before the upgrade");
-    let (tree_before, dump_before) = baseline(&host);
+    let before = baseline(&host);
     let versions_before = console_versions(&host);
 
     let (code, stdout, stderr) = run_inside(&host, UPGRADE, &["run", "--root", "/", "--json"]);
@@ -350,25 +373,12 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     // Every IMSS 9.1 unit is gone, 7.1's run and are enabled again, and
     // the server is what it was.
     for unit in nine_one_units(true) {
-        assert!(
-            !host
-                .host
-                .root()
-                .join("etc/systemd/system")
-                .join(&unit)
-                .exists(),
-            "{unit} outlived the rollback"
-        );
         assert_ne!(host.active(&unit), "active", "{unit} after the rollback");
     }
     host.assert_units(&seven_one_units(), "active", "after the rollback");
-    for unit in seven_one_units() {
-        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the rollback");
-    }
-    assert!(!host.host.root().join("var/imss/bind").exists());
+    assert_back_on_71_exactly(&host, &before, "after the rollback");
     assert_eq!(host.active("named.service"), "active");
     assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
-    let (tree_after, dump_after) = baseline(&host);
     assert!(
         host.mail_accepted() > 0,
         "7.1 takes no mail after the rollback"
@@ -400,14 +410,6 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
             "the password ({form:?} form) is in the journal"
         );
     }
-    assert!(
-        tree_after == tree_before,
-        "the 7.1 program tree differs after the rollback"
-    );
-    assert!(
-        dump_after == dump_before,
-        "pg_dumpall differs after the rollback"
-    );
 }
 
 /// Starts `imss-upgrade run` inside the host, stopped dead at fail point
@@ -474,7 +476,7 @@ fn monotonic(host: &ModelHost, unit: &str, property: &str) -> u64 {
 fn a_power_loss_inside_the_migration_is_rolled_back_at_boot_to_71_exactly() {
     let _one = one_host_at_a_time();
     let mut host = host_with_71("e2e-power-migrate", &[]);
-    let (tree_before, dump_before) = baseline(&host);
+    let before = baseline(&host);
 
     power_loss_at(&mut host, "migrate-window-copied");
 
@@ -495,29 +497,7 @@ fn a_power_loss_inside_the_migration_is_rolled_back_at_boot_to_71_exactly() {
             .iter()
             .all(|unit| host.active(unit) == "active")
     });
-    for unit in seven_one_units() {
-        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the recovery");
-    }
-    for unit in nine_one_units(true) {
-        assert!(
-            !host
-                .host
-                .root()
-                .join("etc/systemd/system")
-                .join(&unit)
-                .exists()
-        );
-    }
-    let (tree_after, dump_after) = baseline(&host);
-    assert!(
-        tree_after == tree_before,
-        "the 7.1 program tree differs after the recovery"
-    );
-    assert!(
-        dump_after == dump_before,
-        "pg_dumpall differs after the recovery"
-    );
-    assert!(takes_mail(&host), "7.1 takes no mail after the recovery");
+    assert_back_on_71_exactly(&host, &before, "after the recovery");
 }
 
 #[test]
@@ -761,7 +741,7 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
 fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_back_exactly() {
     let _one = one_host_at_a_time();
     let host = host_with_71("e2e-bad-named-conf", &[]);
-    let (tree_before, dump_before) = baseline(&host);
+    let before = baseline(&host);
     // The run pauses right after the swap, before named-checkconf; the
     // test breaks the configuration the switch wrote while it waits.
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -805,30 +785,7 @@ fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_bac
 
     assert_eq!(journal(&host).state, RunState::RolledBack);
     host.assert_units(&seven_one_units(), "active", "after the rollback");
-    for unit in seven_one_units() {
-        assert_eq!(host.enabled(&unit), "enabled", "{unit} after the rollback");
-    }
-    for unit in nine_one_units(true) {
-        assert!(
-            !host
-                .host
-                .root()
-                .join("etc/systemd/system")
-                .join(&unit)
-                .exists()
-        );
-    }
-    assert!(!host.host.root().join("var/imss/bind").exists());
-    let (tree_after, dump_after) = baseline(&host);
-    assert!(
-        tree_after == tree_before,
-        "the 7.1 program tree differs after the rollback"
-    );
-    assert!(
-        dump_after == dump_before,
-        "pg_dumpall differs after the rollback"
-    );
-    assert!(takes_mail(&host));
+    assert_back_on_71_exactly(&host, &before, "after the rollback");
 }
 
 #[test]
