@@ -254,39 +254,36 @@ impl BindPrograms {
     /// `rndc status` over the control channel: `named` runs and obeys the
     /// generated key. Returns what it printed.
     pub fn status(&self, files: &BindFiles) -> Result<String> {
-        Cmd::new(&self.rndc)
-            .arg("-c")
-            .arg(&files.rndc_conf)
-            .arg("status")
-            .timeout(LOOKUP_TIMEOUT * 2)
+        self.rndc(files, "status")
             .output_text()
             .context("rndc status of the bundled BIND failed: named is not running, or not under the generated key")
     }
-}
 
-/// How many queries the DNS server on 127.0.0.1:`port` has answered since
-/// it started, as `rndc stats` has it write to its statistics file
-/// (`named.stats` in its working directory): the sum of the last dump's
-/// incoming queries by type.
-pub fn queries_received(
-    programs: &BindPrograms,
-    files: &BindFiles,
-    stats_file: &Path,
-) -> Result<u64> {
-    Cmd::new(&programs.rndc)
-        .arg("-c")
-        .arg(&files.rndc_conf)
-        .arg("stats")
-        .timeout(LOOKUP_TIMEOUT * 2)
-        .run()
-        .context("rndc stats of the bundled BIND")?;
-    let text = std::fs::read_to_string(stats_file).with_context(|| {
-        format!(
-            "reading the bundled BIND's statistics {}",
-            stats_file.display()
-        )
-    })?;
-    Ok(incoming_queries(&text))
+    /// How many queries `named` has received since it started: `rndc
+    /// stats` has it append its counters to its statistics file, and the
+    /// incoming queries of the last dump there are summed by type.
+    pub fn queries_received(&self, files: &BindFiles) -> Result<u64> {
+        self.rndc(files, "stats")
+            .run()
+            .context("rndc stats of the bundled BIND")?;
+        let stats_file = files.statistics();
+        let text = std::fs::read_to_string(&stats_file).with_context(|| {
+            format!(
+                "reading the bundled BIND's statistics {}",
+                stats_file.display()
+            )
+        })?;
+        Ok(incoming_queries(&text))
+    }
+
+    /// `rndc` with the generated configuration, asked `verb`.
+    fn rndc(&self, files: &BindFiles, verb: &str) -> Cmd {
+        Cmd::new(&self.rndc)
+            .arg("-c")
+            .arg(&files.rndc_conf)
+            .arg(verb)
+            .timeout(LOOKUP_TIMEOUT * 2)
+    }
 }
 
 /// The incoming queries of the last dump in a `named.stats` text.

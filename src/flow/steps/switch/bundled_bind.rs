@@ -104,22 +104,18 @@ pub fn configure(ctx: &Context, staging: &Path) -> Result<BindChoice> {
 /// `named` will read it (from inside the root, zones loaded): a
 /// configuration `named` would refuse fails the switch before 9.1 starts.
 pub fn check(ctx: &Context) -> Result<()> {
-    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
+    let programs = live_programs(ctx)?;
     let chroot = (ctx.root.dir() != Path::new("/")).then(|| ctx.root.dir());
     programs.check(&layout::bind_files().named_conf, chroot)
 }
 
-/// The BIND programs of a tree at `tree` (on this machine).
-fn programs_in(tree: &Path) -> BindPrograms {
-    let sbin = tree.join(
-        Path::new(BIND_PROGRAMS_DIR)
-            .strip_prefix(crate::support::constants::PROGRAM_DIR)
-            .unwrap_or(Path::new("bind/sbin")),
-    );
-    BindPrograms {
+/// The BIND programs of the tree in place (on this machine).
+fn live_programs(ctx: &Context) -> Result<BindPrograms> {
+    let sbin = ctx.root.resolve(BIND_PROGRAMS_DIR)?;
+    Ok(BindPrograms {
         checkconf: sbin.join("named-checkconf"),
         rndc: sbin.join("rndc"),
-    }
+    })
 }
 
 /// The choice the switch made, from the live tree; `None` before 9.1.
@@ -159,7 +155,7 @@ pub fn prove_running(ctx: &Context, choice: &BindChoice) -> Result<()> {
 }
 
 fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
-    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
+    let programs = live_programs(ctx)?;
     programs.status(&layout::bind_files())?;
     let answer = bind::look_up_localhost(choice.dns_port)?;
     ensure!(
@@ -172,10 +168,8 @@ fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
 
 /// How many queries the running bundled BIND has received.
 pub fn queries_so_far(ctx: &Context) -> Result<u64> {
-    let programs = programs_in(&ctx.root.resolve(crate::support::constants::PROGRAM_DIR)?);
-    let files = layout::bind_files();
-    let stats = ctx.root.resolve(files.statistics())?;
-    bind::queries_received(&programs, &files, &stats)
+    let programs = live_programs(ctx)?;
+    programs.queries_received(&layout::bind_files())
 }
 
 /// The scanner asked the bundled BIND while it took the health-check mail:
