@@ -43,6 +43,9 @@ pub const CORE_91: [Unit; 4] = [POSTGRESQL, NAMED, POLICY, SCANNER];
 /// The EUQ services, in start order: run where 7.1 had EUQ enabled.
 pub const EUQ_91: [Unit; 2] = [EUQ, EUQ_CONSOLE];
 
+/// Every 9.1 service unit (not the upgrade's own), in start order.
+pub const SERVICES_91: [Unit; 6] = [POSTGRESQL, NAMED, POLICY, SCANNER, EUQ, EUQ_CONSOLE];
+
 /// Every unit the upgrade may install.
 pub const ALL: [Unit; 8] = [
     POSTGRESQL,
@@ -79,5 +82,7 @@ mod tests {
         for unit in ALL {
             assert!(unit.text.contains("[Service]"), "{}", unit.name);
         }
+        let core_and_euq: Vec<Unit> = CORE_91.iter().chain(&EUQ_91).copied().collect();
+        assert_eq!(SERVICES_91.to_vec(), core_and_euq);
     }
 }

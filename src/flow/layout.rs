@@ -60,9 +60,8 @@ pub fn paths_the_switch_creates(units: bool) -> Vec<PathBuf> {
     if units {
         let unit_dir = std::path::Path::new(UNIT_DIR);
         paths.extend(
-            crate::files::units::CORE_91
+            crate::files::units::SERVICES_91
                 .iter()
-                .chain(&crate::files::units::EUQ_91)
                 .map(|unit| unit_dir.join(unit.name)),
         );
     }

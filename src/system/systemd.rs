@@ -28,8 +28,7 @@ pub fn enable(units: &[&str]) -> Result<()> {
 
 /// Disables `units`; units that are not installed are no error.
 pub fn disable(units: &[&str]) -> Result<()> {
-    let installed: Vec<&str> = units.iter().copied().filter(|u| is_loaded(u)).collect();
-    systemctl_on("disable", &installed, None)
+    systemctl_on("disable", &loaded(units), None)
 }
 
 /// Starts `units` and waits until each is up (a failed start names the
@@ -48,8 +47,7 @@ pub fn start_queued(units: &[&str]) -> Result<()> {
 /// Stops `units` and waits until each is down, within `limit`; units that
 /// are not installed are no error.
 pub fn stop(units: &[&str], limit: Duration) -> Result<()> {
-    let installed: Vec<&str> = units.iter().copied().filter(|u| is_loaded(u)).collect();
-    systemctl_on("stop", &installed, Some(limit))
+    systemctl_on("stop", &loaded(units), Some(limit))
 }
 
 /// Where unit files are looked for, highest priority first.
@@ -117,6 +115,15 @@ pub fn is_loaded(unit: &str) -> bool {
         .args(["show", "--property=LoadState", "--value", unit])
         .output_text()
         .is_ok_and(|state| state.trim() == "loaded")
+}
+
+/// Those of `units` systemd knows.
+fn loaded<'a>(units: &[&'a str]) -> Vec<&'a str> {
+    units
+        .iter()
+        .copied()
+        .filter(|unit| is_loaded(unit))
+        .collect()
 }
 
 fn systemctl_on(verb: &str, units: &[&str], limit: Option<Duration>) -> Result<()> {

@@ -77,7 +77,7 @@ pub async fn start(ctx: &Context, wait: Wait) -> Result<Vec<&'static str>> {
 
 /// Queues the start of the 9.1 units the switch enabled.
 fn queue_enabled_units() -> Result<Vec<&'static str>> {
-    let names: Vec<&'static str> = units::names(&nine_one_units())
+    let names: Vec<&'static str> = units::names(&units::SERVICES_91)
         .into_iter()
         .filter(|name| systemd::is_enabled(name))
         .collect();
@@ -94,7 +94,7 @@ fn queue_enabled_units() -> Result<Vec<&'static str>> {
 }
 
 fn start_units(ctx: &Context, euq: bool) -> Result<Vec<&'static str>> {
-    for unit in nine_one_units() {
+    for unit in units::SERVICES_91 {
         let path = ctx.root.resolve(unit_path(&unit))?;
         fsutil::atomic_write(&path, unit.text.as_bytes(), 0o644)?;
     }
@@ -153,7 +153,7 @@ fn wait_until_accepting(ctx: &Context) -> Result<()> {
 /// not running or half-installed; every removal may run again.
 pub fn stop_and_remove(ctx: &Context, created: &[PathBuf]) -> Result<()> {
     if systemd::manages(&ctx.root) {
-        let names = units::names(&nine_one_units());
+        let names = units::names(&units::SERVICES_91);
         systemd::stop(&names, ctx.service_timeout)?;
         systemd::disable(&names)?;
     }
@@ -177,15 +177,6 @@ pub fn stop_and_remove(ctx: &Context, created: &[PathBuf]) -> Result<()> {
 async fn euq_in_use(ctx: &Context) -> Result<bool> {
     let client = pg::connect(&ctx.database()?).await?;
     probe::euq_in_use_91(&client).await
-}
-
-/// The 9.1 service units (not the upgrade's own).
-fn nine_one_units() -> Vec<Unit> {
-    units::CORE_91
-        .iter()
-        .chain(&units::EUQ_91)
-        .copied()
-        .collect()
 }
 
 fn unit_path(unit: &Unit) -> PathBuf {
