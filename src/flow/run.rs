@@ -161,8 +161,7 @@ pub async fn run(
     match ran {
         Ok(()) => {
             let mut report = progress.report(&journal);
-            report.pattern_and_engine_versions = installed_components_91(ctx).await;
-            report.euq_enabled = euq_enabled_91(ctx).await;
+            add_what_91_says(ctx, &mut report).await;
             if let Err(err) = server_units::queue_compression(ctx) {
                 tracing::warn!(
                     "the snapshot stays a plain tar until `imss-upgrade compress-snapshot` runs: {err:#}"
@@ -184,30 +183,29 @@ pub async fn run(
     }
 }
 
-/// What 9.1 lists of pattern files and engines; none (with a warning)
-/// when the database does not say: the upgrade is done either way.
-async fn installed_components_91(ctx: &Context) -> Vec<InstalledComponent> {
-    let listed = async {
-        let client = pg::connect(&ctx.database()?).await?;
-        probe::installed_components(&client, TARGET_VERSION).await
+/// What the 9.1 database says for the report: its pattern files and
+/// engines (7.1's versions, carried over) and whether it runs EUQ, asked
+/// on one connection. The upgrade is done either way: what cannot be read
+/// is left out, with a warning.
+async fn add_what_91_says(ctx: &Context, report: &mut UpgradeReport) {
+    let connected = async { anyhow::Ok(pg::connect(&ctx.database()?).await?) };
+    let client = match connected.await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!("reading 9.1's database for the report: {err:#}");
+            return;
+        }
     };
-    listed.await.unwrap_or_else(|err| {
-        tracing::warn!("reading 9.1's pattern and engine versions for the report: {err:#}");
-        Vec::new()
-    })
-}
-
-/// Whether 9.1 runs EUQ, as its database says; none (with a warning)
-/// when it does not say.
-async fn euq_enabled_91(ctx: &Context) -> Option<bool> {
-    let asked = async {
-        let client = pg::connect(&ctx.database()?).await?;
-        probe::euq_in_use_91(&client).await
-    };
-    asked
+    match probe::installed_components(&client, TARGET_VERSION).await {
+        Ok(listed) => report.pattern_and_engine_versions = listed,
+        Err(err) => {
+            tracing::warn!("reading 9.1's pattern and engine versions for the report: {err:#}")
+        }
+    }
+    report.euq_enabled = probe::euq_in_use_91(&client)
         .await
         .inspect_err(|err| tracing::warn!("reading 9.1's EUQ setting for the report: {err:#}"))
-        .ok()
+        .ok();
 }
 
 /// The backup directory, root's and 0700, locked for this run, with
