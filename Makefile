@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release
 
-.PHONY: all setup build test lint demo bench clean
+.PHONY: all setup build test lint demo bench rpm clean
 
 all: build
 
@@ -22,6 +22,11 @@ lint:
 test: setup lint
 	$(CARGO) build --workspace
 	bash tools/test.sh
+
+# The two packages, for glibc 2.17 and later (RHEL 7, 8, 9), in
+# target/rpm; rpmlint-checked (tools/rpm.sh).
+rpm: build
+	bash tools/rpm.sh --profile release
 
 demo: build
 	bash tools/demo.sh

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use imss_upgrade::cli::{self, PayloadArgs, config, status, upgrade};
+use imss_upgrade::cli::{self, PayloadArgs, config, package, status, upgrade};
 use imss_upgrade::flow::context::Context;
+use imss_upgrade::flow::package::Scriptlet;
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
 use imss_upgrade::support::privileges::Work;
@@ -84,6 +85,38 @@ enum Command {
     /// Carry the configuration between servers as imsx_config.dat.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// What the upgrade package's scriptlets run (README, "The package"):
+    /// `pre-install` upgrades on an install, `pre-uninstall` rolls back on
+    /// an erase, `helpers-pre-uninstall` refuses while a rollback is
+    /// possible; a reinstall or an upgrade of the package does neither.
+    Package {
+        /// The scriptlet.
+        scriptlet: ScriptletArg,
+        /// rpm's first argument to the scriptlet ($1).
+        rpm_arg: u32,
+        #[command(flatten)]
+        payload: PayloadArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScriptletArg {
+    /// `%pre` of imss-upgrade.
+    PreInstall,
+    /// `%preun` of imss-upgrade.
+    PreUninstall,
+    /// `%preun` of imss-upgrade-helpers.
+    HelpersPreUninstall,
+}
+
+impl From<ScriptletArg> for Scriptlet {
+    fn from(arg: ScriptletArg) -> Self {
+        match arg {
+            ScriptletArg::PreInstall => Scriptlet::PreInstall,
+            ScriptletArg::PreUninstall => Scriptlet::PreUninstall,
+            ScriptletArg::HelpersPreUninstall => Scriptlet::HelpersPreUninstall,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -107,13 +140,16 @@ fn main() -> ExitCode {
         // The report is the output; stderr carries only errors.
         Command::Preflight { .. } => StderrLevel::Errors,
         // Step lines for people; the details go to the journal and the log.
-        Command::Run { .. } | Command::Recover { .. } => StderrLevel::Warnings,
+        Command::Run { .. } | Command::Recover { .. } | Command::Package { .. } => {
+            StderrLevel::Warnings
+        }
         _ => StderrLevel::Info,
     };
     let work = match &cli.command {
         Command::Run { .. }
         | Command::Recover { .. }
         | Command::CompressSnapshot { .. }
+        | Command::Package { .. }
         | Command::Config(ConfigCommand::Import { .. }) => Work::ChangesTheServer,
         Command::Preflight { .. }
         | Command::Status { .. }
@@ -123,7 +159,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let changes_server = matches!(cli.command, Command::Run { .. } | Command::Recover { .. });
+    let changes_server = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Recover { .. } | Command::Package { .. }
+    );
     let root = cli::open_root(&cli.root, changes_server)?;
     match cli.command {
         Command::Status { json } => status::run(&root, json).await,
@@ -139,5 +178,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Config(ConfigCommand::Export { file }) => config::export(&root, &file).await,
         Command::Config(ConfigCommand::Import { file }) => config::import(&root, &file).await,
+        Command::Package {
+            scriptlet,
+            rpm_arg,
+            payload,
+        } => package::scriptlet(&payload.context(root), scriptlet.into(), rpm_arg).await,
     }
 }

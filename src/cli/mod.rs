@@ -3,6 +3,7 @@
 //! up before anything that can fail, and the error chain reported once.
 
 pub mod config;
+pub mod package;
 pub mod status;
 pub mod upgrade;
 

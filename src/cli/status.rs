@@ -2,7 +2,11 @@
 //! step 5 screens show it (components; database with the password masked).
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::flow::journal::{RunState, Step, StepJournal, StepStatus};
+use crate::support::constants::BACKUP_DIR;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
@@ -12,9 +16,88 @@ use crate::support::exit;
 use crate::support::root::Root;
 use crate::system::pg;
 
+/// Where the upgrade is, from its step journal: what `status` shows
+/// while the upgrade runs (under dnf, whose scriptlets show nothing live)
+/// and after it.
+#[derive(Debug, Serialize)]
+pub struct UpgradeProgress {
+    /// The run's state.
+    pub state: RunState,
+    /// When the run began.
+    pub started_at: DateTime<Utc>,
+    /// The step last begun, or being undone.
+    pub step: Option<Step>,
+    /// Where that step is.
+    pub step_status: Option<StepStatus>,
+    /// Its number among the steps, from 1.
+    pub step_number: Option<usize>,
+    /// How many steps a run has.
+    pub steps: usize,
+    /// When that step last changed.
+    pub step_since: Option<DateTime<Utc>>,
+    /// Why the run failed, when it did.
+    pub failure: Option<String>,
+}
+
+impl UpgradeProgress {
+    /// From the step journal under `root`, if there is one.
+    pub fn load(root: &Root) -> Result<Option<Self>> {
+        let journal = StepJournal::load(&root.resolve(BACKUP_DIR)?)?;
+        Ok(journal.map(|journal| {
+            let last = journal.steps.last();
+            Self {
+                state: journal.state,
+                started_at: journal.started_at,
+                step: last.map(|record| record.step),
+                step_status: last.map(|record| record.status),
+                step_number: last
+                    .and_then(|record| Step::ALL.iter().position(|step| *step == record.step))
+                    .map(|index| index + 1),
+                steps: Step::ALL.len(),
+                step_since: last.map(|record| record.changed_at),
+                failure: journal.failure,
+            }
+        }))
+    }
+
+    /// One line for people.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "Upgrade to 9.1: {} (begun {})",
+            self.state.describe(),
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        if let (Some(step), Some(status), Some(number), Some(since)) = (
+            self.step,
+            self.step_status,
+            self.step_number,
+            self.step_since,
+        ) {
+            let seconds = (Utc::now() - since).num_seconds().max(0);
+            text.push_str(&format!(
+                "
+    step {number} of {}: {} ({}), {} for {seconds} s",
+                self.steps,
+                step.name(),
+                step.title(),
+                status.describe(),
+            ));
+        }
+        if let Some(failure) = &self.failure {
+            text.push_str(&format!(
+                "
+    failure: {failure}"
+            ));
+        }
+        text
+    }
+}
+
 /// What `status` reports.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The upgrade, when one was run here.
+    pub upgrade: Option<UpgradeProgress>,
     /// Product version from imss.ini.
     pub version: String,
     /// Build from imss.ini.
@@ -36,10 +119,36 @@ pub struct Status {
 
 /// Prints the status of the server under `root`.
 pub async fn run(root: &Root, json: bool) -> Result<u8> {
-    let product = ProductInfo::load(root)?;
+    let upgrade = UpgradeProgress::load(root)?;
+    let working = upgrade.as_ref().is_some_and(|progress| {
+        matches!(progress.state, RunState::InProgress | RunState::RollingBack)
+    });
+    let product = match ProductInfo::load(root) {
+        Ok(product) => product,
+        // Mid-switch the program tree is being replaced: its files come
+        // and go, and where the upgrade is tells what the server runs.
+        Err(err) if working => {
+            let progress = upgrade.expect("an upgrade is working");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&WorkingStatus { upgrade: progress })?
+                );
+            } else {
+                println!("{}", progress.to_text());
+                println!(
+                    "
+The installed version is not readable while the upgrade works: {err:#}"
+                );
+            }
+            return Ok(exit::OK);
+        }
+        Err(err) => return Err(err),
+    };
     let database = DbSettings::load(root)?;
     let versions = installed_components(&database, &product.version).await;
     let status = Status {
+        upgrade,
         version: product.version.clone(),
         build: product.build,
         components: product.component_names(),
@@ -51,6 +160,9 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
+        if let Some(progress) = &status.upgrade {
+            println!("{}\n", progress.to_text());
+        }
         println!("IMSS {} build {}", status.version, status.build);
         println!("\nInstalled components:");
         for name in &status.components {
@@ -77,6 +189,12 @@ pub async fn run(root: &Root, json: bool) -> Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// What `status --json` prints while the program tree is being replaced.
+#[derive(Serialize)]
+struct WorkingStatus {
+    upgrade: UpgradeProgress,
 }
 
 /// The versions the database lists, or why they could not be read.

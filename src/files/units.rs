@@ -37,6 +37,15 @@ pub const RECOVER: Unit = unit!("imss-upgrade-recover.service");
 /// Compresses the snapshot after a completed upgrade, at idle priority.
 pub const COMPRESS: Unit = unit!("imss-upgrade-compress.service");
 
+/// The upgrade, started by the package's `%pre` and waited for.
+pub const RUN: Unit = unit!("imss-upgrade-run.service");
+/// The rollback, started by the package's `%preun` on erase and waited for.
+pub const ROLLBACK: Unit = unit!("imss-upgrade-rollback.service");
+
+/// The units the helpers package installs (in `/usr/lib/systemd/system`);
+/// the helper never writes them.
+pub const PACKAGE: [Unit; 2] = [RUN, ROLLBACK];
+
 /// The 9.1 services every server runs, in start order.
 pub const CORE_91: [Unit; 4] = [POSTGRESQL, NAMED, POLICY, SCANNER];
 

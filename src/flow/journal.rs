@@ -246,6 +246,18 @@ pub struct StepJournal {
     path: PathBuf,
 }
 
+impl StepStatus {
+    /// The status in words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StepStatus::Started => "running",
+            StepStatus::Done => "done",
+            StepStatus::Undoing => "being undone",
+            StepStatus::Undone => "undone",
+        }
+    }
+}
+
 impl RunState {
     /// The state in words, for messages.
     pub fn describe(self) -> &'static str {

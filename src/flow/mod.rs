@@ -10,6 +10,7 @@ pub mod health;
 pub mod journal;
 pub mod layout;
 pub mod lock;
+pub mod package;
 pub mod preflight;
 pub mod recover;
 pub mod rollback;

@@ -22,7 +22,8 @@ pub fn enabled_71_units(ctx: &Context) -> Vec<String> {
     if !systemd::manages(&ctx.root) {
         return Vec::new();
     }
-    let ours = units::names(&units::ALL);
+    let mut ours = units::names(&units::ALL);
+    ours.extend(units::names(&units::PACKAGE));
     systemd::enabled_units_naming(PROGRAM_DIR)
         .into_iter()
         .filter(|name| !ours.contains(&name.as_str()))

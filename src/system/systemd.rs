@@ -50,6 +50,69 @@ pub fn stop(units: &[&str], limit: Duration) -> Result<()> {
     systemctl_on("stop", &loaded(units), Some(limit))
 }
 
+/// How a oneshot unit started by [`run_unit`] ended.
+#[derive(Debug, Clone)]
+pub struct UnitRun {
+    /// Whether its program exited 0.
+    pub succeeded: bool,
+    /// Its program's exit status (`ExecMainStatus`).
+    pub exit_status: i32,
+    /// What its program wrote to stdout and stderr, from the journal.
+    pub output: String,
+}
+
+/// Starts the oneshot `unit` and waits until it has run, however long it
+/// takes; when this process's `systemctl` dies (a dropped SSH session
+/// takes the scriptlet's process group with it), the unit goes on under
+/// systemd and this keeps waiting for it. Where the unit is running
+/// already (a second caller), waits for that run instead of starting one.
+pub fn run_unit(unit: &str) -> Result<UnitRun> {
+    if let Err(err) = Cmd::new("systemctl").args(["start", unit]).run() {
+        tracing::debug!("systemctl start {unit}: {err:#}");
+    }
+    while matches!(
+        unit_property(unit, "ActiveState")?.as_str(),
+        "activating" | "deactivating" | "reloading"
+    ) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let exit_status: i32 = unit_property(unit, "ExecMainStatus")?
+        .parse()
+        .with_context(|| format!("reading the exit status of {unit}"))?;
+    let succeeded = unit_property(unit, "Result")? == "success" && exit_status == 0;
+    let invocation = unit_property(unit, "InvocationID")?;
+    Ok(UnitRun {
+        succeeded,
+        exit_status,
+        output: unit_output(unit, &invocation),
+    })
+}
+
+/// One property of `unit`, as `systemctl show` gives it.
+fn unit_property(unit: &str, property: &str) -> Result<String> {
+    let value = Cmd::new("systemctl")
+        .args(["show", &format!("--property={property}"), "--value", unit])
+        .output_text()
+        .with_context(|| format!("asking systemd for the {property} of {unit}"))?;
+    Ok(value.trim().to_string())
+}
+
+/// What the run `invocation` of `unit` wrote to stdout and stderr, as
+/// journald received it (empty when the journal cannot be read: the
+/// caller points at `journalctl -u`).
+fn unit_output(unit: &str, invocation: &str) -> String {
+    // journald may still be storing the last lines of a unit that just
+    // ended; a failure only means older journald (RHEL 7), which has none.
+    let _ = Cmd::new("journalctl").arg("--sync").run();
+    let mut cmd = Cmd::new("journalctl").args(["--no-pager", "-o", "cat", "_TRANSPORT=stdout"]);
+    cmd = if invocation.is_empty() {
+        cmd.args(["-u", unit, "-n", "200"])
+    } else {
+        cmd.arg(format!("_SYSTEMD_INVOCATION_ID={invocation}"))
+    };
+    cmd.output_text().unwrap_or_default()
+}
+
 /// Where unit files are looked for, highest priority first.
 const UNIT_FILE_DIRS: [&str; 3] = [
     "/etc/systemd/system",
