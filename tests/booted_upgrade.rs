@@ -12,13 +12,11 @@
 use std::time::Duration;
 
 use imss_fixture::build::DEFAULT_PASSWORD;
-use imss_fixture::model_host::ModelHost;
-use imss_fixture::oracle;
+use imss_fixture::model_host::{ModelHost, units_71, units_91, wait_for};
 use imss_upgrade::files::units;
-use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::support::constants::BACKUP_DIR;
 use imss_upgrade::support::logging::events;
-use imss_upgrade::support::secret::Secret;
 
 /// One booted host at a time: each builds and upgrades a whole server, and
 /// the machine has few cores.
@@ -48,130 +46,12 @@ fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// A booted host with a running 7.1 server built on its `/` with `extra`
 /// build options, and the 9.1 payload written inside it.
 fn host_with_71(name: &str, extra: &[&str]) -> ModelHost {
-    let host = ModelHost::boot(name);
-    let mut args = vec![
-        "build",
-        "--root",
-        "/",
-        "--history-rows",
-        "2000",
-        "--tree-mb",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    host.fixture(&args, BUILD_TIMEOUT)
-        .unwrap_or_else(|err| panic!("building 7.1 on the host: {err}"));
-    // A build on `/` leaves the machine's rpm database alone; the host's
-    // is its own (its upper layer), so it gets the model's, as a RHEL
-    // server has one.
-    imss_fixture::rpmdb::install_base_system_in(
-        &host.host.root(),
-        imss_fixture::tree::OsFlavor::Rhel8,
-        &[],
-    )
-    .unwrap();
-    host.fixture(&["start", "--root", "/"], BUILD_TIMEOUT)
-        .unwrap_or_else(|err| panic!("starting 7.1 on the host: {err}"));
+    let host = ModelHost::with_71(name, extra);
     host.fixture(&["payload", "--out", PAYLOAD], BUILD_TIMEOUT)
         .unwrap_or_else(|err| panic!("writing the payload on the host: {err}"));
     // What the package installs beside the payload: the helper its units run.
     std::fs::copy(UPGRADE, host.host.root().join(HELPER_ON_HOST)).unwrap();
     host
-}
-
-/// The step journal of the host's upgrade, read from outside.
-fn journal(host: &ModelHost) -> StepJournal {
-    StepJournal::load(&host.host.root().join(&BACKUP_DIR[1..]))
-        .unwrap()
-        .expect("the upgrade wrote a step journal")
-}
-
-/// `program ARGS` inside the host: its exit code, stdout and stderr.
-fn run_inside(host: &ModelHost, program: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut argv = vec![program];
-    argv.extend_from_slice(args);
-    let output = host
-        .host
-        .command(&argv)
-        .unwrap()
-        .timeout(UPGRADE_TIMEOUT)
-        .run_unchecked()
-        .unwrap_or_else(|err| panic!("running {argv:?} inside the host: {err}"));
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// What must come back after a rollback: the program tree, as the oracle
-/// reads it from outside, and `pg_dumpall` of the database, from inside.
-fn baseline(host: &ModelHost) -> (String, String) {
-    let tree = oracle::tree_state(&host.host.root().join("opt/trend/imss")).unwrap();
-    let pgpass = host.host.root().join("root/.pgpass-imss-test");
-    let _ = std::fs::remove_file(&pgpass);
-    imss_upgrade::system::pg::write_pgpass(&pgpass, &Secret::new(DEFAULT_PASSWORD)).unwrap();
-    let dump = host
-        .host
-        .run(&[
-            "env",
-            "PGPASSFILE=/root/.pgpass-imss-test",
-            "/usr/lib/postgresql/15/bin/pg_dumpall",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "sa",
-        ])
-        .unwrap();
-    let dump = dump
-        .lines()
-        .filter(|line| !line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        dump.contains("tb_policy_event"),
-        "the dump holds no 7.1 schema"
-    );
-    (tree, dump)
-}
-
-/// Checks that the host is back on 7.1 exactly as `before` ([`baseline`])
-/// it was (`when` names the moment): 7.1's units enabled again, no 9.1
-/// unit file and no bundled BIND working directory left, the program tree
-/// and `pg_dumpall` unchanged, and the scanner taking mail (asked without a
-/// message, after the dump).
-fn assert_back_on_71_exactly(host: &ModelHost, before: &(String, String), when: &str) {
-    for unit in seven_one_units() {
-        assert_eq!(host.enabled(&unit), "enabled", "{unit} {when}");
-    }
-    for unit in nine_one_units(true) {
-        let file = host.host.root().join("etc/systemd/system").join(&unit);
-        assert!(!file.exists(), "{unit} outlived {when}");
-    }
-    assert!(
-        !host.host.root().join("var/imss/bind").exists(),
-        "the bundled BIND's working directory outlived {when}"
-    );
-    let (tree, dump) = baseline(host);
-    assert!(tree == before.0, "the 7.1 program tree differs {when}");
-    assert!(dump == before.1, "pg_dumpall differs {when}");
-    assert!(takes_mail(host), "7.1 takes no mail {when}");
-}
-
-/// Whether the scanner on port 25 inside the host takes a sender and a
-/// recipient (no message is sent, so nothing is logged).
-fn takes_mail(host: &ModelHost) -> bool {
-    let dialogue = "exec 3<>/dev/tcp/127.0.0.1/25 || exit 1; \
-        read -r banner <&3; \
-        printf 'HELO localhost\\r\\nMAIL FROM:<postmaster@localhost>\\r\\nRCPT TO:<postmaster@localhost>\\r\\nRSET\\r\\nQUIT\\r\\n' >&3; \
-        cat <&3";
-    let (code, answers) = host.probe(&["bash", "-c", dialogue]);
-    code == Some(0)
-        && answers
-            .lines()
-            .filter(|line| line.starts_with("250"))
-            .count()
-            >= 4
 }
 
 /// The pattern files and engines the stand-in console (the policy
@@ -205,55 +85,6 @@ fn dig_localhost(host: &ModelHost, port: u16) -> String {
     .1
 }
 
-/// The journal's entries with `MESSAGE_ID=id`, as JSON objects.
-fn journal_events(host: &ModelHost, id: &str) -> Vec<serde_json::Value> {
-    let text = host
-        .host
-        .run(&[
-            "journalctl",
-            "--no-pager",
-            "-o",
-            "json",
-            &format!("MESSAGE_ID={id}"),
-        ])
-        .unwrap();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-/// Waits until `done` holds; panics naming `what` after `limit`.
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn nine_one_units(euq: bool) -> Vec<String> {
-    let mut list: Vec<String> = units::CORE_91.iter().map(|u| u.name.to_string()).collect();
-    if euq {
-        list.extend(units::EUQ_91.iter().map(|u| u.name.to_string()));
-    }
-    list
-}
-
-fn seven_one_units() -> Vec<String> {
-    [
-        "imss71-postgresql.service",
-        "imss71-policy.service",
-        "imss71-scanner.service",
-        "imss71-euq.service",
-        "imss71-euq-console.service",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 #[test]
 fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_server() {
     let _one = one_host_at_a_time();
@@ -261,21 +92,22 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     // The host runs its own DNS server (bind9's named.service) on 53/953.
     assert_eq!(host.active("named.service"), "active");
     assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
-    host.assert_units(&seven_one_units(), "active", "before the upgrade");
-    let before = baseline(&host);
+    host.assert_units(&units_71(), "active", "before the upgrade");
+    let before = host.baseline();
     let versions_before = console_versions(&host);
 
-    let (code, stdout, stderr) = run_inside(&host, UPGRADE, &["run", "--root", "/", "--json"]);
+    let (code, stdout, stderr) =
+        host.run_inside(&[UPGRADE, "run", "--root", "/", "--json"], UPGRADE_TIMEOUT);
     assert_eq!(code, Some(0), "the upgrade failed:\n{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("the report is not JSON ({err}):\n{stdout}"));
 
     // 9.1 runs as units, EUQ's included, as 7.1 had EUQ on; 7.1's are off.
-    host.assert_units(&nine_one_units(true), "active", "after the upgrade");
-    for unit in nine_one_units(true) {
+    host.assert_units(&units_91(true), "active", "after the upgrade");
+    for unit in units_91(true) {
         assert_eq!(host.enabled(&unit), "enabled", "{unit} after the upgrade");
     }
-    for unit in seven_one_units() {
+    for unit in units_71() {
         assert_eq!(host.active(&unit), "inactive", "{unit} after the upgrade");
         assert_eq!(host.enabled(&unit), "disabled", "{unit} after the upgrade");
     }
@@ -283,7 +115,7 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     assert_eq!(host.unit_user("imss-named.service"), "imss");
     // Checked without a message: mail 9.1 took would be carried back to
     // 7.1 by the rollback, and the database would rightly differ.
-    assert!(takes_mail(&host), "9.1 takes no mail");
+    assert!(host.takes_mail(), "9.1 takes no mail");
     assert!(host.listens("8447"), "the EUQ console does not answer");
     // 9.1's console shows 7.1's pattern and engine versions, not its own
     // defaults, and so does the report.
@@ -315,22 +147,26 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
     );
     assert_eq!(dig_localhost(&host, 10053), "127.0.0.1");
     assert_eq!(report["euq_enabled"], true, "{report}");
-    let (code, status, _) = run_inside(&host, UPGRADE, &["status", "--json", "--root", "/"]);
+    let (code, status, _) = host.run_inside(
+        &[UPGRADE, "status", "--json", "--root", "/"],
+        UPGRADE_TIMEOUT,
+    );
     assert_eq!(code, Some(0), "{status}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["bundled_bind"]["dns_port"], 10053, "{status}");
 
     // The journal tells the story, with fields.
-    let bind_events = journal_events(&host, events::BIND_PORTS_CHOSEN);
+    let bind_events = host.journal_events(events::BIND_PORTS_CHOSEN);
     assert_eq!(bind_events.len(), 1, "{bind_events:?}");
     assert_eq!(bind_events[0]["IMSS_DNS_PORT"], "10053");
-    let unit_events = journal_events(&host, events::UNITS_STARTED);
+    let unit_events = host.journal_events(events::UNITS_STARTED);
     assert_eq!(unit_events.len(), 1, "{unit_events:?}");
     assert_eq!(unit_events[0]["IMSS_EUQ"], "enabled");
     for id in [events::UPGRADE_STARTED, events::UPGRADE_COMPLETED] {
-        assert_eq!(journal_events(&host, id).len(), 1, "MESSAGE_ID={id}");
+        assert_eq!(host.journal_events(id).len(), 1, "MESSAGE_ID={id}");
     }
-    let finished: Vec<String> = journal_events(&host, events::STEP_FINISHED)
+    let finished: Vec<String> = host
+        .journal_events(events::STEP_FINISHED)
         .iter()
         .map(|event| {
             assert!(event["IMSS_DURATION_MS"].is_string(), "{event}");
@@ -367,16 +203,16 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
         },
     );
 
-    let (code, stdout, stderr) = run_inside(&host, ROLLBACK, &["--root", "/"]);
+    let (code, stdout, stderr) = host.run_inside(&[ROLLBACK, "--root", "/"], UPGRADE_TIMEOUT);
     assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
 
     // Every IMSS 9.1 unit is gone, 7.1's run and are enabled again, and
     // the server is what it was.
-    for unit in nine_one_units(true) {
+    for unit in units_91(true) {
         assert_ne!(host.active(&unit), "active", "{unit} after the rollback");
     }
-    host.assert_units(&seven_one_units(), "active", "after the rollback");
-    assert_back_on_71_exactly(&host, &before, "after the rollback");
+    host.assert_units(&units_71(), "active", "after the rollback");
+    host.assert_back_on_71_exactly(&before, "after the rollback");
     assert_eq!(host.active("named.service"), "active");
     assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
     assert!(
@@ -476,11 +312,11 @@ fn monotonic(host: &ModelHost, unit: &str, property: &str) -> u64 {
 fn a_power_loss_inside_the_migration_is_rolled_back_at_boot_to_71_exactly() {
     let _one = one_host_at_a_time();
     let mut host = host_with_71("e2e-power-migrate", &[]);
-    let before = baseline(&host);
+    let before = host.baseline();
 
     power_loss_at(&mut host, "migrate-window-copied");
 
-    assert_eq!(journal(&host).state, RunState::RolledBack);
+    assert_eq!(host.step_journal().state, RunState::RolledBack);
     assert_eq!(
         host.probe(&[
             "systemctl",
@@ -493,11 +329,9 @@ fn a_power_loss_inside_the_migration_is_rolled_back_at_boot_to_71_exactly() {
         "success"
     );
     wait_for(Duration::from_secs(120), "7.1's units to run", || {
-        seven_one_units()
-            .iter()
-            .all(|unit| host.active(unit) == "active")
+        units_71().iter().all(|unit| host.active(unit) == "active")
     });
-    assert_back_on_71_exactly(&host, &before, "after the recovery");
+    host.assert_back_on_71_exactly(&before, "after the recovery");
 }
 
 #[test]
@@ -507,25 +341,25 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
 
     power_loss_at(&mut host, "before-register-rollback");
 
-    assert_eq!(journal(&host).state, RunState::Completed);
+    assert_eq!(host.step_journal().state, RunState::Completed);
     wait_for(Duration::from_secs(120), "9.1's units to run", || {
-        nine_one_units(true)
+        units_91(true)
             .iter()
             .all(|unit| host.active(unit) == "active")
     });
     let settled = monotonic(&host, units::RECOVER.name, "ExecMainExitTimestampMonotonic");
-    for unit in nine_one_units(true) {
+    for unit in units_91(true) {
         let started = monotonic(&host, &unit, "ExecMainStartTimestampMonotonic");
         assert!(
             settled <= started,
             "{unit} started ({started}) before the recovery ended ({settled})"
         );
     }
-    for unit in seven_one_units() {
+    for unit in units_71() {
         assert_eq!(host.active(&unit), "inactive", "{unit} after the recovery");
     }
     wait_for(Duration::from_secs(60), "the scanner to take mail", || {
-        takes_mail(&host)
+        host.takes_mail()
     });
     assert!(
         host.host
@@ -540,7 +374,8 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
 /// Upgrades the host's 7.1 server; panics with the output on a failure.
 /// Returns the report.
 fn upgrade(host: &ModelHost) -> serde_json::Value {
-    let (code, stdout, stderr) = run_inside(host, UPGRADE, &["run", "--root", "/", "--json"]);
+    let (code, stdout, stderr) =
+        host.run_inside(&[UPGRADE, "run", "--root", "/", "--json"], UPGRADE_TIMEOUT);
     assert_eq!(code, Some(0), "the upgrade failed:\n{stdout}\n{stderr}");
     serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("the report is not JSON ({err}):\n{stdout}"))
@@ -561,7 +396,7 @@ fn without_a_dns_server_on_the_host_bind_takes_53_and_with_euq_off_its_units_sta
     assert_eq!(report["bundled_bind"]["rndc_port"], 953, "{report}");
     assert_eq!(dig_localhost(&host, 53), "127.0.0.1");
     assert_eq!(report["euq_enabled"], false, "{report}");
-    host.assert_units(&nine_one_units(false), "active", "after the upgrade");
+    host.assert_units(&units_91(false), "active", "after the upgrade");
     for unit in units::EUQ_91 {
         assert_ne!(
             host.active(unit.name),
@@ -580,7 +415,7 @@ fn without_a_dns_server_on_the_host_bind_takes_53_and_with_euq_off_its_units_sta
         !host.listens("8447"),
         "the EUQ console answers with EUQ off"
     );
-    assert!(takes_mail(&host));
+    assert!(host.takes_mail());
 }
 
 #[test]
@@ -634,33 +469,7 @@ fn a_stub_resolver_a_udp_only_listener_and_a_taken_fallback_are_stepped_around()
     assert_eq!(dig_localhost(&host, 20053), "127.0.0.1");
     assert_eq!(host.active("stub-resolver.service"), "active");
     assert_eq!(host.active("udp-only.service"), "active");
-    assert!(takes_mail(&host));
-}
-
-/// `psql` inside the host on the admin database: one value per line.
-fn query_inside(host: &ModelHost, sql: &str) -> Vec<String> {
-    let pgpass = host.host.root().join("root/.pgpass-imss-test");
-    let _ = std::fs::remove_file(&pgpass);
-    imss_upgrade::system::pg::write_pgpass(&pgpass, &Secret::new(DEFAULT_PASSWORD)).unwrap();
-    host.host
-        .run(&[
-            "env",
-            "PGPASSFILE=/root/.pgpass-imss-test",
-            "/usr/lib/postgresql/15/bin/psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "sa",
-            "-d",
-            "imss",
-            "-At",
-            "-c",
-            sql,
-        ])
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    assert!(host.takes_mail());
 }
 
 #[test]
@@ -693,10 +502,10 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
 
     upgrade(&host);
     wait_for(Duration::from_secs(60), "9.1 to take mail", || {
-        takes_mail(&host)
+        host.takes_mail()
     });
     std::thread::sleep(Duration::from_secs(2));
-    let (code, stdout, stderr) = run_inside(&host, ROLLBACK, &["--root", "/"]);
+    let (code, stdout, stderr) = host.run_inside(&[ROLLBACK, "--root", "/"], UPGRADE_TIMEOUT);
     assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
     let status = sender.wait().unwrap();
     let report = std::fs::read_to_string(sender_log.path()).unwrap();
@@ -721,12 +530,10 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
         count("refused") + count("failed") > 0,
         "no mail met an outage: the upgrade and rollback ran outside the traffic: {tally}"
     );
-    let in_71: std::collections::BTreeSet<String> = query_inside(
-        &host,
-        "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
-    )
-    .into_iter()
-    .collect();
+    let in_71: std::collections::BTreeSet<String> = host
+        .query("SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'")
+        .into_iter()
+        .collect();
     let missing: Vec<&String> = accepted.difference(&in_71).collect();
     assert!(
         missing.is_empty(),
@@ -734,14 +541,14 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
         missing.len(),
         accepted.len()
     );
-    host.assert_units(&seven_one_units(), "active", "after the rollback");
+    host.assert_units(&units_71(), "active", "after the rollback");
 }
 
 #[test]
 fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_back_exactly() {
     let _one = one_host_at_a_time();
     let host = host_with_71("e2e-bad-named-conf", &[]);
-    let before = baseline(&host);
+    let before = host.baseline();
     // The run pauses right after the swap, before named-checkconf; the
     // test breaks the configuration the switch wrote while it waits.
     let log = tempfile::NamedTempFile::new().unwrap();
@@ -783,9 +590,9 @@ fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_bac
     );
     assert!(output.contains("was rolled back: 7.1 runs"), "{output}");
 
-    assert_eq!(journal(&host).state, RunState::RolledBack);
-    host.assert_units(&seven_one_units(), "active", "after the rollback");
-    assert_back_on_71_exactly(&host, &before, "after the rollback");
+    assert_eq!(host.step_journal().state, RunState::RolledBack);
+    host.assert_units(&units_71(), "active", "after the rollback");
+    host.assert_back_on_71_exactly(&before, "after the rollback");
 }
 
 #[test]
