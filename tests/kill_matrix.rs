@@ -373,7 +373,7 @@ fn recover_settles_runs_killed_at_random_moments() {
 }
 
 /// The README's table of fail points is the list in the code, plus the two
-/// points a run passes only in some cases.
+/// points a run passes only in some cases and the package's own.
 #[test]
 fn the_readme_lists_every_fail_point() {
     let readme =
@@ -397,7 +397,11 @@ fn the_readme_lists_every_fail_point() {
         })
         .collect();
     let mut in_code: Vec<String> = POINTS.iter().map(|p| p.to_string()).collect();
-    in_code.extend(["presync-fence-waiting".into(), "tree-move-copied".into()]);
+    in_code.extend([
+        "presync-fence-waiting".into(),
+        "tree-move-copied".into(),
+        "package-upgraded".into(),
+    ]);
     listed.sort();
     in_code.sort();
     assert_eq!(listed, in_code);

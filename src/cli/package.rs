@@ -57,7 +57,10 @@ pub async fn scriptlet(ctx: &Context, scriptlet: Scriptlet, rpm_arg: u32) -> Res
             Decision::Upgrade => {
                 let since = Utc::now();
                 do_work(ctx, &units::RUN, "upgrading IMSS 7.1 to 9.1").await?;
-                return ended_on(ctx, since, RunState::Completed, "9.1", "7.1");
+                let code = ended_on(ctx, since, RunState::Completed, "9.1", "7.1")?;
+                // Between the upgrade and the end of rpm's transaction.
+                crate::fail_point!("package-upgraded");
+                return Ok(code);
             }
             Decision::RollBack => {
                 do_work(ctx, &units::ROLLBACK, "rolling IMSS back to 7.1").await?;

@@ -19,7 +19,10 @@
 //! transaction is open, so it is not listed). One more, `tree-move-copied`
 //! (between the copy of a tree across file systems and its verification),
 //! is passed only when the data directory and the backup are on different
-//! file systems, so it is not listed either.
+//! file systems, so it is not listed either. Nor is `package-upgraded`,
+//! passed by the package's `%pre` (`imss-upgrade package pre-install`)
+//! once the upgrade it waited for ended on 9.1, before rpm records the
+//! package.
 
 /// Every fail point, in the order a run, then its rollback, passes them.
 pub const POINTS: &[&str] = &[

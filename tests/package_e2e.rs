@@ -1,0 +1,455 @@
+//! The upgrade as an administrator meets it: `dnf install imss-upgrade` on
+//! a booted 7.1 server (its units running, packages served from a local
+//! repository), then `journalctl` to review, and `rpm -e` or `dnf remove`
+//! to go back. The packages are this build's (`tools/rpm.sh --profile
+//! dev`, with the fail points the failure cases arm through a drop-in of
+//! the unit the upgrade runs in).
+//!
+//! Needs root, `systemd-container`, rpm, dnf, createrepo-c, rpmlint and
+//! cargo-generate-rpm (`make setup`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use imss_fixture::model_host::{Baseline, ModelHost, units_71, units_91, wait_for};
+use imss_fixture::package_repo::{self, PackageRepo};
+use imss_upgrade::files::units;
+use imss_upgrade::flow::journal::RunState;
+use imss_upgrade::support::logging::events;
+
+/// One booted host at a time: each builds and upgrades a whole server, and
+/// the machine has few cores.
+static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const DNF_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Where a run stopped at a fail point says so, inside the host.
+const STOP_DIR: &str = "/var/lib/imss-upgrade-test";
+const STOP_FILE: &str = "/var/lib/imss-upgrade-test/stopped";
+
+fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_HOST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// This build's packages, built once per test binary.
+fn packages() -> &'static [PathBuf] {
+    static PACKAGES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    PACKAGES.get_or_init(|| {
+        let target_dir = Path::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+            .parent()
+            .and_then(Path::parent)
+            .expect("the programs are in the target directory's profile folder");
+        package_repo::build_test_packages(target_dir)
+            .unwrap_or_else(|err| panic!("building the packages: {err:#}"))
+    })
+}
+
+/// A booted host running 7.1 (built with `extra` options) that serves
+/// this build's packages.
+fn host_serving_packages(name: &str, extra: &[&str]) -> (ModelHost, PackageRepo) {
+    let packages = packages();
+    let host = ModelHost::with_71(name, extra);
+    let repo = package_repo::serve_packages(&host.host, packages)
+        .unwrap_or_else(|err| panic!("serving the packages: {err:#}"));
+    (host, repo)
+}
+
+/// `argv` inside the host: exit code and stdout with stderr after it.
+fn inside(host: &ModelHost, argv: &[&str]) -> (Option<i32>, String) {
+    let (code, stdout, stderr) = host.run_inside(argv, DNF_TIMEOUT);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Whether rpm has `package` installed inside the host.
+fn installed(host: &ModelHost, package: &str) -> bool {
+    host.probe(&["rpm", "-q", package]).0 == Some(0)
+}
+
+/// Sets `FAILPOINTS` (the `fail` crate's syntax) for the work in `unit`
+/// through a drop-in, or removes it (`None`).
+fn arm_unit(host: &ModelHost, unit: &str, failpoints: Option<&str>) {
+    let drop_in = failpoints.map(|points| format!("[Service]\nEnvironment=FAILPOINTS={points}\n"));
+    write_drop_in(host, unit, drop_in.as_deref());
+    host.host.run(&["systemctl", "daemon-reload"]).unwrap();
+}
+
+/// Writes the test's drop-in for `unit` (`None` removes it), from outside.
+fn write_drop_in(host: &ModelHost, unit: &str, text: Option<&str>) {
+    let dir = host
+        .host
+        .root()
+        .join("etc/systemd/system")
+        .join(format!("{unit}.d"));
+    let file = dir.join("imss-test.conf");
+    match text {
+        Some(text) => {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&file, text).unwrap();
+        }
+        None => {
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+}
+
+/// Starts `dnf install -y imss-upgrade` inside the host, stopped dead at
+/// fail point `point` (inside the upgrade's unit, or for
+/// `package-upgraded` in the scriptlet), then cuts the host's power and
+/// boots it again: the recovery unit settles the run at boot.
+fn dnf_install_cut_at(host: &mut ModelHost, point: &str) {
+    let stop_file = host.host.root().join(&STOP_FILE[1..]);
+    let _ = std::fs::remove_file(&stop_file);
+    std::fs::create_dir_all(stop_file.parent().unwrap()).unwrap();
+    let stop = [
+        format!("IMSS_STOP_AT={point}"),
+        format!("IMSS_STOP_FILE={STOP_FILE}"),
+    ];
+    let mut argv = vec!["env".to_string()];
+    if point == "package-upgraded" {
+        argv.extend(stop.iter().cloned());
+    } else {
+        let drop_in = format!(
+            "[Service]\nEnvironment={} {}\nReadWritePaths={STOP_DIR}\n",
+            stop[0], stop[1]
+        );
+        write_drop_in(host, units::RUN.name, Some(&drop_in));
+        host.host.run(&["systemctl", "daemon-reload"]).unwrap();
+    }
+    argv.extend(["dnf", "install", "-y", "imss-upgrade"].map(String::from));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut dnf = host
+        .host
+        .command(&argv)
+        .unwrap()
+        .spawn_daemon(log.path())
+        .unwrap();
+    wait_for(
+        Duration::from_secs(600),
+        &format!("dnf install reaching {point}"),
+        || {
+            assert!(
+                dnf.try_wait().unwrap().is_none(),
+                "dnf install ended before {point}:\n{}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+            stop_file.exists()
+        },
+    );
+    host.host.power_loss().unwrap();
+    let _ = dnf.wait();
+    write_drop_in(host, units::RUN.name, None);
+    if let Err(err) = host.host.boot_again() {
+        let recovery = host
+            .host
+            .run(&["journalctl", "--no-pager", "-b", "-u", units::RECOVER.name])
+            .unwrap_or_default();
+        panic!("{err:#}\nthe recovery at boot:\n{recovery}");
+    }
+}
+
+/// Checks that the host ended on 7.1 exactly as `before` it was, with its
+/// units running (`when` names the moment).
+fn assert_on_71(host: &ModelHost, before: &Baseline, when: &str) {
+    assert_eq!(host.step_journal().state, RunState::RolledBack, "{when}");
+    wait_for(Duration::from_secs(120), "7.1's units to run", || {
+        units_71().iter().all(|unit| host.active(unit) == "active")
+    });
+    host.assert_back_on_71_exactly(before, when);
+}
+
+/// Checks that the host ended on 9.1, its units running and taking mail.
+fn assert_on_91(host: &ModelHost, when: &str) {
+    assert_eq!(host.step_journal().state, RunState::Completed, "{when}");
+    wait_for(Duration::from_secs(120), "9.1's units to run", || {
+        units_91(true)
+            .iter()
+            .all(|unit| host.active(unit) == "active")
+    });
+    wait_for(Duration::from_secs(60), "9.1 to take mail", || {
+        host.takes_mail()
+    });
+}
+
+#[test]
+fn dnf_install_upgrades_journalctl_tells_the_story_and_rpm_e_rolls_back_exactly() {
+    let _one = one_host_at_a_time();
+    let (host, _repo) = host_serving_packages("pkg-install", &[]);
+    let before = host.baseline();
+
+    let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "dnf install failed:\n{output}");
+    assert!(
+        output.contains("IMSS upgraded from 7.1 to 9.1"),
+        "dnf does not show the upgrade report:\n{output}"
+    );
+    assert!(installed(&host, "imss-upgrade") && installed(&host, "imss-upgrade-helpers"));
+    assert_eq!(host.step_journal().state, RunState::Completed);
+    host.assert_units(&units_91(true), "active", "after dnf install");
+    assert!(host.takes_mail(), "9.1 takes no mail after dnf install");
+
+    // The story: the upgrade's unit holds every line of the run, the events
+    // carry their fields, and -x adds the catalog's text.
+    let (_, unit_log) = inside(&host, &["journalctl", "--no-pager", "-u", units::RUN.name]);
+    assert!(unit_log.contains("switch"), "{unit_log}");
+    let completed = host.journal_events(events::UPGRADE_COMPLETED);
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["_SYSTEMD_UNIT"], units::RUN.name);
+    assert!(
+        completed[0]["IMSS_DOWNTIME_MS"].is_string(),
+        "{}",
+        completed[0]
+    );
+    for step in [
+        "presync",
+        "quiesce",
+        "snapshot",
+        "migrate",
+        "switch",
+        "register-rollback",
+    ] {
+        assert!(
+            host.journal_events(events::STEP_FINISHED)
+                .iter()
+                .any(|event| event["IMSS_STEP"] == step),
+            "no STEP_FINISHED event for {step}"
+        );
+    }
+    let (_, explained) = inside(
+        &host,
+        &[
+            "journalctl",
+            "--no-pager",
+            "-x",
+            &format!("MESSAGE_ID={}", events::UPGRADE_COMPLETED),
+        ],
+    );
+    assert!(
+        explained.contains("Defined-By: imss-upgrade") && explained.contains("imss-rollback puts"),
+        "journalctl -x shows no catalog text:\n{explained}"
+    );
+
+    // A reinstall changes nothing.
+    let (code, output) = inside(&host, &["dnf", "reinstall", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "dnf reinstall failed:\n{output}");
+    assert_eq!(host.step_journal().state, RunState::Completed);
+    assert_eq!(host.journal_events(events::UPGRADE_STARTED).len(), 1);
+    host.assert_units(&units_91(true), "active", "after dnf reinstall");
+
+    // The helpers stay while a rollback is possible.
+    let (code, output) = inside(&host, &["rpm", "-e", "--nodeps", "imss-upgrade-helpers"]);
+    assert_ne!(code, Some(0), "the helpers went:\n{output}");
+    assert!(output.contains("can still be rolled back"), "{output}");
+    assert!(installed(&host, "imss-upgrade-helpers"));
+
+    let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "rpm -e failed:\n{output}");
+    assert!(!installed(&host, "imss-upgrade"));
+    assert_eq!(host.step_journal().state, RunState::RolledBack);
+    host.assert_back_on_71_exactly(&before, "after rpm -e");
+    host.assert_units(&units_71(), "active", "after rpm -e");
+
+    let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade-helpers"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the helpers stay after the rollback:\n{output}"
+    );
+}
+
+#[test]
+fn an_inhibitor_fails_dnf_install_with_the_report_and_changes_nothing() {
+    let _one = one_host_at_a_time();
+    let (host, _repo) = host_serving_packages("pkg-inhibit", &["--build", "1720"]);
+    let before = host.baseline();
+
+    let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "dnf install of an inhibited upgrade succeeded:\n{output}"
+    );
+    assert!(
+        output.contains("1808"),
+        "dnf does not show the inhibitor:\n{output}"
+    );
+    assert!(output.contains("IMSS stays on 7.1"), "{output}");
+    assert!(!installed(&host, "imss-upgrade"), "{output}");
+    host.assert_back_on_71_exactly(&before, "after an inhibited dnf install");
+    host.assert_units(&units_71(), "active", "after an inhibited dnf install");
+}
+
+#[test]
+fn failures_under_dnf_install_and_dnf_remove_leave_the_server_whole_and_a_retry_works() {
+    let _one = one_host_at_a_time();
+    let (host, _repo) = host_serving_packages("pkg-failures", &[]);
+    let before = host.baseline();
+    arm_unit(&host, units::RUN.name, Some("switch-health-check=return"));
+
+    let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "dnf install of a failing upgrade succeeded:\n{output}"
+    );
+    assert!(
+        output.contains("switch-health-check"),
+        "dnf does not show the cause:\n{output}"
+    );
+    assert!(output.contains("IMSS stays on 7.1"), "{output}");
+    assert!(!installed(&host, "imss-upgrade"), "{output}");
+    assert_eq!(host.step_journal().state, RunState::RolledBack);
+    host.assert_back_on_71_exactly(&before, "after a failed dnf install");
+    host.assert_units(&units_71(), "active", "after a failed dnf install");
+
+    // The cause gone, the same command upgrades.
+    arm_unit(&host, units::RUN.name, None);
+    let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "the second dnf install failed:\n{output}");
+    assert_eq!(host.step_journal().state, RunState::Completed);
+
+    // dnf remove: a rollback that fails keeps both packages, and 9.1.
+    arm_unit(&host, units::ROLLBACK.name, Some("rollback-checked=return"));
+    let (code, output) = inside(&host, &["dnf", "remove", "-y", "imss-upgrade"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "dnf remove with a failing rollback succeeded:\n{output}"
+    );
+    assert!(installed(&host, "imss-upgrade"), "{output}");
+    assert!(installed(&host, "imss-upgrade-helpers"), "{output}");
+    assert_eq!(host.step_journal().state, RunState::Completed);
+    host.assert_units(&units_91(true), "active", "after a failed dnf remove");
+
+    arm_unit(&host, units::ROLLBACK.name, None);
+    let (code, output) = inside(&host, &["dnf", "remove", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "the second dnf remove failed:\n{output}");
+    assert!(!installed(&host, "imss-upgrade"));
+    assert!(!installed(&host, "imss-upgrade-helpers"));
+    host.assert_back_on_71_exactly(&before, "after dnf remove");
+    host.assert_units(&units_71(), "active", "after dnf remove");
+}
+
+#[test]
+fn power_losses_during_dnf_install_end_on_91_or_exactly_on_71_and_dnf_install_converges() {
+    let _one = one_host_at_a_time();
+    let (mut host, _repo) = host_serving_packages("pkg-power", &[]);
+    let before = host.baseline();
+
+    // Before the switch is done, the recovery at boot rolls back, and the
+    // next dnf install upgrades again from the 7.1 it left.
+    for point in [
+        "snapshot-archived",
+        "migrate-window-copied",
+        "switch-swapped",
+    ] {
+        dnf_install_cut_at(&mut host, point);
+        assert_on_71(&host, &before, &format!("after a power loss at {point}"));
+        assert!(
+            !installed(&host, "imss-upgrade"),
+            "after a power loss at {point}"
+        );
+    }
+
+    // After it, the recovery finishes; dnf install then records the package
+    // without redoing the upgrade.
+    for point in ["after-register-rollback", "package-upgraded"] {
+        dnf_install_cut_at(&mut host, point);
+        let when = format!("after a power loss at {point}");
+        assert_on_91(&host, &when);
+        let upgraded_at = host.step_journal().started_at;
+        let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+        assert_eq!(code, Some(0), "dnf install {when}:\n{output}");
+        assert!(installed(&host, "imss-upgrade"), "{when}");
+        assert_eq!(
+            host.step_journal().started_at,
+            upgraded_at,
+            "the upgrade ran again {when}"
+        );
+        assert_on_91(&host, &format!("dnf install {when}"));
+
+        let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade"]);
+        assert_eq!(code, Some(0), "rpm -e {when}:\n{output}");
+        assert_on_71(&host, &before, &format!("rpm -e {when}"));
+    }
+}
+
+#[test]
+fn a_hang_up_of_dnf_in_the_middle_of_the_upgrade_ends_on_91_or_71_and_status_says_which() {
+    let _one = one_host_at_a_time();
+    let (host, _repo) = host_serving_packages("pkg-hangup", &[]);
+    let before = host.baseline();
+    // A pause in the migration, for the hang-up to arrive in the middle.
+    arm_unit(
+        &host,
+        units::RUN.name,
+        Some("migrate-window-copied=sleep(4000)"),
+    );
+    let log = tempfile::NamedTempFile::new().unwrap();
+    // In a session of its own, as a login's shell runs it.
+    let mut dnf = host
+        .host
+        .command(&["setsid", "--wait", "dnf", "install", "-y", "imss-upgrade"])
+        .unwrap()
+        .spawn_daemon(log.path())
+        .unwrap();
+    wait_for(
+        Duration::from_secs(600),
+        "the upgrade reaching the migration",
+        || {
+            std::fs::read_to_string(
+                host.host
+                    .root()
+                    .join("var/imss/imss_backup_71_to_91/upgrade-state.json"),
+            )
+            .is_ok_and(|journal| journal.contains("\"migrate\""))
+        },
+    );
+    let (_, status) = inside(&host, &["imss-upgrade", "status"]);
+    assert!(
+        status.contains("Upgrade to 9.1: in progress") && status.contains("migrate"),
+        "status does not say where the upgrade is:\n{status}"
+    );
+    // What a dropped SSH session does: SIGHUP to the session's processes.
+    let (_, sessions) = inside(&host, &["pgrep", "-x", "dnf"]);
+    let dnf_pid = sessions
+        .trim()
+        .lines()
+        .next()
+        .expect("dnf runs")
+        .to_string();
+    let (_, group) = inside(&host, &["ps", "-o", "pgid=", "-p", &dnf_pid]);
+    let (code, output) = inside(
+        &host,
+        &["kill", "-HUP", "--", &format!("-{}", group.trim())],
+    );
+    assert_eq!(code, Some(0), "{output}");
+
+    wait_for(
+        Duration::from_secs(600),
+        "the upgrade's unit to end",
+        || {
+            !matches!(
+                host.active(units::RUN.name).as_str(),
+                "activating" | "active"
+            )
+        },
+    );
+    let _ = dnf.wait();
+    let (code, status) = inside(&host, &["imss-upgrade", "status"]);
+    assert_eq!(code, Some(0), "{status}");
+    match host.step_journal().state {
+        RunState::Completed => {
+            assert!(status.contains("Upgrade to 9.1: completed"), "{status}");
+            assert!(status.contains("IMSS 9.1"), "{status}");
+            assert_on_91(&host, "after the hang-up");
+        }
+        RunState::RolledBack => {
+            assert!(status.contains("Upgrade to 9.1: rolled back"), "{status}");
+            assert_on_71(&host, &before, "after the hang-up");
+        }
+        state => panic!("the upgrade is {state:?} after the hang-up:\n{status}"),
+    }
+}
