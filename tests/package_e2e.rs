@@ -173,6 +173,115 @@ fn assert_on_91(host: &ModelHost, when: &str) {
     });
 }
 
+/// `rpm -qp ARGS PACKAGE` on this machine: its stdout.
+fn query_package(package: &Path, args: &[&str]) -> String {
+    imss_upgrade::support::cmd::Cmd::new("rpm")
+        .arg("-qp")
+        .args(args)
+        .arg(package)
+        .output_text()
+        .unwrap_or_else(|err| panic!("rpm -qp {args:?} {}: {err}", package.display()))
+}
+
+/// The built package named `name`.
+fn package_file(name: &str) -> &'static Path {
+    packages()
+        .iter()
+        .find(|file| query_package(file, &["--qf", "%{NAME}"]) == name)
+        .unwrap_or_else(|| panic!("no package {name} among {:?}", packages()))
+}
+
+#[test]
+fn each_scriptlet_is_its_file_under_rpm_and_nothing_else() {
+    // cargo-generate-rpm takes a script path that does not exist as the
+    // script's text: a typo would ship a scriptlet that runs the path.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected = [
+        ("imss-upgrade", "PREIN", "rpm/imss-upgrade.pre"),
+        ("imss-upgrade", "PREUN", "rpm/imss-upgrade.preun"),
+        (
+            "imss-upgrade-helpers",
+            "PREUN",
+            "rpm/imss-upgrade-helpers.preun",
+        ),
+        (
+            "imss-upgrade-helpers",
+            "POSTIN",
+            "rpm/imss-upgrade-helpers.reload",
+        ),
+        (
+            "imss-upgrade-helpers",
+            "POSTUN",
+            "rpm/imss-upgrade-helpers.reload",
+        ),
+    ];
+    for (name, tag, file) in expected {
+        let script = query_package(package_file(name), &["--qf", &format!("%{{{tag}}}")]);
+        let text = std::fs::read_to_string(workspace.join(file)).unwrap();
+        assert_eq!(script.trim_end(), text.trim_end(), "{name} {tag}");
+    }
+    for (name, tag) in [
+        ("imss-upgrade", "POSTIN"),
+        ("imss-upgrade-helpers", "PREIN"),
+    ] {
+        let script = query_package(package_file(name), &["--qf", &format!("%{{{tag}}}")]);
+        assert_eq!(
+            script, "(none)",
+            "{name} has a {tag} scriptlet it should not have"
+        );
+    }
+}
+
+#[test]
+fn the_packages_hold_what_the_scriptlets_run_and_require_each_other_exactly() {
+    let main = package_file("imss-upgrade");
+    let helpers = package_file("imss-upgrade-helpers");
+    assert_eq!(query_package(main, &["--qf", "%{ARCH}"]), "noarch");
+    assert_eq!(query_package(main, &["--list"]).trim(), "(contains no files)");
+    let version = query_package(helpers, &["--qf", "%{VERSION}-%{RELEASE}"]);
+    let requires = query_package(main, &["--requires"]);
+    assert!(
+        requires
+            .lines()
+            .any(|line| line == format!("imss-upgrade-helpers = {version}")),
+        "{requires}"
+    );
+    let files = query_package(helpers, &["--list"]);
+    for path in [
+        "/usr/sbin/imss-upgrade",
+        "/usr/sbin/imss-rollback",
+        "/usr/lib/systemd/system/imss-upgrade-run.service",
+        "/usr/lib/systemd/system/imss-upgrade-rollback.service",
+        "/usr/lib/systemd/catalog/imss-upgrade.catalog",
+        "/usr/share/doc/imss-upgrade/README.md",
+        "/usr/share/imss-upgrade/payload/payload.sha256",
+        "/usr/share/imss-upgrade/payload/PostgreSQL/bin/postgres",
+        "/usr/share/imss-upgrade/payload/bind/sbin/named",
+    ] {
+        assert!(
+            files.lines().any(|line| line == path),
+            "{path} is not in the helpers"
+        );
+    }
+    // No 9.1 file is a package's: the switch copies the tree and writes the units.
+    for line in files.lines() {
+        assert!(
+            !line.starts_with("/opt/") && !line.starts_with("/etc/systemd/system/"),
+            "the helpers own {line}"
+        );
+    }
+    for field in ["%{LICENSE}", "%{URL}", "%{VENDOR}", "%{SUMMARY}"] {
+        for package in [main, helpers] {
+            let value = query_package(package, &["--qf", field]);
+            assert!(
+                !value.is_empty() && value != "(none)",
+                "{field} of {}",
+                package.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn dnf_install_upgrades_journalctl_tells_the_story_and_rpm_e_rolls_back_exactly() {
     let _one = one_host_at_a_time();
