@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use imss_fixture::build::DEFAULT_PASSWORD;
-use imss_fixture::model_host::{ModelHost, units_71, units_91, wait_for};
+use imss_fixture::model_host::{ModelHost, STOP_FILE, units_71, units_91, wait_for};
 use imss_upgrade::files::units;
 use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::support::constants::BACKUP_DIR;
@@ -29,10 +29,6 @@ const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
 /// recovery and compression units run the helper from there.
 const PAYLOAD: &str = imss_upgrade::flow::context::PAYLOAD_DIR;
 const HELPER_ON_HOST: &str = "usr/sbin/imss-upgrade";
-
-/// Where a run stopped at a fail point says so, inside the host (not in
-/// its `/run`, a tmpfs of its own that this machine cannot see).
-const STOP_FILE: &str = "/var/lib/imss-upgrade-test/stopped";
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(900);
@@ -252,12 +248,8 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
 /// `point`, then cuts the host's power and boots it again: the recovery
 /// unit settles the run at boot.
 fn power_loss_at(host: &mut ModelHost, point: &str) {
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let stop_file = host.host.root().join(&STOP_FILE[1..]);
-    std::fs::create_dir_all(stop_file.parent().unwrap()).unwrap();
-    let mut run = host
-        .host
-        .command(&[
+    host.power_loss_once_stopped(
+        &[
             "env",
             &format!("IMSS_STOP_AT={point}"),
             &format!("IMSS_STOP_FILE={STOP_FILE}"),
@@ -265,32 +257,9 @@ fn power_loss_at(host: &mut ModelHost, point: &str) {
             "run",
             "--root",
             "/",
-        ])
-        .unwrap()
-        .spawn_daemon(log.path())
-        .unwrap();
-    wait_for(
-        Duration::from_secs(600),
+        ],
         &format!("the run reaching {point}"),
-        || {
-            let ended = run.try_wait().unwrap();
-            assert!(
-                ended.is_none(),
-                "the run ended before {point}: {}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-            stop_file.exists()
-        },
     );
-    host.host.power_loss().unwrap();
-    let _ = run.wait();
-    if let Err(err) = host.host.boot_again() {
-        let recovery = host
-            .host
-            .run(&["journalctl", "--no-pager", "-b", "-u", units::RECOVER.name])
-            .unwrap_or_default();
-        panic!("{err:#}\nthe recovery at boot:\n{recovery}");
-    }
 }
 
 /// When `unit`'s main process started or exited (`property`), in

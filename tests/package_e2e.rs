@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use imss_fixture::model_host::{Baseline, ModelHost, units_71, units_91, wait_for};
+use imss_fixture::model_host::{Baseline, ModelHost, STOP_FILE, units_71, units_91, wait_for};
 use imss_fixture::package_repo::{self, PackageRepo};
 use imss_upgrade::files::units;
 use imss_upgrade::flow::journal::RunState;
@@ -23,10 +23,6 @@ use imss_upgrade::support::logging::events;
 static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const DNF_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// Where a run stopped at a fail point says so, inside the host.
-const STOP_DIR: &str = "/var/lib/imss-upgrade-test";
-const STOP_FILE: &str = "/var/lib/imss-upgrade-test/stopped";
 
 fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_HOST_AT_A_TIME
@@ -100,9 +96,6 @@ fn write_drop_in(host: &ModelHost, unit: &str, text: Option<&str>) {
 /// `package-upgraded` in the scriptlet), then cuts the host's power and
 /// boots it again: the recovery unit settles the run at boot.
 fn dnf_install_cut_at(host: &mut ModelHost, point: &str) {
-    let stop_file = host.host.root().join(&STOP_FILE[1..]);
-    let _ = std::fs::remove_file(&stop_file);
-    std::fs::create_dir_all(stop_file.parent().unwrap()).unwrap();
     let stop = [
         format!("IMSS_STOP_AT={point}"),
         format!("IMSS_STOP_FILE={STOP_FILE}"),
@@ -111,43 +104,18 @@ fn dnf_install_cut_at(host: &mut ModelHost, point: &str) {
     if point == "package-upgraded" {
         argv.extend(stop.iter().cloned());
     } else {
+        let stop_dir = Path::new(STOP_FILE).parent().unwrap().display();
         let drop_in = format!(
-            "[Service]\nEnvironment={} {}\nReadWritePaths={STOP_DIR}\n",
+            "[Service]\nEnvironment={} {}\nReadWritePaths={stop_dir}\n",
             stop[0], stop[1]
         );
         write_drop_in(host, units::RUN.name, Some(&drop_in));
         host.host.run(&["systemctl", "daemon-reload"]).unwrap();
     }
     argv.extend(["dnf", "install", "-y", "imss-upgrade"].map(String::from));
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut dnf = host
-        .host
-        .command(&argv)
-        .unwrap()
-        .spawn_daemon(log.path())
-        .unwrap();
-    wait_for(
-        Duration::from_secs(600),
-        &format!("dnf install reaching {point}"),
-        || {
-            assert!(
-                dnf.try_wait().unwrap().is_none(),
-                "dnf install ended before {point}:\n{}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
-            );
-            stop_file.exists()
-        },
-    );
-    host.host.power_loss().unwrap();
-    let _ = dnf.wait();
+    host.power_loss_once_stopped(&argv, &format!("dnf install reaching {point}"));
     write_drop_in(host, units::RUN.name, None);
-    if let Err(err) = host.host.boot_again() {
-        let recovery = host
-            .host
-            .run(&["journalctl", "--no-pager", "-b", "-u", units::RECOVER.name])
-            .unwrap_or_default();
-        panic!("{err:#}\nthe recovery at boot:\n{recovery}");
-    }
+    host.host.run(&["systemctl", "daemon-reload"]).unwrap();
 }
 
 /// Checks that the host ended on 7.1 exactly as `before` it was, with its
@@ -237,7 +205,10 @@ fn the_packages_hold_what_the_scriptlets_run_and_require_each_other_exactly() {
     let main = package_file("imss-upgrade");
     let helpers = package_file("imss-upgrade-helpers");
     assert_eq!(query_package(main, &["--qf", "%{ARCH}"]), "noarch");
-    assert_eq!(query_package(main, &["--list"]).trim(), "(contains no files)");
+    assert_eq!(
+        query_package(main, &["--list"]).trim(),
+        "(contains no files)"
+    );
     let version = query_package(helpers, &["--qf", "%{VERSION}-%{RELEASE}"]);
     let requires = query_package(main, &["--requires"]);
     assert!(

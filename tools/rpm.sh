@@ -60,9 +60,12 @@ case "$profile" in
     release)
         out="${out:-$top/target/rpm}"
         bin_dir="$target_dir/x86_64-unknown-linux-gnu/release"
-        command -v cargo-zigbuild >/dev/null 2>&1 ||
-            die "cargo-zigbuild is missing: run make setup"
-        cargo zigbuild --release --target "x86_64-unknown-linux-gnu.$glibc_floor" \
+        # Zig and cargo-zigbuild live in a virtualenv of make setup's;
+        # cargo-zigbuild finds zig as `$CARGO_ZIGBUILD_PYTHON_PATH -m ziglang`.
+        zig_venv="$top/.tools/zig-venv/bin"
+        [ -x "$zig_venv/cargo-zigbuild" ] || die "cargo-zigbuild is missing: run make setup"
+        CARGO_ZIGBUILD_PYTHON_PATH="$zig_venv/python3" "$zig_venv/cargo-zigbuild" zigbuild \
+            --release --target "x86_64-unknown-linux-gnu.$glibc_floor" \
             -p imss-upgrade -p imss-fixture --bins ||
             die "cargo zigbuild failed (see above)"
         ;;
@@ -78,6 +81,11 @@ for program in imss-upgrade imss-rollback imss-fixture; do
         die "$bin_dir/$program is missing: build the workspace first (cargo build --workspace)"
 done
 
+# The newest glibc symbol version an ELF program needs (empty: none).
+glibc_needed() {
+    objdump -T "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1
+}
+
 stage="$out/stage"
 rm -rf "$stage"
 mkdir -p "$stage/bin"
@@ -85,6 +93,13 @@ for program in imss-upgrade imss-rollback imss-fixture; do
     cp "$bin_dir/$program" "$stage/bin/$program"
     strip "$stage/bin/$program"
 done
+if [ "$profile" = release ]; then
+    for program in imss-upgrade imss-rollback imss-fixture; do
+        needed="$(glibc_needed "$stage/bin/$program")"
+        [ "$(printf '%s\n%s\n' "$needed" "$glibc_floor" | sort -V | tail -n 1)" = "$glibc_floor" ] ||
+            die "$program needs glibc $needed, more than RHEL 7's $glibc_floor"
+    done
+fi
 
 # The 9.1 payload, as the model writes it (its services' program is the
 # stripped imss-fixture, which copies itself), holding PostgreSQL 15's and

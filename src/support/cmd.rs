@@ -480,12 +480,22 @@ fn wait_at_most(mut child: Child, limit: Duration, argv: String) -> Result<Outpu
 }
 
 /// A file in memory holding `secret`, read from its start.
+///
+/// Through rustix, which makes the system call itself: glibc has the
+/// `memfd_create` wrapper only from 2.27, and the binaries run on 2.17.
+/// A kernel without the call (RHEL 7 before 7.3) gets an unnamed file on
+/// the memory file system `/dev/shm` instead, gone when it is closed.
 fn secret_in_memory(secret: &Secret) -> std::io::Result<Stdio> {
     use std::io::{Seek, SeekFrom};
-    let fd = nix::sys::memfd::memfd_create(
-        c"imss-upgrade-secret",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-    )?;
+    let fd = match rustix::fs::memfd_create(c"imss-upgrade-secret", rustix::fs::MemfdFlags::CLOEXEC)
+    {
+        Err(rustix::io::Errno::NOSYS) => rustix::fs::open(
+            "/dev/shm",
+            rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )?,
+        other => other?,
+    };
     let mut file = std::fs::File::from(fd);
     file.write_all(secret.expose())?;
     file.seek(SeekFrom::Start(0))?;
