@@ -253,6 +253,101 @@ fn the_packages_hold_what_the_scriptlets_run_and_require_each_other_exactly() {
     }
 }
 
+/// The oldest glibc the shipped programs may need: RHEL 7's.
+const GLIBC_FLOOR: (u32, u32) = (2, 17);
+
+/// The release packages `make rpm` writes (`make test` builds them first).
+fn release_packages() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rpm");
+    let packages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "rpm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        packages.len(),
+        2,
+        "{} should hold the two release packages: run `make rpm` (make test does)",
+        dir.display()
+    );
+    packages
+}
+
+/// The newest `GLIBC_x.y` symbol version the ELF file `path` needs.
+fn newest_glibc_needed(path: &Path) -> Option<(u32, u32)> {
+    let symbols = imss_upgrade::support::cmd::Cmd::new("objdump")
+        .arg("-T")
+        .arg(path)
+        .output_text()
+        .unwrap_or_else(|err| {
+            panic!(
+                "objdump -T {}: {err} (apt-get install binutils)",
+                path.display()
+            )
+        });
+    symbols
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+}
+
+#[test]
+fn the_programs_the_release_packages_ship_need_at_most_glibc_2_17() {
+    let ours = [
+        "/usr/sbin/imss-upgrade",
+        "/usr/sbin/imss-rollback",
+        "/usr/share/imss-upgrade/payload/bin/imssd",
+    ];
+    let mut checked = Vec::new();
+    for package in release_packages() {
+        let unpacked = tempfile::tempdir().unwrap();
+        // Installed into a scratch root as rpm installs them (Debian's
+        // rpm2cpio exits 1 on a whole payload).
+        imss_upgrade::support::cmd::Cmd::new("rpm")
+            .arg("--root")
+            .arg(unpacked.path())
+            .args(["--dbpath", "/rpmdb", "-i", "--nodeps", "--noscripts", "--notriggers"])
+            .arg(&package)
+            .run()
+            .unwrap_or_else(|err| panic!("unpacking {}: {err}", package.display()));
+        for program in ours {
+            let path = unpacked.path().join(&program[1..]);
+            if !path.exists() {
+                continue;
+            }
+            let needed = newest_glibc_needed(&path)
+                .unwrap_or_else(|| panic!("{program} names no glibc version"));
+            assert!(
+                needed <= GLIBC_FLOOR,
+                "{program} needs glibc {}.{}, more than RHEL 7's {}.{}",
+                needed.0,
+                needed.1,
+                GLIBC_FLOOR.0,
+                GLIBC_FLOOR.1
+            );
+            checked.push(program);
+        }
+    }
+    checked.sort();
+    let mut expected = ours.to_vec();
+    expected.sort();
+    assert_eq!(
+        checked, expected,
+        "not every shipped program was found in the packages"
+    );
+}
+
 #[test]
 fn dnf_install_upgrades_journalctl_tells_the_story_and_rpm_e_rolls_back_exactly() {
     let _one = one_host_at_a_time();
