@@ -445,28 +445,7 @@ fn a_stub_resolver_a_udp_only_listener_and_a_taken_fallback_are_stepped_around()
 fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in_71_after() {
     let _one = one_host_at_a_time();
     let host = host_with_71("e2e-traffic", &[]);
-    let accepted_log = "/var/lib/imss-upgrade-test/accepted";
-    std::fs::create_dir_all(host.host.root().join("var/lib/imss-upgrade-test")).unwrap();
-    let sender_log = tempfile::NamedTempFile::new().unwrap();
-    let fixture = host.fixture.to_string_lossy().into_owned();
-    let mut sender = host
-        .host
-        .command(&[
-            fixture.as_str(),
-            "traffic",
-            "--port",
-            "25",
-            "--rate",
-            "10",
-            "--duration",
-            "45",
-            "--accepted-log",
-            accepted_log,
-            "--json",
-        ])
-        .unwrap()
-        .spawn_daemon(sender_log.path())
-        .unwrap();
+    let sender = host.send_mail("upgrade-and-rollback", 45);
     std::thread::sleep(Duration::from_secs(2));
 
     upgrade(&host);
@@ -476,39 +455,20 @@ fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in
     std::thread::sleep(Duration::from_secs(2));
     let (code, stdout, stderr) = host.run_inside(&[ROLLBACK, "--root", "/"], UPGRADE_TIMEOUT);
     assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
-    let status = sender.wait().unwrap();
-    let report = std::fs::read_to_string(sender_log.path()).unwrap();
-    assert!(status.success(), "the sender failed: {report}");
-
-    let accepted: std::collections::BTreeSet<String> =
-        std::fs::read_to_string(host.host.root().join(&accepted_log[1..]))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
+    let sent = sender.finish();
     assert!(
-        accepted.len() > 100,
-        "too little mail was accepted: {report}"
+        sent.accepted.len() > 100,
+        "too little mail was accepted: {}",
+        sent.tally
     );
-    // The sender's JSON report follows whatever it logged.
-    let tally: serde_json::Value = serde_json::from_str(&report[report.find("{\n").unwrap()..])
-        .unwrap_or_else(|err| panic!("the sender's report is not JSON ({err}): {report}"));
-    let count = |key: &str| tally[key].as_u64().unwrap();
-    assert_eq!(count("accepted") as usize, accepted.len(), "{tally}");
     assert!(
-        count("refused") + count("failed") > 0,
-        "no mail met an outage: the upgrade and rollback ran outside the traffic: {tally}"
+        sent.count("refused") + sent.count("failed") > 0,
+        "no mail met an outage: the upgrade and rollback ran outside the traffic: {}",
+        sent.tally
     );
-    let in_71: std::collections::BTreeSet<String> = host
-        .query("SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'")
-        .into_iter()
-        .collect();
-    let missing: Vec<&String> = accepted.difference(&in_71).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} accepted mails are not in 7.1 after the rollback: {missing:?}",
-        missing.len(),
-        accepted.len()
+    sent.assert_all_in(
+        &host.traffic_in("tb_policy_event"),
+        "7.1 after the rollback",
     );
     host.assert_units(&units_71(), "active", "after the rollback");
 }

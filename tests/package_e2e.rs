@@ -317,7 +317,14 @@ fn the_programs_the_release_packages_ship_need_at_most_glibc_2_17() {
         imss_upgrade::support::cmd::Cmd::new("rpm")
             .arg("--root")
             .arg(unpacked.path())
-            .args(["--dbpath", "/rpmdb", "-i", "--nodeps", "--noscripts", "--notriggers"])
+            .args([
+                "--dbpath",
+                "/rpmdb",
+                "-i",
+                "--nodeps",
+                "--noscripts",
+                "--notriggers",
+            ])
             .arg(&package)
             .run()
             .unwrap_or_else(|err| panic!("unpacking {}: {err}", package.display()));
@@ -349,17 +356,28 @@ fn the_programs_the_release_packages_ship_need_at_most_glibc_2_17() {
 }
 
 #[test]
-fn dnf_install_upgrades_journalctl_tells_the_story_and_rpm_e_rolls_back_exactly() {
+fn dnf_install_under_mail_upgrades_journalctl_tells_the_story_and_rpm_e_loses_nothing() {
     let _one = one_host_at_a_time();
     let (host, _repo) = host_serving_packages("pkg-install", &[]);
     let before = host.baseline();
 
+    let sender = host.send_mail("install", 20);
+    std::thread::sleep(Duration::from_secs(2));
     let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
     assert_eq!(code, Some(0), "dnf install failed:\n{output}");
     assert!(
         output.contains("IMSS upgraded from 7.1 to 9.1"),
         "dnf does not show the upgrade report:\n{output}"
     );
+    let during_install = sender.finish();
+    assert!(
+        during_install.count("refused") + during_install.count("failed") > 0,
+        "no mail met the downtime: dnf install ran outside the traffic: {}",
+        during_install.tally
+    );
+    // Mail 7.1 took during the run is within the last 24 hours, which the
+    // upgrade migrates: every mail accepted is in 9.1's database.
+    during_install.assert_all_in(&host.traffic_in("policy_event"), "9.1 after dnf install");
     assert!(installed(&host, "imss-upgrade") && installed(&host, "imss-upgrade-helpers"));
     assert_eq!(host.step_journal().state, RunState::Completed);
     host.assert_units(&units_91(true), "active", "after dnf install");
@@ -419,12 +437,19 @@ fn dnf_install_upgrades_journalctl_tells_the_story_and_rpm_e_rolls_back_exactly(
     assert!(output.contains("can still be rolled back"), "{output}");
     assert!(installed(&host, "imss-upgrade-helpers"));
 
+    let sender = host.send_mail("erase", 15);
+    std::thread::sleep(Duration::from_secs(2));
     let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade"]);
     assert_eq!(code, Some(0), "rpm -e failed:\n{output}");
+    let during_erase = sender.finish();
     assert!(!installed(&host, "imss-upgrade"));
     assert_eq!(host.step_journal().state, RunState::RolledBack);
-    host.assert_back_on_71_exactly(&before, "after rpm -e");
+    host.assert_back_on_71_with_mail_since(&before, "after rpm -e");
     host.assert_units(&units_71(), "active", "after rpm -e");
+    // Nothing lost: what 9.1 took is carried back into 7.1.
+    let in_71 = host.traffic_in("tb_policy_event");
+    during_install.assert_all_in(&in_71, "7.1 after rpm -e");
+    during_erase.assert_all_in(&in_71, "7.1 after rpm -e");
 
     let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade-helpers"]);
     assert_eq!(
