@@ -19,24 +19,29 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Integration tests drive the imss-fixture program, so it is built first.
-test: setup lint
+# The release packages too: a test checks the glibc their programs need.
+test: setup lint rpm
 	$(CARGO) build --workspace
 	bash tools/test.sh
 
 # The two packages, for glibc 2.17 and later (RHEL 7, 8, 9), in
 # target/rpm; rpmlint-checked (tools/rpm.sh).
-rpm: build
+rpm: setup
 	bash tools/rpm.sh --profile release
 
-demo: build
+# A disposable 7.1 server on a booted host, upgraded by `dnf install` of
+# the packages `make rpm` wrote (tools/demo.sh, which runs the
+# imss-fixture make rpm built; needs root).
+demo: rpm
 	bash tools/demo.sh
 
 # Every section by default; `make bench BENCH_ARGS="--only downtime"`
-# measures one again and keeps the others (`imss-bench --help`).
+# measures one again and keeps the others (`imss-bench --help`). The
+# package section installs the packages `make rpm` writes to target/rpm.
 BENCH_ARGS ?=
 
-bench: build
-	$(RELEASE_BIN)/imss-bench --out BENCHMARKS.md $(BENCH_ARGS)
+bench: build rpm
+	$(RELEASE_BIN)/imss-bench --out BENCHMARKS.md --packages target/rpm $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
