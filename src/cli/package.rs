@@ -43,6 +43,8 @@ pub async fn scriptlet(ctx: &Context, scriptlet: Scriptlet, rpm_arg: u32) -> Res
                 eprintln!("imss-upgrade: {why}");
                 return Ok(exit::FAILED);
             }
+            // A run whose dnf went away (a hang-up) may still be at work.
+            Decision::RecoverFirst if still_working(ctx)? => {}
             Decision::RecoverFirst if !recovered => {
                 println!("imss-upgrade: an earlier run was interrupted; settling it first");
                 upgrade::recover(ctx).await?;
@@ -74,6 +76,23 @@ pub async fn scriptlet(ctx: &Context, scriptlet: Scriptlet, rpm_arg: u32) -> Res
             }
         }
     }
+}
+
+/// Whether the upgrade's or the rollback's unit was still at work, now
+/// waited for: a second `dnf install` or `dnf remove` after the first one
+/// went away finds the first one's work, not an interrupted run.
+fn still_working(ctx: &Context) -> Result<bool> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(false);
+    }
+    let mut waited = false;
+    for unit in units::PACKAGE {
+        if systemd::wait_while_running(unit.name)? {
+            println!("imss-upgrade: waited for {} to end", unit.name);
+            waited = true;
+        }
+    }
+    Ok(waited)
 }
 
 /// The step journal's state, if there is a journal.

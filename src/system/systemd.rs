@@ -70,12 +70,7 @@ pub fn run_unit(unit: &str) -> Result<UnitRun> {
     if let Err(err) = Cmd::new("systemctl").args(["start", unit]).run() {
         tracing::debug!("systemctl start {unit}: {err:#}");
     }
-    while matches!(
-        unit_property(unit, "ActiveState")?.as_str(),
-        "activating" | "deactivating" | "reloading"
-    ) {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_while_running(unit)?;
     let exit_status: i32 = unit_property(unit, "ExecMainStatus")?
         .parse()
         .with_context(|| format!("reading the exit status of {unit}"))?;
@@ -86,6 +81,20 @@ pub fn run_unit(unit: &str) -> Result<UnitRun> {
         exit_status,
         output: unit_output(unit, &invocation),
     })
+}
+
+/// Waits while `unit` is starting or stopping (a oneshot at work);
+/// whether it was.
+pub fn wait_while_running(unit: &str) -> Result<bool> {
+    let mut was_running = false;
+    while matches!(
+        unit_property(unit, "ActiveState")?.as_str(),
+        "activating" | "deactivating" | "reloading"
+    ) {
+        was_running = true;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(was_running)
 }
 
 /// One property of `unit`, as `systemctl show` gives it.
