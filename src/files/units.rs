@@ -85,10 +85,14 @@ mod tests {
             .filter(|name| name.ends_with(".service"))
             .collect();
         on_disk.sort();
-        let mut compiled: Vec<String> = names(&ALL).iter().map(|n| n.to_string()).collect();
+        let mut compiled: Vec<String> = names(&ALL)
+            .iter()
+            .chain(&names(&PACKAGE))
+            .map(|n| n.to_string())
+            .collect();
         compiled.sort();
         assert_eq!(compiled, on_disk);
-        for unit in ALL {
+        for unit in ALL.iter().chain(&PACKAGE) {
             assert!(unit.text.contains("[Service]"), "{}", unit.name);
         }
         let core_and_euq: Vec<Unit> = CORE_91.iter().chain(&EUQ_91).copied().collect();
