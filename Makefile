@@ -4,7 +4,7 @@
 CARGO ?= cargo
 RELEASE_BIN := target/release
 
-.PHONY: all setup build test lint demo bench rpm clean
+.PHONY: all setup build test lint demo bench rpm rpm-test clean
 
 all: build
 
@@ -19,8 +19,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Integration tests drive the imss-fixture program, so it is built first.
-# The release packages too: a test checks the glibc their programs need.
-test: setup lint rpm
+test: setup lint
 	$(CARGO) build --workspace
 	bash tools/test.sh
 
@@ -28,6 +27,12 @@ test: setup lint rpm
 # target/rpm; rpmlint-checked (tools/rpm.sh).
 rpm: setup
 	bash tools/rpm.sh --profile release
+
+# The release packages' own test (the glibc their programs need), which
+# make test skips: their build for glibc 2.17 takes minutes CI lacks.
+# tools/rpm.sh refuses a program above glibc 2.17 as it builds, too.
+rpm-test: rpm
+	$(CARGO) test --test package_e2e -- --ignored --exact the_programs_the_release_packages_ship_need_at_most_glibc_2_17
 
 # A disposable 7.1 server on a booted host, upgraded by `dnf install` of
 # the packages `make rpm` wrote (tools/demo.sh, which runs the

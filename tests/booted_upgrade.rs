@@ -442,38 +442,6 @@ fn a_stub_resolver_a_udp_only_listener_and_a_taken_fallback_are_stepped_around()
 }
 
 #[test]
-fn every_mail_accepted_across_an_upgrade_and_its_rollback_on_a_booted_host_is_in_71_after() {
-    let _one = one_host_at_a_time();
-    let host = host_with_71("e2e-traffic", &[]);
-    let sender = host.send_mail("upgrade-and-rollback", 45);
-    std::thread::sleep(Duration::from_secs(2));
-
-    upgrade(&host);
-    wait_for(Duration::from_secs(60), "9.1 to take mail", || {
-        host.takes_mail()
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let (code, stdout, stderr) = host.run_inside(&[ROLLBACK, "--root", "/"], UPGRADE_TIMEOUT);
-    assert_eq!(code, Some(0), "imss-rollback failed:\n{stdout}\n{stderr}");
-    let sent = sender.finish();
-    assert!(
-        sent.accepted.len() > 100,
-        "too little mail was accepted: {}",
-        sent.tally
-    );
-    assert!(
-        sent.count("refused") + sent.count("failed") > 0,
-        "no mail met an outage: the upgrade and rollback ran outside the traffic: {}",
-        sent.tally
-    );
-    sent.assert_all_in(
-        &host.traffic_in("tb_policy_event"),
-        "7.1 after the rollback",
-    );
-    host.assert_units(&units_71(), "active", "after the rollback");
-}
-
-#[test]
 fn a_bind_configuration_made_invalid_is_caught_by_named_checkconf_and_rolled_back_exactly() {
     let _one = one_host_at_a_time();
     let host = host_with_71("e2e-bad-named-conf", &[]);

@@ -85,16 +85,45 @@ async fn connects_before_after_and_after_rollback(
     server.stop().map_err(|e| format!("stop: {e:#}"))
 }
 
-#[tokio::test]
-async fn every_password_connects_through_psqlodbc_before_and_after_the_upgrade_and_after_rollback()
-{
+/// Servers cycled at once: each waits on its databases and services much
+/// of the time.
+const CYCLES_AT_ONCE: usize = 3;
+
+#[test]
+fn every_password_connects_through_psqlodbc_before_and_after_the_upgrade_and_after_rollback() {
     let payload = Payload::build().unwrap();
-    let mut failures = Vec::new();
-    for password in TABLE_PASSWORDS.iter().chain(HARD_PASSWORDS) {
-        if let Err(err) = connects_before_after_and_after_rollback(&payload, password).await {
-            failures.push(format!("{password:?}: {err}"));
-        }
-    }
+    let passwords: Vec<&str> = TABLE_PASSWORDS
+        .iter()
+        .chain(HARD_PASSWORDS)
+        .copied()
+        .collect();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CYCLES_AT_ONCE)
+            .map(|worker| {
+                let (payload, passwords) = (&payload, &passwords);
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Runtime::new().unwrap();
+                    passwords
+                        .iter()
+                        .skip(worker)
+                        .step_by(CYCLES_AT_ONCE)
+                        .filter_map(|password| {
+                            runtime
+                                .block_on(connects_before_after_and_after_rollback(
+                                    payload, password,
+                                ))
+                                .err()
+                                .map(|err| format!("{password:?}: {err}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -256,7 +256,7 @@ fn the_packages_hold_what_the_scriptlets_run_and_require_each_other_exactly() {
 /// The oldest glibc the shipped programs may need: RHEL 7's.
 const GLIBC_FLOOR: (u32, u32) = (2, 17);
 
-/// The release packages `make rpm` writes (`make test` builds them first).
+/// The release packages `make rpm` writes.
 fn release_packages() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rpm");
     let packages: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -270,7 +270,7 @@ fn release_packages() -> Vec<PathBuf> {
     assert_eq!(
         packages.len(),
         2,
-        "{} should hold the two release packages: run `make rpm` (make test does)",
+        "{} should hold the two release packages: run `make rpm`",
         dir.display()
     );
     packages
@@ -303,6 +303,7 @@ fn newest_glibc_needed(path: &Path) -> Option<(u32, u32)> {
 }
 
 #[test]
+#[ignore = "checks make rpm's release packages; make rpm runs it"]
 fn the_programs_the_release_packages_ship_need_at_most_glibc_2_17() {
     let ours = [
         "/usr/sbin/imss-upgrade",
