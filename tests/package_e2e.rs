@@ -34,13 +34,26 @@ fn one_host_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn packages() -> &'static [PathBuf] {
     static PACKAGES: OnceLock<Vec<PathBuf>> = OnceLock::new();
     PACKAGES.get_or_init(|| {
-        let target_dir = Path::new(env!("CARGO_BIN_EXE_imss-upgrade"))
-            .parent()
-            .and_then(Path::parent)
-            .expect("the programs are in the target directory's profile folder");
-        package_repo::build_test_packages(target_dir)
+        package_repo::build_test_packages(target_dir())
             .unwrap_or_else(|err| panic!("building the packages: {err:#}"))
     })
+}
+
+/// The same packages as [`packages`], as release 2.
+fn newer_release() -> &'static [PathBuf] {
+    static PACKAGES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    PACKAGES.get_or_init(|| {
+        package_repo::build_test_packages_of_release(target_dir(), Some("2"))
+            .unwrap_or_else(|err| panic!("building release 2 of the packages: {err:#}"))
+    })
+}
+
+/// The target directory this build's programs are in.
+fn target_dir() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_imss-upgrade"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the programs are in the target directory's profile folder")
 }
 
 /// A booted host running 7.1 (built with `extra` options) that serves
@@ -359,7 +372,7 @@ fn the_programs_the_release_packages_ship_need_at_most_glibc_2_17() {
 #[test]
 fn dnf_install_under_mail_upgrades_journalctl_tells_the_story_and_rpm_e_loses_nothing() {
     let _one = one_host_at_a_time();
-    let (host, _repo) = host_serving_packages("pkg-install", &[]);
+    let (host, mut repo) = host_serving_packages("pkg-install", &[]);
     let before = host.baseline();
 
     let sender = host.send_mail("install", 20);
@@ -425,12 +438,33 @@ fn dnf_install_under_mail_upgrades_journalctl_tells_the_story_and_rpm_e_loses_no
         "journalctl -x shows no catalog text:\n{explained}"
     );
 
-    // A reinstall changes nothing.
+    // A reinstall, and an upgrade of the package to a newer release,
+    // change nothing: the old %preun sees 1, the new %pre 2.
     let (code, output) = inside(&host, &["dnf", "reinstall", "-y", "imss-upgrade"]);
     assert_eq!(code, Some(0), "dnf reinstall failed:\n{output}");
     assert_eq!(host.step_journal().state, RunState::Completed);
     assert_eq!(host.journal_events(events::UPGRADE_STARTED).len(), 1);
     host.assert_units(&units_91(true), "active", "after dnf reinstall");
+    repo.replace(&host.host, newer_release()).unwrap();
+    let (code, output) = inside(&host, &["dnf", "upgrade", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "dnf upgrade failed:\n{output}");
+    assert_eq!(
+        host.probe(&["rpm", "-q", "--qf", "%{RELEASE}", "imss-upgrade"])
+            .1,
+        "2",
+        "{output}"
+    );
+    assert_eq!(host.step_journal().state, RunState::Completed);
+    assert_eq!(host.journal_events(events::UPGRADE_STARTED).len(), 1);
+    assert!(
+        host.journal_events(events::ROLLBACK_STARTED).is_empty(),
+        "{output}"
+    );
+    host.assert_units(
+        &units_91(true),
+        "active",
+        "after dnf upgrade of the package",
+    );
 
     // The helpers stay while a rollback is possible.
     let (code, output) = inside(&host, &["rpm", "-e", "--nodeps", "imss-upgrade-helpers"]);

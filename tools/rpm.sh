@@ -8,7 +8,7 @@
 #   imss-upgrade          no files; its scriptlets upgrade on install and
 #                         roll back on erase, with the helpers' programs
 #
-#   bash tools/rpm.sh [--profile release|dev] [--out DIR]
+#   bash tools/rpm.sh [--profile release|dev] [--out DIR] [--release N]
 #
 # release (`make rpm`): the binaries built with cargo zigbuild for glibc
 #          2.17, so the packages install on RHEL 7, 8 and 9.
@@ -16,7 +16,8 @@
 #          the fail points the failure tests arm); for the tests only.
 #
 # The packages are written to DIR (default: target/rpm, or target/rpm-dev),
-# with the staging tree they were made from in DIR/stage.
+# with the staging tree they were made from in DIR/stage. --release N
+# overrides Cargo.toml's package release (a test's "newer release").
 
 set -euo pipefail
 
@@ -25,6 +26,7 @@ cd "$top"
 
 profile=release
 out=''
+release=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile)
@@ -35,8 +37,12 @@ while [ $# -gt 0 ]; do
             out="${2:?--out needs a directory}"
             shift 2
             ;;
+        --release)
+            release="${2:?--release needs a number}"
+            shift 2
+            ;;
         -h | --help)
-            sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+            sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
             exit 0
             ;;
         *)
@@ -138,12 +144,14 @@ payload_dest=/usr/share/imss-upgrade/payload
 
 version="$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "imss-upgrade"))')"
-release="$(sed -n 's/^release = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+release="${release:-$(sed -n 's/^release = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)}"
 [ -n "$version" ] && [ -n "$release" ] || die "could not read the version and release from Cargo.toml"
 cat >"$stage/main.toml" <<EOF
 assets = []
+release = "$release"
 requires = { "imss-upgrade-helpers" = "= $version-$release" }
 EOF
+echo "release = \"$release\"" >>"$stage/helpers.toml"
 
 # The packages' build time is the last commit's, so that two builds of one
 # commit are the same packages.
