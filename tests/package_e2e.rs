@@ -272,18 +272,11 @@ const GLIBC_FLOOR: (u32, u32) = (2, 17);
 /// The release packages `make rpm` writes.
 fn release_packages() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rpm");
-    let packages: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "rpm"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let packages = package_repo::upgrade_packages_in(&dir).unwrap_or_else(|err| panic!("{err:#}"));
     assert_eq!(
         packages.len(),
         2,
-        "{} should hold the two release packages: run `make rpm`",
+        "{} should hold the two release packages alone: run `make rpm`",
         dir.display()
     );
     packages
