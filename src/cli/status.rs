@@ -60,34 +60,37 @@ impl UpgradeProgress {
         }))
     }
 
-    /// One line for people.
+    /// Where the step last begun is: "step 4 of 6: migrate (...), running
+    /// for 12 s".
+    pub fn step_line(&self) -> Option<String> {
+        let (step, status, number, since) = (
+            self.step?,
+            self.step_status?,
+            self.step_number?,
+            self.step_since?,
+        );
+        let seconds = (Utc::now() - since).num_seconds().max(0);
+        Some(format!(
+            "step {number} of {}: {} ({}), {} for {seconds} s",
+            self.steps,
+            step.name(),
+            step.title(),
+            status.describe(),
+        ))
+    }
+
+    /// Where the upgrade is, for people.
     pub fn to_text(&self) -> String {
         let mut text = format!(
             "Upgrade to 9.1: {} (begun {})",
             self.state.describe(),
             self.started_at.format("%Y-%m-%d %H:%M:%S UTC")
         );
-        if let (Some(step), Some(status), Some(number), Some(since)) = (
-            self.step,
-            self.step_status,
-            self.step_number,
-            self.step_since,
-        ) {
-            let seconds = (Utc::now() - since).num_seconds().max(0);
-            text.push_str(&format!(
-                "
-    step {number} of {}: {} ({}), {} for {seconds} s",
-                self.steps,
-                step.name(),
-                step.title(),
-                status.describe(),
-            ));
+        if let Some(line) = self.step_line() {
+            text.push_str(&format!("\n    {line}"));
         }
         if let Some(failure) = &self.failure {
-            text.push_str(&format!(
-                "
-    failure: {failure}"
-            ));
+            text.push_str(&format!("\n    failure: {failure}"));
         }
         text
     }
