@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use imss_upgrade::support::cmd::Cmd;
 
 /// Every unit the 9.1 package installs.
-const UNITS: [&str; 10] = [
+const UNITS: [&str; 11] = [
     "imss-postgresql.service",
     "imss-policy.service",
     "imss-scanner.service",
@@ -23,6 +23,7 @@ const UNITS: [&str; 10] = [
     "imss-named.service",
     "imss-upgrade-recover.service",
     "imss-upgrade-compress.service",
+    "imss-upgrade-transfer.service",
     "imss-upgrade-run.service",
     "imss-upgrade-rollback.service",
 ];

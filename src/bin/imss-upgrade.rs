@@ -2,10 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imss_upgrade::cli::{self, PayloadArgs, config, package, status, upgrade};
+
+use imss_upgrade::cli::{self, PayloadArgs, config, package, status, transfer, upgrade};
 use imss_upgrade::flow::context::Context;
+use imss_upgrade::flow::finalize::FinalizeOptions;
 use imss_upgrade::flow::package::Scriptlet;
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
@@ -85,6 +88,23 @@ enum Command {
     /// Carry the configuration between servers as imsx_config.dat.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// End the upgrade: once the transfer is done, stop what is left,
+    /// optionally export the backup as one archive, delete the backup
+    /// directory. 9.1 keeps running; rollback is no longer offered.
+    Finalize {
+        /// Finalize although the transfer is not done (says how many rows
+        /// stay behind in the backup).
+        #[arg(long)]
+        force: bool,
+        /// Write the whole backup directory as one archive with its
+        /// manifest into DIR (new or empty), verified, before deleting it.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
+    /// The background transfer of the history older than the upgrade's
+    /// 24-hour window into 9.1 (imss-upgrade-transfer.service runs it).
+    #[command(subcommand)]
+    Transfer(TransferCommand),
     /// What the upgrade package's scriptlets run (README, "The package"):
     /// `pre-install` upgrades on an install, `pre-uninstall` rolls back on
     /// an erase, `helpers-pre-uninstall` refuses while a rollback is
@@ -120,6 +140,30 @@ impl From<ScriptletArg> for Scriptlet {
 }
 
 #[derive(Subcommand)]
+enum TransferCommand {
+    /// Move the older history into 9.1 until every table is across and
+    /// verified; resumes after the last committed batch. SIGTERM stops it
+    /// between two batches.
+    Run {
+        /// At most this many rows a second (default: as fast as 9.1 takes
+        /// them while it serves mail first).
+        #[arg(long, value_name = "ROWS")]
+        max_rows_per_sec: Option<u64>,
+        /// Seconds without a committed batch that make a stall, reported
+        /// with its cause.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        stall_after: u64,
+        /// Seconds between progress reports (journal and status).
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        report_every: u64,
+    },
+    /// Hold the transfer back (across restarts and reboots) until resumed.
+    Pause,
+    /// Let a paused transfer go on.
+    Resume,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Write the configuration of this (running) 7.1 server to FILE.
     Export {
@@ -140,9 +184,10 @@ fn main() -> ExitCode {
         // The report is the output; stderr carries only errors.
         Command::Preflight { .. } => StderrLevel::Errors,
         // Step lines for people; the details go to the journal and the log.
-        Command::Run { .. } | Command::Recover { .. } | Command::Package { .. } => {
-            StderrLevel::Warnings
-        }
+        Command::Run { .. }
+        | Command::Recover { .. }
+        | Command::Package { .. }
+        | Command::Transfer(TransferCommand::Run { .. }) => StderrLevel::Warnings,
         _ => StderrLevel::Info,
     };
     let work = match &cli.command {
@@ -154,6 +199,9 @@ fn main() -> ExitCode {
         Command::Preflight { .. }
         | Command::Status { .. }
         | Command::Config(ConfigCommand::Export { .. }) => Work::Looks,
+        Command::Transfer(TransferCommand::Run { .. }) => Work::Transfers,
+        Command::Finalize { .. } => Work::ChangesTheServer,
+        Command::Transfer(_) => Work::ChangesTheServer,
     };
     cli::execute(SYSLOG_IDENTIFIER, stderr, Some(work), || run(cli))
 }
@@ -161,7 +209,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let changes_server = matches!(
         cli.command,
-        Command::Run { .. } | Command::Recover { .. } | Command::Package { .. }
+        Command::Run { .. }
+            | Command::Recover { .. }
+            | Command::Package { .. }
+            | Command::Finalize { .. }
     );
     let root = cli::open_root(&cli.root, changes_server)?;
     match cli.command {
@@ -176,6 +227,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::CompressSnapshot { preset, threads } => {
             upgrade::compress_snapshot(&Context::new(root), preset, threads).await
         }
+        Command::Transfer(TransferCommand::Run {
+            max_rows_per_sec,
+            stall_after,
+            report_every,
+        }) => {
+            transfer::run(
+                &Context::new(root),
+                max_rows_per_sec,
+                Duration::from_secs(stall_after),
+                Duration::from_secs(report_every.max(1)),
+            )
+            .await
+        }
+        Command::Finalize { force, export } => {
+            upgrade::finalize(&Context::new(root), &FinalizeOptions { force, export }).await
+        }
+        Command::Transfer(TransferCommand::Pause) => transfer::pause(&Context::new(root)),
+        Command::Transfer(TransferCommand::Resume) => transfer::resume(&Context::new(root)),
         Command::Config(ConfigCommand::Export { file }) => config::export(&root, &file).await,
         Command::Config(ConfigCommand::Import { file }) => config::import(&root, &file).await,
         Command::Package {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod package;
 pub mod status;
+pub mod transfer;
 pub mod upgrade;
 
 use std::future::Future;

@@ -5,7 +5,11 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use std::io::IsTerminal;
+
+use crate::flow::context::Context;
 use crate::flow::journal::{RunState, Step, StepJournal, StepStatus};
+use crate::flow::transfer::progress::TransferStatus;
 use crate::support::constants::BACKUP_DIR;
 
 use crate::files::imss_ini::ProductInfo;
@@ -118,6 +122,8 @@ pub struct Status {
     /// Why they could not be read, and what to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pattern_and_engine_versions_error: Option<String>,
+    /// The background transfer of the older history, after an upgrade.
+    pub transfer: Option<TransferStatus>,
 }
 
 /// Prints the status of the server under `root`.
@@ -159,12 +165,16 @@ The installed version is not readable while the upgrade works: {err:#}"
         pattern_and_engine_versions: versions.as_ref().ok().cloned(),
         bundled_bind: switch::bind_choice(root)?,
         pattern_and_engine_versions_error: versions.as_ref().err().map(|err| format!("{err:#}")),
+        transfer: TransferStatus::load(&Context::new(root.clone()))?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         if let Some(progress) = &status.upgrade {
             println!("{}\n", progress.to_text());
+        }
+        if let Some(transfer) = &status.transfer {
+            println!("{}\n", transfer.to_text(std::io::stdout().is_terminal()));
         }
         println!("IMSS {} build {}", status.version, status.build);
         println!("\nInstalled components:");

@@ -1,10 +1,11 @@
 //! The commands that run the flow: `preflight`, `run`, `recover`,
-//! `imss-rollback` and `compress-snapshot`. Each prints for people (or
+//! `imss-rollback`, `compress-snapshot` and `finalize`. Each prints for people (or
 //! JSON for automation) and returns the documented exit code.
 
 use anyhow::Result;
 
 use crate::flow::context::Context;
+use crate::flow::finalize::FinalizeOptions;
 use crate::flow::preflight::{self, Report};
 use crate::flow::run::Outcome;
 use crate::flow::{compress, recover, rollback, run};
@@ -72,5 +73,30 @@ pub async fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Resu
         .unblock(move |ctx| compress::compress_snapshot(ctx, preset, threads))
         .await?;
     println!("snapshot compressed: {size} bytes");
+    Ok(exit::OK)
+}
+
+/// `imss-upgrade finalize`: prints what it removed and exported.
+pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<u8> {
+    let report = crate::flow::finalize::finalize(ctx, options).await?;
+    if let Some((dir, size)) = &report.exported {
+        println!(
+            "The backup was exported to {} ({} MiB, archive and manifest, verified).",
+            dir.display(),
+            size >> 20
+        );
+    }
+    match report.rows_left_behind {
+        Some(rows) if rows >= 0 => println!(
+            "Forced: {rows} rows of the older 7.1 history were not in 9.1 and went with the backup."
+        ),
+        Some(_) => println!("Forced: the older 7.1 history not yet in 9.1 went with the backup."),
+        None => {}
+    }
+    println!(
+        "The upgrade is finalized: {} is deleted, 9.1 keeps running, and rollback to 7.1 is no \
+         longer offered.",
+        report.removed.display()
+    );
     Ok(exit::OK)
 }

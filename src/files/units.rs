@@ -36,6 +36,9 @@ pub const EUQ_CONSOLE: Unit = unit!("imss-euq-console.service");
 pub const RECOVER: Unit = unit!("imss-upgrade-recover.service");
 /// Compresses the snapshot after a completed upgrade, at idle priority.
 pub const COMPRESS: Unit = unit!("imss-upgrade-compress.service");
+/// Moves the older history into 9.1 after a completed upgrade, started
+/// by it and at every boot until the transfer is done.
+pub const TRANSFER: Unit = unit!("imss-upgrade-transfer.service");
 
 /// The upgrade, started by the package's `%pre` and waited for.
 pub const RUN: Unit = unit!("imss-upgrade-run.service");
@@ -56,7 +59,7 @@ pub const EUQ_91: [Unit; 2] = [EUQ, EUQ_CONSOLE];
 pub const SERVICES_91: [Unit; 6] = [POSTGRESQL, NAMED, POLICY, SCANNER, EUQ, EUQ_CONSOLE];
 
 /// Every unit the upgrade may install.
-pub const ALL: [Unit; 8] = [
+pub const ALL: [Unit; 9] = [
     POSTGRESQL,
     NAMED,
     POLICY,
@@ -65,6 +68,7 @@ pub const ALL: [Unit; 8] = [
     EUQ_CONSOLE,
     RECOVER,
     COMPRESS,
+    TRANSFER,
 ];
 
 /// The names of `units`.

@@ -16,6 +16,7 @@
 //! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
 //! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` (whole), `/opt/trend/imss.71-removing` (being deleted) |
 //! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
+//! | the background transfer's lock, pause, progress and done files | `<backup>/transfer*` |
 //! | the 9.1 units, written by switch | `/etc/systemd/system/imss-*.service` |
 //! | the bundled BIND: programs, configuration and key; working directory | `/opt/trend/imss/bind/{sbin,etc}`; `/var/imss/bind` |
 //!
@@ -175,6 +176,44 @@ pub fn used_91_ids_files(ctx: &Context) -> Result<Vec<PathBuf>> {
 /// See [`used_91_ids_files`].
 pub const USED_91_IDS_FILE: &str = "ids-91-used.json";
 
+/// The background transfer's files, in the backup directory.
+#[derive(Debug, Clone)]
+pub struct TransferFiles {
+    /// Held (`flock`) by the transfer that runs, and by a rollback or a
+    /// finalize that stopped it; says who holds it.
+    pub lock: PathBuf,
+    /// Present while the transfer is paused: the pause outlives restarts.
+    pub paused: PathBuf,
+    /// Where the transfer is, rewritten every few seconds for `status`.
+    pub progress: PathBuf,
+    /// Written once every table is across and verified: the unit does not
+    /// start again (`ConditionPathExists=!` in its unit file).
+    pub done: PathBuf,
+}
+
+/// The background transfer's files, as paths on this machine.
+pub fn transfer_files(ctx: &Context) -> Result<TransferFiles> {
+    let backup = backup_dir(ctx)?;
+    Ok(TransferFiles {
+        lock: backup.join("transfer.lock"),
+        paused: backup.join("transfer.paused"),
+        progress: backup.join("transfer-progress.json"),
+        done: backup.join(TRANSFER_DONE_FILE),
+    })
+}
+
+/// Where `finalize` moves the backup directory to delete it: a name no
+/// command reads as a backup, so a kill mid-delete leaves none that looks
+/// complete.
+pub fn finalizing_backup_dir(ctx: &Context) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.with_extension("finalizing"))
+}
+
+/// The transfer's done file, inside the root (the unit names it).
+pub const TRANSFER_DONE: &str = "/var/imss/imss_backup_71_to_91/transfer.done";
+
+const TRANSFER_DONE_FILE: &str = "transfer.done";
+
 /// `imsx_config.dat` in the backup directory, as a path on this machine.
 pub fn config_export(ctx: &Context) -> Result<PathBuf> {
     Ok(backup_dir(ctx)?.join(CONFIG_EXPORT_FILE))
@@ -206,6 +245,30 @@ pub fn backup_71(ctx: &Context) -> Result<Cluster> {
         listen_address: String::new(),
         ..source_71(ctx)?
     })
+}
+
+/// The 7.1 cluster in the backup, as [`backup_71`] places it, run by the
+/// PostgreSQL 10 programs the transfer took out of the snapshot
+/// ([`extracted_71_postgresql`]): after the switch, the program tree is
+/// 9.1's.
+pub fn backup_71_after_switch(ctx: &Context) -> Result<Cluster> {
+    Ok(Cluster {
+        install: PgInstall::at(
+            extracted_71_postgresql(ctx)?.join("bin"),
+            "7.1's PostgreSQL 10 was not taken out of the snapshot yet",
+        )?,
+        data_dir: ctx.root.resolve(MOVED_71_DATA_DIR)?,
+        socket_dir: backup_dir(ctx)?.join(BACKUP_SOCKETS_71),
+        listen_address: String::new(),
+        port: ctx.database()?.port,
+        owner: ctx.service_user()?.clone(),
+    })
+}
+
+/// Where the transfer puts 7.1's bundled PostgreSQL ([`BUNDLED_PG_DIR`]
+/// of the snapshot), as a path on this machine.
+pub fn extracted_71_postgresql(ctx: &Context) -> Result<PathBuf> {
+    Ok(backup_dir(ctx)?.join("postgresql-71"))
 }
 
 /// Starts PostgreSQL 10 on the 7.1 data directory in the backup so that

@@ -60,6 +60,27 @@ impl UpgradeLock {
 
     fn take_in(backup: &Path) -> Result<Self> {
         let path = backup.join(LOCK_FILE);
+        match Self::try_take(&path)? {
+            Ok(lock) => Ok(lock),
+            Err(holder) => bail!(
+                "another imss-upgrade command is working on this server ({}; it holds {}): \
+                 wait until it ends, then run this again; `imss-upgrade status` shows where \
+                 the upgrade is",
+                holder.describe(),
+                path.display()
+            ),
+        }
+    }
+
+    /// Takes the background transfer's lock (`layout::TransferFiles::lock`),
+    /// or says who holds it. The running transfer holds it; a rollback or a
+    /// finalize holds it once it stopped the transfer, so that none starts
+    /// under it.
+    pub fn try_take_transfer(ctx: &Context) -> Result<std::result::Result<Self, LockHolder>> {
+        Self::try_take(&layout::transfer_files(ctx)?.lock)
+    }
+
+    fn try_take(path: &Path) -> Result<std::result::Result<Self, LockHolder>> {
         loop {
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -67,20 +88,14 @@ impl UpgradeLock {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
-                .open(&path)
+                .open(path)
                 .with_context(|| format!("opening {}", path.display()))?;
             let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
-                    bail!(
-                        "another imss-upgrade command is working on this server ({}; it holds {}): \
-                         wait until it ends, then run this again; `imss-upgrade status` shows where \
-                         the upgrade is",
-                        describe_holder(&holder),
-                        path.display()
-                    );
+                    return Ok(Err(LockHolder(holder)));
                 }
                 Err((_, errno)) => {
                     return Err(errno).with_context(|| format!("locking {}", path.display()));
@@ -88,7 +103,7 @@ impl UpgradeLock {
             };
             // A run that kept an earlier attempt aside renamed the directory
             // this file was in: lock the one at the path now.
-            let here = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            let here = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
             let held = file.metadata().ok().map(|m| (m.dev(), m.ino()));
             if here.is_none() || here != held {
                 continue;
@@ -103,7 +118,10 @@ impl UpgradeLock {
                 .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
                 .and_then(|()| file.write_all(said.as_bytes()))
                 .with_context(|| format!("writing {}", path.display()))?;
-            return Ok(Self { _file: file, path });
+            return Ok(Ok(Self {
+                _file: file,
+                path: path.to_path_buf(),
+            }));
         }
     }
 
@@ -113,12 +131,24 @@ impl UpgradeLock {
     }
 }
 
-fn describe_holder(text: &str) -> String {
-    let text = text.trim();
-    if text.is_empty() {
-        "a command that has not said who it is yet".to_string()
-    } else {
-        text.to_string()
+/// What a lock's holder wrote into the lock file.
+#[derive(Debug, Clone)]
+pub struct LockHolder(String);
+
+impl LockHolder {
+    /// Who holds it, for a message.
+    pub fn describe(&self) -> String {
+        let text = self.0.trim();
+        if text.is_empty() {
+            "a command that has not said who it is yet".to_string()
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// The holder's process id, once it has written it.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.strip_prefix("pid ")?.split(',').next()?.parse().ok()
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod compress;
 pub mod context;
 pub mod failpoints;
+pub mod finalize;
 pub mod health;
 pub mod journal;
 pub mod layout;
@@ -18,3 +19,4 @@ pub mod rollback_manifest;
 pub mod run;
 pub mod server_units;
 pub mod steps;
+pub mod transfer;

@@ -335,6 +335,11 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
             backup.display()
         ),
     }
+    // The transfer reads the 7.1 database in the backup: it stops first,
+    // and none starts until the rollback is done (its lock is held).
+    let _transfer = ctx
+        .unblock(crate::flow::transfer::control::stop_transfer)
+        .await?;
     let line = lines.begin("Checking the backup against its registration");
     let checked = ctx
         .unblock(move |_| RollbackManifest::load(&backup).map(drop))

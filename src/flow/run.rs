@@ -167,6 +167,12 @@ pub async fn run(
                     "the snapshot stays a plain tar until `imss-upgrade compress-snapshot` runs: {err:#}"
                 );
             }
+            if let Err(err) = server_units::queue_transfer(ctx) {
+                tracing::warn!(
+                    "the older history moves at the next boot, or with `systemctl start \
+                     imss-upgrade-transfer.service`: {err:#}"
+                );
+            }
             report.bundled_bind = switch::bind_choice(&ctx.root).unwrap_or_else(|err| {
                 tracing::warn!("reading the bundled BIND's ports for the report: {err:#}");
                 None

@@ -46,22 +46,25 @@ pub fn enable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
     systemd::enable(&names.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// Installs the recovery unit (enabled) and the compression unit, unless
-/// they are there as they should be. Inert without a step journal to
-/// settle or a snapshot to compress, so they stay after the upgrade.
+/// Installs the recovery unit and the transfer unit (enabled) and the
+/// compression unit, unless they are there as they should be. Inert
+/// without a step journal to settle, history to transfer or a snapshot to
+/// compress, so they stay after the upgrade.
 pub fn install_upgrade_units(ctx: &Context) -> Result<()> {
     if !systemd::manages(&ctx.root) {
         return Ok(());
     }
     let mut changed = false;
-    for unit in [units::RECOVER, units::COMPRESS] {
+    for unit in [units::RECOVER, units::COMPRESS, units::TRANSFER] {
         changed |= write_unit(ctx, &unit)?;
     }
     if changed {
         systemd::daemon_reload()?;
     }
-    if !systemd::is_enabled(units::RECOVER.name) {
-        systemd::enable(&[units::RECOVER.name])?;
+    for unit in [units::RECOVER, units::TRANSFER] {
+        if !systemd::is_enabled(unit.name) {
+            systemd::enable(&[unit.name])?;
+        }
     }
     Ok(())
 }
@@ -73,6 +76,23 @@ pub fn queue_compression(ctx: &Context) -> Result<()> {
         return Ok(());
     }
     systemd::start_queued(&[units::COMPRESS.name])
+}
+
+/// Queues the background transfer of the older history; returns at once.
+/// The unit does nothing once the transfer is done.
+pub fn queue_transfer(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    systemd::start_queued(&[units::TRANSFER.name])
+}
+
+/// Stops the background transfer's unit if it runs, and waits until it has.
+pub fn stop_transfer_unit(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    systemd::stop(&[units::TRANSFER.name], ctx.service_timeout)
 }
 
 /// Stops the snapshot's compression if it runs, and waits until it has.

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod schema;
 pub mod selection;
 pub mod tables;
+pub mod transfer;
 pub mod transform;
 pub mod verify;
 pub mod window;

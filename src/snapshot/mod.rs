@@ -35,12 +35,13 @@
 
 mod apply;
 mod archive;
+mod extract;
 mod manifest;
 pub mod tree_move;
 mod walk;
 
 use std::fs::File;
-use std::io::{self, BufReader, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -215,6 +216,45 @@ pub fn restore(root: &Root, backup_dir: &Path) -> Result<RestoreReport> {
     Ok(report)
 }
 
+/// Writes the archived entries at and below `inside` (an absolute path
+/// inside the root, as the manifest names entries, e.g.
+/// `/opt/trend/imss/PostgreSQL`) of the snapshot in `backup_dir` into
+/// `dest`, a path on this machine: the entry `inside` becomes `dest`, and
+/// what is below it lands at `dest/<path relative to inside>`. Returns the
+/// number of files written.
+///
+/// After an upgrade the 7.1 program tree is gone; the background transfer
+/// needs 7.1's bundled PostgreSQL 10 programs to start the 7.1 database
+/// kept in the backup directory, and they come out of the snapshot.
+///
+/// The whole archive is read once (plain tar or xz, as the manifest says)
+/// and every member checked against the manifest as [`verify`] does; each
+/// file is hashed as it is written and must have the manifest's size and
+/// SHA-256. Files, directories and links get the manifest's mode and link
+/// target, but the calling user as owner and the time of extraction as
+/// mtime. A disagreement between archive and manifest is a
+/// [`BackupMismatch`] naming the entry; an `inside` with no archived
+/// entries is an error naming it.
+///
+/// Everything is written under a temporary name next to `dest`
+/// (`.<name>.imss-extracting`), synced, and renamed to `dest` only once
+/// the whole archive has checked out, so that a `dest` is always
+/// complete. An existing `dest` is replaced: renamed aside
+/// (`.<name>.imss-replaced`) just before, removed just after. A failed run
+/// leaves `dest` as it was; an interrupted one may leave no `dest`; either
+/// way, running again clears what it left next to it.
+pub fn extract_subtree(backup_dir: &Path, inside: &str, dest: &Path) -> Result<u64> {
+    let (manifest, archive) = open(backup_dir)?;
+    let files = extract::extract(backup_dir, &manifest, &archive, inside, dest)?;
+    tracing::info!(
+        imss_files = files,
+        "{inside} extracted from the snapshot in {} into {}",
+        backup_dir.display(),
+        dest.display()
+    );
+    Ok(files)
+}
+
 /// Rewrites a plain-tar snapshot as xz preset [`RECOMPRESS_PRESET`] on one
 /// thread (leaving the other cores to mail); see [`recompress_with`].
 pub fn recompress(backup_dir: &Path) -> Result<Manifest> {
@@ -376,12 +416,23 @@ fn open(backup_dir: &Path) -> Result<(Manifest, File)> {
 /// manifest and the hash of the file. When a member cannot be read, the
 /// file's hash tells a damaged archive from a manifest that lies.
 fn check_archive(backup_dir: &Path, manifest: &Manifest, archive: &File) -> Result<()> {
+    check_archive_with(backup_dir, manifest, archive, &mut Discard)
+}
+
+/// [`check_archive`], handing each member to `members` as it is checked.
+fn check_archive_with<M: Members>(
+    backup_dir: &Path,
+    manifest: &Manifest,
+    archive: &File,
+    members: &mut M,
+) -> Result<()> {
     let mismatch = |detail: String| BackupMismatch::new(backup_dir, detail);
     let file_name = &manifest.archive.file;
-    let members = check_members(manifest, archive);
-    let whole = match members {
+    let checked = check_members(manifest, archive, members);
+    let whole = match checked {
         Ok(hash) => hash,
         Err(MemberError::Mismatch(detail)) => return Err(mismatch(detail).into()),
+        Err(MemberError::Local(err)) => return Err(err),
         Err(MemberError::Unreadable(err)) => {
             (&*archive)
                 .seek(SeekFrom::Start(0))
@@ -416,6 +467,58 @@ enum MemberError {
     Mismatch(String),
     /// The archive could not be read or parsed.
     Unreadable(io::Error),
+    /// What [`Members`] does with a member failed (a full disk, say): not
+    /// the backup's fault.
+    Local(anyhow::Error),
+}
+
+/// What reading the archive does with each member besides checking it:
+/// nothing for [`verify`] and [`restore`] ([`Discard`]); [`extract_subtree`]
+/// writes some of them out.
+trait Members {
+    /// Where the contents of a file go as they are hashed.
+    type Contents: Write;
+
+    /// Where the contents of the file `entry` go; called once the member's
+    /// header has matched the manifest.
+    fn contents(&mut self, entry: &Entry) -> Result<Self::Contents>;
+
+    /// The member of `entry` has matched its manifest line, contents and
+    /// all; `contents` is what [`Members::contents`] gave, for a file.
+    fn matched(&mut self, entry: &Entry, contents: Option<Self::Contents>) -> Result<()>;
+}
+
+/// Checks the members and keeps nothing.
+struct Discard;
+
+impl Members for Discard {
+    type Contents = io::Sink;
+
+    fn contents(&mut self, _entry: &Entry) -> Result<io::Sink> {
+        Ok(io::sink())
+    }
+
+    fn matched(&mut self, _entry: &Entry, _contents: Option<io::Sink>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A member's contents on their way to [`Members::contents`], remembering
+/// whether writing them failed, so that a full disk is not reported as a
+/// damaged archive.
+struct Outgoing<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Outgoing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
 }
 
 impl From<io::Error> for MemberError {
@@ -426,7 +529,11 @@ impl From<io::Error> for MemberError {
 
 /// Walks the archive's members alongside the manifest's archived entries;
 /// returns the hash of the whole file.
-fn check_members(manifest: &Manifest, archive: &File) -> Result<Hash, MemberError> {
+fn check_members<M: Members>(
+    manifest: &Manifest,
+    archive: &File,
+    members: &mut M,
+) -> Result<Hash, MemberError> {
     let file_name = &manifest.archive.file;
     let mut reader = tar::Archive::new(Source::new(archive, manifest.archive.format)?);
     let mut expected = manifest.archived_entries();
@@ -438,7 +545,7 @@ fn check_members(manifest: &Manifest, archive: &File) -> Result<Hash, MemberErro
                 "{file_name}: member {name} is not in {MANIFEST_FILE}"
             )));
         };
-        check_member(file_name, entry, &name, &mut member)?;
+        check_member(file_name, entry, &name, &mut member, members)?;
     }
     if let Some(entry) = expected.next() {
         return Err(MemberError::Mismatch(format!(
@@ -449,11 +556,12 @@ fn check_members(manifest: &Manifest, archive: &File) -> Result<Hash, MemberErro
     Ok(reader.into_inner().finish()?)
 }
 
-fn check_member(
+fn check_member<M: Members>(
     file_name: &str,
     entry: &Entry,
     name: &str,
     member: &mut tar::Entry<'_, Source>,
+    members: &mut M,
 ) -> Result<(), MemberError> {
     let differs =
         |what: String| MemberError::Mismatch(format!("{file_name}, entry {}: {what}", entry.path));
@@ -494,9 +602,20 @@ fn check_member(
             recorded.0, recorded.1, recorded.2, recorded.3, listed.0, listed.1, listed.2, listed.3
         )));
     }
+    let mut contents = None;
     match &entry.kind {
         EntryKind::File { size, sha256, .. } => {
-            let hash = copy_hashed(member, &mut io::sink())?;
+            let mut out = Outgoing {
+                inner: members.contents(entry).map_err(MemberError::Local)?,
+                failed: false,
+            };
+            let hash = copy_hashed(member, &mut out).map_err(|err| {
+                if out.failed {
+                    MemberError::Local(err.into())
+                } else {
+                    MemberError::Unreadable(err)
+                }
+            })?;
             let (actual, length) = hash.finish();
             if length != *size {
                 return Err(differs(format!(
@@ -508,6 +627,7 @@ fn check_member(
                     "SHA-256 {actual} in the archive, {sha256} in {MANIFEST_FILE}"
                 )));
             }
+            contents = Some(out.inner);
         }
         EntryKind::Symlink { target, .. } => {
             let link = member.link_name_bytes().unwrap_or_default();
@@ -520,7 +640,7 @@ fn check_member(
         }
         EntryKind::Dir { .. } | EntryKind::Absent => {}
     }
-    Ok(())
+    members.matched(entry, contents).map_err(MemberError::Local)
 }
 
 /// Archives what the walk hands over.

@@ -83,6 +83,28 @@ pub mod events {
     pub const UNITS_STARTED: &str = "843f40cfb9374de2a1c4eb066f130730";
     /// The 7.1 model (fixture) built or changed a server.
     pub const FIXTURE: &str = "1d48b11a276849f196153b27c62e341f";
+    /// The background transfer of the older history started or resumed
+    /// (`IMSS_ROWS_DONE`, `IMSS_ROWS_TOTAL`, `IMSS_MAX_ROWS_PER_SEC`).
+    pub const TRANSFER_STARTED: &str = "f8ff60795f154698b7a9c8f637663c8f";
+    /// Where the transfer of one table is, every few seconds (`IMSS_TABLE`,
+    /// `IMSS_ROWS_DONE`, `IMSS_ROWS_LEFT`, `IMSS_RATE`, `IMSS_ETA_S`,
+    /// `IMSS_LAST_COMMIT`).
+    pub const TRANSFER_PROGRESS: &str = "acfb2f662749415e8c71f6991a0da66e";
+    /// No batch committed for the stall time (`IMSS_CAUSE`: paused,
+    /// throttled, source down, target down, lock wait, disk full, …;
+    /// `IMSS_STALLED_S`).
+    pub const TRANSFER_STALLED: &str = "30292c6f3e734733ab287779b99475de";
+    /// The transformation refused rows, kept in the reject table
+    /// (`IMSS_TABLE`, `IMSS_ROWS`).
+    pub const TRANSFER_REJECTED: &str = "d348981d8f6b42e7b2e90efb16ec95b7";
+    /// The transfer was paused or resumed (`IMSS_PAUSED`: yes or no).
+    pub const TRANSFER_PAUSED: &str = "2c4a1b2ada0a46e49e43031a2c6fa49c";
+    /// Every table is across and its counts and checksums agree with 7.1
+    /// (`IMSS_ROWS_DONE`, `IMSS_REJECTED`, `IMSS_DURATION_MS`).
+    pub const TRANSFER_COMPLETED: &str = "f99e732fad2e4025b2a08d40bb6a4735";
+    /// The upgrade was finalized: the backup is gone, rollback no longer
+    /// offered (`IMSS_EXPORT`, `IMSS_FORCED`).
+    pub const FINALIZED: &str = "c1e0ace59a88446ab59374d7f2d1b67e";
 
     /// Every event id with its constant's name, for the catalog and its test.
     pub const ALL: &[(&str, &str)] = &[
@@ -108,6 +130,13 @@ pub mod events {
         ("BIND_PORTS_CHOSEN", BIND_PORTS_CHOSEN),
         ("UNITS_STARTED", UNITS_STARTED),
         ("FIXTURE", FIXTURE),
+        ("TRANSFER_STARTED", TRANSFER_STARTED),
+        ("TRANSFER_PROGRESS", TRANSFER_PROGRESS),
+        ("TRANSFER_STALLED", TRANSFER_STALLED),
+        ("TRANSFER_REJECTED", TRANSFER_REJECTED),
+        ("TRANSFER_PAUSED", TRANSFER_PAUSED),
+        ("TRANSFER_COMPLETED", TRANSFER_COMPLETED),
+        ("FINALIZED", FINALIZED),
     ];
 }
 

@@ -28,6 +28,10 @@ const TO_CHANGE_THE_SERVER: [Capability; 9] = [
     Capability::CAP_SYS_PTRACE,
 ];
 
+/// What the background transfer uses besides: lowering the CPU priority
+/// of the 9.1 server process that serves it (the service account's).
+const TO_TRANSFER: [Capability; 1] = [Capability::CAP_SYS_NICE];
+
 /// What a helper that only looks uses.
 const TO_LOOK: [Capability; 2] = [Capability::CAP_DAC_READ_SEARCH, Capability::CAP_SYS_PTRACE];
 
@@ -38,6 +42,8 @@ pub enum Work {
     ChangesTheServer,
     /// preflight, status, config export.
     Looks,
+    /// The background transfer: changes the server, and yields to mail.
+    Transfers,
 }
 
 impl Work {
@@ -45,6 +51,10 @@ impl Work {
         match self {
             Work::ChangesTheServer => TO_CHANGE_THE_SERVER.into_iter().collect(),
             Work::Looks => TO_LOOK.into_iter().collect(),
+            Work::Transfers => TO_CHANGE_THE_SERVER
+                .into_iter()
+                .chain(TO_TRANSFER)
+                .collect(),
         }
     }
 }

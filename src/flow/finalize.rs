@@ -1,0 +1,190 @@
+//! `imss-upgrade finalize`: the end of an upgrade, by the administrator's
+//! choice. Once the background transfer is done (or with `--force`, which
+//! says what stays behind), it stops whatever of the upgrade still runs,
+//! optionally writes the whole backup directory elsewhere as one archive
+//! with its manifest (verified after writing), and deletes the backup
+//! directory: 9.1 keeps running, and rollback is no longer offered.
+//!
+//! The delete is a rename first (to a name no command reads as a backup),
+//! then the removal: a kill in between leaves no backup that looks
+//! complete, and the next `finalize` removes what is left.
+//!
+//! May touch: the backup directory (removed), the export directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+use super::context::Context;
+use super::journal::{RunState, StepJournal};
+use super::layout;
+use super::lock::UpgradeLock;
+use super::server_units;
+use super::transfer::{self, control, progress::TransferReport};
+use crate::support::constants::BACKUP_DIR;
+use crate::support::fsutil;
+use crate::support::logging::events;
+use crate::system::pg::{self, StopMode};
+
+/// What `finalize` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct FinalizeOptions {
+    /// Finalize although the transfer is not done.
+    pub force: bool,
+    /// Write the backup as one archive with its manifest into this
+    /// directory first (created; must be empty if it exists).
+    pub export: Option<PathBuf>,
+}
+
+/// What `finalize` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinalizeReport {
+    /// The backup directory removed.
+    pub removed: PathBuf,
+    /// Where it was exported, and the archive's size in bytes.
+    pub exported: Option<(PathBuf, u64)>,
+    /// Rows of the older history that were not in 9.1 (with `--force`),
+    /// when known.
+    pub rows_left_behind: Option<i64>,
+}
+
+/// Finalizes the completed upgrade as `options` ask.
+pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<FinalizeReport> {
+    let backup = layout::backup_dir(ctx)?;
+    remove_leftover_of_earlier(ctx)?;
+    let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
+        bail!(
+            "nothing to finalize: {} does not exist (the upgrade was finalized already, or never made)",
+            backup.display()
+        );
+    };
+    let Some(journal) = StepJournal::load(&backup)? else {
+        bail!(
+            "nothing to finalize: {} holds no upgrade journal",
+            backup.display()
+        );
+    };
+    match journal.state {
+        RunState::Completed => {}
+        RunState::InProgress | RunState::RollingBack => bail!(
+            "the upgrade in {} did not complete: run `imss-upgrade recover` first",
+            backup.display()
+        ),
+        RunState::RolledBack => bail!(
+            "the upgrade in {} was rolled back: 7.1 runs, and there is nothing to finalize",
+            backup.display()
+        ),
+    }
+    let rows_left_behind = check_transfer(ctx, options.force)?;
+
+    let export = options.export.clone();
+    let exported = ctx
+        .unblock(move |ctx| {
+            server_units::stop_compression(ctx)?;
+            let transfer_lock = control::stop_transfer(ctx)?;
+            pg::stop_server(
+                &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
+                StopMode::Immediate,
+            )?;
+            let exported = match &export {
+                Some(dir) => Some(export_backup(ctx, dir)?),
+                None => None,
+            };
+            drop(transfer_lock);
+            Ok::<_, anyhow::Error>(exported)
+        })
+        .await?;
+
+    let removing = layout::finalizing_backup_dir(ctx)?;
+    fsutil::rename_durably(&backup, &removing)
+        .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
+    fsutil::remove_tree_if_present(&removing)?;
+    tracing::info!(
+        message_id = events::FINALIZED,
+        imss_export = %exported
+            .as_ref()
+            .map_or("none".to_string(), |(dir, _)| dir.display().to_string()),
+        imss_forced = if rows_left_behind.is_some() { "yes" } else { "no" },
+        "the upgrade is finalized: the backup is gone and 9.1 keeps running; rollback is no longer offered"
+    );
+    Ok(FinalizeReport {
+        removed: backup,
+        exported,
+        rows_left_behind,
+    })
+}
+
+/// Refuses while the transfer is not done, unless `force`; then says what
+/// stays behind (the rows left, when the transfer reported them).
+fn check_transfer(ctx: &Context, force: bool) -> Result<Option<i64>> {
+    if transfer::completed(ctx)?.is_some() {
+        return Ok(None);
+    }
+    let report = TransferReport::load(&layout::transfer_files(ctx)?.progress)?;
+    let left = report.as_ref().map(|report| report.rows_left);
+    let what = match (&report, left) {
+        (Some(report), Some(left)) => format!(
+            "{left} of {} rows of the older 7.1 history are not in 9.1 yet",
+            report.rows_total
+        ),
+        _ => "the older 7.1 history has not moved into 9.1 yet (the transfer has not reported)"
+            .to_string(),
+    };
+    if !force {
+        bail!(
+            "the transfer of the older history is not done: {what}. Wait until `imss-upgrade status` \
+             says it is done, or run `imss-upgrade finalize --force`, which deletes them with the \
+             backup (with --export PATH they are kept in the archive)"
+        );
+    }
+    tracing::warn!("finalizing before the transfer is done: {what}; they go with the backup");
+    Ok(Some(left.unwrap_or(-1)))
+}
+
+/// Writes the backup directory as one archive with its manifest into
+/// `dir`, then verifies it against the manifest; the archive's size.
+fn export_backup(ctx: &Context, dir: &Path) -> Result<(PathBuf, u64)> {
+    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let backup = layout::backup_dir(ctx)?;
+    if dir.starts_with(&backup) {
+        bail!(
+            "the export directory {} is inside the backup directory, which finalize deletes: \
+             name a place elsewhere",
+            dir.display()
+        );
+    }
+    if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!(
+            "the export directory {} is not empty: name a new or empty directory",
+            dir.display()
+        );
+    }
+    let manifest = crate::snapshot::create(&ctx.root, &dir, &[BACKUP_DIR])
+        .with_context(|| format!("exporting {} to {}", backup.display(), dir.display()))?;
+    crate::snapshot::verify(&dir).with_context(|| {
+        format!(
+            "the export in {} does not match its manifest; the backup is kept",
+            dir.display()
+        )
+    })?;
+    tracing::info!(
+        "the backup is exported to {} ({} bytes) and verified",
+        dir.display(),
+        manifest.archive.size
+    );
+    Ok((dir, manifest.archive.size))
+}
+
+/// Removes what a finalize killed while deleting left.
+fn remove_leftover_of_earlier(ctx: &Context) -> Result<()> {
+    let leftover = layout::finalizing_backup_dir(ctx)?;
+    if leftover.exists() {
+        tracing::info!(
+            "removing {}, which an interrupted finalize left",
+            leftover.display()
+        );
+        fsutil::remove_tree_if_present(&leftover)?;
+    }
+    Ok(())
+}

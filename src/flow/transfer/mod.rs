@@ -1,0 +1,612 @@
+//! The background transfer (`imss-upgrade transfer run`, the unit
+//! `imss-upgrade-transfer.service`): after a completed upgrade, the history
+//! older than the 24-hour window moves from the 7.1 database kept in the
+//! backup directory into 9.1, while 9.1 takes mail.
+//!
+//! PostgreSQL 10 runs from the backup read-only, on a socket there only,
+//! with 7.1's own programs taken out of the snapshot (the program tree is
+//! 9.1's by now). Every table goes in batches by id, each committed with
+//! its cursor in one 9.1 transaction ([`crate::migration::transfer`]): a
+//! kill at any moment neither loses nor duplicates a row, and the next
+//! start resumes after the last committed batch. The batch size adapts so
+//! that each transaction stays short; the 9.1 server process doing the
+//! work runs at the lowest CPU priority, so live mail goes first; a rate
+//! limit holds it back further. A pause is a file, so it outlives restarts.
+//! What the transfer cannot reach (either server down, a full disk) it
+//! waits for, saying so; anything else ends it with the cursor where it
+//! was. At the end, counts and checksums of both sides are compared, and
+//! the done file keeps the unit from starting again.
+//!
+//! May touch: the backup directory (the extracted PostgreSQL 10 programs,
+//! the transfer's lock, pause, progress and done files; the 7.1 data
+//! directory is only read), the 9.1 database (the history tables, schema
+//! `upgrade_transfer`, the staging tables of `v71`).
+
+pub mod control;
+pub mod progress;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use self::progress::{Tracker, TransferState};
+use super::context::Context;
+use super::journal::{RunState, StepJournal};
+use super::layout;
+use super::lock::UpgradeLock;
+use crate::files::odbc_ini::DbSettings;
+use crate::migration::selection::window_cutoff;
+use crate::migration::transfer as batches;
+use crate::migration::verify::Verified;
+use crate::support::constants::{BUNDLED_PG_DIR, RUN_DIR};
+use crate::support::fsutil;
+use crate::support::logging::events;
+use crate::system::pg::{self, Cluster, StopMode};
+
+/// How the transfer runs.
+#[derive(Debug, Clone)]
+pub struct TransferOptions {
+    /// At most this many rows a second, over the run; `None`: as fast as
+    /// the 9.1 server takes them.
+    pub max_rows_per_sec: Option<u64>,
+    /// No batch committed for this long is a stall, reported with its cause.
+    pub stall_after: Duration,
+    /// How often progress goes to the journal and the progress file.
+    pub report_every: Duration,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            max_rows_per_sec: None,
+            stall_after: Duration::from_secs(60),
+            report_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a transfer run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// Every table is across and verified.
+    Done(TransferSummary),
+    /// It was done before this run.
+    AlreadyDone,
+    /// Stopped by a signal; the next start resumes.
+    Stopped,
+}
+
+/// What a completed transfer moved; also the done file's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferSummary {
+    /// Rows moved or rejected, all tables.
+    pub rows_done: i64,
+    /// Of those, rejected.
+    pub rows_rejected: i64,
+    /// Per table: the rows compared and their checksum.
+    pub verified: Vec<VerifiedTable>,
+    /// When it completed.
+    pub completed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One table's final comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedTable {
+    /// The 7.1 table.
+    pub table: String,
+    /// Rows older than the window, on both sides (rejected ones left out).
+    pub rows: i64,
+    /// Their checksum, equal on both sides.
+    pub checksum: String,
+}
+
+impl From<&Verified> for VerifiedTable {
+    fn from(verified: &Verified) -> Self {
+        Self {
+            table: verified.selection.table().name().to_string(),
+            rows: verified.checksum.rows,
+            checksum: verified.checksum.sum.clone(),
+        }
+    }
+}
+
+/// Reads the done file: the summary of a completed transfer, or `None`.
+pub fn completed(ctx: &Context) -> Result<Option<TransferSummary>> {
+    let path = layout::transfer_files(ctx)?.done;
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The first batch's size; later ones adapt to [`BATCH_TARGET`].
+const FIRST_BATCH: i64 = 5_000;
+/// The bounds of the batch size.
+const BATCH_RANGE: (i64, i64) = (500, 200_000);
+/// How long one batch's transaction should take.
+const BATCH_TARGET: Duration = Duration::from_millis(500);
+/// How often a paused, throttled or waiting transfer looks again.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a transfer waits before it tries a server again.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Runs the transfer until every table is across and verified, or a
+/// signal stops it. Refuses without a completed upgrade, and while another
+/// transfer runs.
+pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<TransferEnd> {
+    let files = layout::transfer_files(ctx)?;
+    let _lock = match UpgradeLock::try_take_transfer(ctx) {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(holder)) => bail!(
+            "the transfer of the older history runs already ({}): `imss-upgrade status` shows \
+             where it is",
+            holder.describe()
+        ),
+        Err(err) => {
+            check_completed_upgrade(ctx)?;
+            return Err(err);
+        }
+    };
+    // Read under the lock: a rollback or a finalize holds it while it works.
+    let journal = check_completed_upgrade(ctx)?;
+    if files.done.exists() {
+        tracing::info!("the transfer of the older history is done already");
+        return Ok(TransferEnd::AlreadyDone);
+    }
+    let cutoff = window_cutoff(journal.started_at);
+    let tracker = Tracker::new(
+        files.progress.clone(),
+        options.max_rows_per_sec,
+        options.stall_after,
+    );
+    let stop = StopRequest::listen()?;
+    let reporter = tokio::spawn(report_every(
+        tracker.clone(),
+        options.report_every,
+        target_settings(ctx)?,
+    ));
+    let began = Instant::now();
+    let result = transfer(ctx, options, &tracker, &stop, cutoff).await;
+    reporter.abort();
+    let stopped = ctx
+        .unblock(|ctx| {
+            pg::stop_server(
+                &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
+                StopMode::Immediate,
+            )
+        })
+        .await;
+    match &result {
+        Ok(TransferEnd::Done(summary)) => {
+            tracker.set(TransferState::Done, None);
+            tracing::info!(
+                message_id = events::TRANSFER_COMPLETED,
+                imss_rows_done = summary.rows_done,
+                imss_rejected = summary.rows_rejected,
+                imss_duration_ms = began.elapsed().as_millis() as u64,
+                "transfer of the older history done: {} rows, {} rejected; 7.1 and 9.1 agree",
+                summary.rows_done,
+                summary.rows_rejected
+            );
+        }
+        Ok(_) => tracker.set(TransferState::Stopped, None),
+        Err(err) => tracker.set(TransferState::Failed, Some(format!("{err:#}"))),
+    }
+    tracker.write(&tracker.snapshot())?;
+    stopped.context("stopping the 7.1 database in the backup")?;
+    result
+}
+
+/// The step journal of a completed upgrade; refuses otherwise.
+fn check_completed_upgrade(ctx: &Context) -> Result<StepJournal> {
+    let backup = layout::backup_dir(ctx)?;
+    let journal = if backup.exists() {
+        StepJournal::load(&backup)?
+    } else {
+        None
+    };
+    let Some(journal) = journal else {
+        bail!(
+            "{} holds no upgrade: there is no 7.1 history to transfer (the upgrade was finalized, \
+             or never made)",
+            backup.display()
+        );
+    };
+    match journal.state {
+        RunState::Completed => Ok(journal),
+        RunState::InProgress => bail!(
+            "the upgrade in {} is not complete: the older history moves once 9.1 runs",
+            backup.display()
+        ),
+        RunState::RollingBack | RunState::RolledBack => bail!(
+            "the upgrade in {} was rolled back: 7.1 keeps its history, and nothing is transferred",
+            backup.display()
+        ),
+    }
+}
+
+async fn transfer(
+    ctx: &Context,
+    options: &TransferOptions,
+    tracker: &Tracker,
+    stop: &StopRequest,
+    cutoff: NaiveDateTime,
+) -> Result<TransferEnd> {
+    tracker.set(TransferState::Starting, None);
+    let source_cluster = start_source(ctx).await?;
+    let settings = ctx.database()?;
+    let source_settings = DbSettings {
+        host: source_cluster.socket_dir.to_string_lossy().into_owned(),
+        ..settings.clone()
+    };
+    let mut source = connect_source(&source_settings).await?;
+    let Some(mut target) = connect_target(ctx, tracker, stop).await? else {
+        return Ok(TransferEnd::Stopped);
+    };
+    let mut cursors = batches::prepare(&source, &target, cutoff)
+        .await
+        .context("preparing the transfer")?;
+    tracker.update(cursors.clone(), false);
+    let (done, total) = cursors
+        .iter()
+        .fold((0, 0), |(d, t), c| (d + c.rows_done, t + c.rows_total));
+    tracing::info!(
+        message_id = events::TRANSFER_STARTED,
+        imss_rows_done = done,
+        imss_rows_total = total,
+        imss_max_rows_per_sec = options.max_rows_per_sec.unwrap_or_default(),
+        "transfer of the older history started: {done} of {total} rows across"
+    );
+
+    let mut limit = FIRST_BATCH;
+    let run_started = Instant::now();
+    let mut moved_this_run: i64 = 0;
+    let mut was_paused = false;
+    for index in 0..cursors.len() {
+        while !cursors[index].done {
+            if stop.requested() {
+                return Ok(TransferEnd::Stopped);
+            }
+            if control::is_paused(ctx)? {
+                if !was_paused {
+                    tracing::info!(
+                        "the transfer is paused; `imss-upgrade transfer resume` lets it go on"
+                    );
+                }
+                was_paused = true;
+                tracker.set(TransferState::Paused, None);
+                stop.sleep(POLL).await;
+                continue;
+            }
+            was_paused = false;
+            let mut batch_limit = limit;
+            if let Some(rate) = options.max_rows_per_sec.filter(|&rate| rate > 0) {
+                let due = Duration::from_secs_f64(moved_this_run as f64 / rate as f64);
+                let elapsed = run_started.elapsed();
+                if due > elapsed {
+                    tracker.set(TransferState::Throttled, None);
+                    stop.sleep((due - elapsed).min(POLL)).await;
+                    continue;
+                }
+                // One batch is at most a second's worth.
+                batch_limit = batch_limit.min(rate as i64).max(1);
+            }
+            tracker.set(TransferState::Copying, None);
+            let began = Instant::now();
+            match batches::move_batch(&source, &target, &cursors[index], cutoff, batch_limit).await
+            {
+                Ok(outcome) => {
+                    moved_this_run += outcome.rows;
+                    if outcome.rejected > 0 {
+                        tracing::warn!(
+                            message_id = events::TRANSFER_REJECTED,
+                            imss_table = cursors[index].table.name(),
+                            imss_rows = outcome.rejected,
+                            "9.1 refused {} rows of {}; they are kept in upgrade_transfer.rejected",
+                            outcome.rejected,
+                            cursors[index].table
+                        );
+                    }
+                    limit = next_batch_size(batch_limit, outcome.rows, began.elapsed());
+                    cursors = batches::cursors(&target).await?;
+                    tracker.update(cursors.clone(), true);
+                }
+                Err(err) => {
+                    let (fresh_source, fresh_target) =
+                        recover_from(ctx, err, source, target, &source_settings, tracker, stop)
+                            .await?;
+                    let (Some(fresh_source), Some(fresh_target)) = (fresh_source, fresh_target)
+                    else {
+                        return Ok(TransferEnd::Stopped);
+                    };
+                    (source, target) = (fresh_source, fresh_target);
+                    limit = BATCH_RANGE.0.max(limit / 4);
+                }
+            }
+        }
+    }
+
+    tracker.set(TransferState::Verifying, None);
+    let verified = batches::verify_transferred(&source, &target, cutoff)
+        .await
+        .context(
+            "comparing the transferred history with 7.1; the transfer is not marked done, and \
+             9.1 keeps every row it received: report this with `imss-upgrade status --json`",
+        )?;
+    let summary = TransferSummary {
+        rows_done: cursors.iter().map(|c| c.rows_done).sum(),
+        rows_rejected: cursors.iter().map(|c| c.rows_rejected).sum(),
+        verified: verified.iter().map(VerifiedTable::from).collect(),
+        completed_at: chrono::Utc::now(),
+    };
+    fsutil::atomic_write(
+        &layout::transfer_files(ctx)?.done,
+        &serde_json::to_vec_pretty(&summary)?,
+        0o600,
+    )?;
+    Ok(TransferEnd::Done(summary))
+}
+
+/// The next batch's size: as many rows as [`BATCH_TARGET`] took at the
+/// last batch's pace, within [`BATCH_RANGE`], at most doubling.
+fn next_batch_size(limit: i64, rows: i64, took: Duration) -> i64 {
+    if rows < limit {
+        return limit;
+    }
+    let pace = rows as f64 / took.as_secs_f64().max(0.001);
+    let wanted = (pace * BATCH_TARGET.as_secs_f64()) as i64;
+    wanted.clamp(BATCH_RANGE.0, BATCH_RANGE.1).min(limit * 2)
+}
+
+/// After a failed batch (rolled back, the cursor where it was): waits for
+/// what it needs and connects again, or gives up on what waiting cannot
+/// mend. `None`s: a stop was requested meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn recover_from(
+    ctx: &Context,
+    err: anyhow::Error,
+    source: Client,
+    target: Client,
+    source_settings: &DbSettings,
+    tracker: &Tracker,
+    stop: &StopRequest,
+) -> Result<(Option<Client>, Option<Client>)> {
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|cause| cause.code().cloned());
+    if source.is_closed() {
+        tracker.set(
+            TransferState::Waiting,
+            Some(format!(
+                "source down: the 7.1 database in the backup stopped ({err:#})"
+            )),
+        );
+        tracing::warn!("the 7.1 database in the backup stopped; starting it again: {err:#}");
+        stop.sleep(RETRY).await;
+        start_source(ctx).await?;
+        let source = connect_source(source_settings).await?;
+        return Ok((Some(source), Some(target)));
+    }
+    if target.is_closed() {
+        tracker.set(
+            TransferState::Waiting,
+            Some(format!(
+                "target down: the 9.1 database closed the connection ({err:#})"
+            )),
+        );
+        return Ok((Some(source), connect_target(ctx, tracker, stop).await?));
+    }
+    if code == Some(tokio_postgres::error::SqlState::DISK_FULL) {
+        tracker.set(
+            TransferState::Waiting,
+            Some(format!(
+                "disk full: the 9.1 database's file system has no room for the next batch; free \
+                 space there ({err:#})"
+            )),
+        );
+        tracing::warn!("the 9.1 database's disk is full; the transfer waits: {err:#}");
+        stop.sleep(RETRY).await;
+        return Ok((Some(source), Some(target)));
+    }
+    if matches!(
+        code,
+        Some(tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+            | Some(tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+            | Some(tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE)
+            | Some(tokio_postgres::error::SqlState::QUERY_CANCELED)
+    ) {
+        tracker.set(TransferState::Waiting, Some(format!("lock wait: {err:#}")));
+        stop.sleep(POLL).await;
+        return Ok((Some(source), Some(target)));
+    }
+    Err(err.context(
+        "the batch was rolled back and the cursor stays after the last committed batch; fix the \
+         cause, then start the transfer again (systemctl start imss-upgrade-transfer.service, or \
+         imss-upgrade transfer run)",
+    ))
+}
+
+/// Takes 7.1's PostgreSQL 10 out of the snapshot (once), settles a server
+/// a killed transfer left running, and starts the 7.1 database in the
+/// backup read-only on its socket there.
+async fn start_source(ctx: &Context) -> Result<Cluster> {
+    ctx.unblock(|ctx| {
+        let programs = layout::extracted_71_postgresql(ctx)?;
+        if !programs.join("bin").join("postgres").is_file() {
+            crate::snapshot::extract_subtree(&layout::backup_dir(ctx)?, BUNDLED_PG_DIR, &programs)
+                .context("taking 7.1's PostgreSQL 10 out of the snapshot")?;
+        }
+        let cluster = layout::backup_71_after_switch(ctx)?;
+        pg::stop_server(&cluster.data_dir, StopMode::Immediate)?;
+        layout::open_backup_to(ctx, &cluster)?;
+        layout::start_backup_71_read_only(&cluster)?;
+        Ok(cluster)
+    })
+    .await
+    .context(
+        "the 7.1 database in the backup cannot be read (source unreadable): the cursor stays where \
+         it was; check the backup directory and the log beside its data directory, then start the \
+         transfer again",
+    )
+}
+
+async fn connect_source(settings: &DbSettings) -> Result<Client> {
+    let (client, _) = pg::connect_as_configured(settings)
+        .await
+        .context("connecting to the 7.1 database in the backup (source unreadable)")?;
+    Ok(client)
+}
+
+/// The 9.1 database where 9.1 runs it, on its Unix socket.
+fn target_settings(ctx: &Context) -> Result<DbSettings> {
+    let settings = ctx.database()?;
+    Ok(DbSettings {
+        host: ctx.root.resolve(RUN_DIR)?.to_string_lossy().into_owned(),
+        ..settings
+    })
+}
+
+/// Connects to 9.1, waiting (and saying so) while it is down; the server
+/// process then runs at the lowest CPU priority. `None`: a stop was
+/// requested meanwhile.
+async fn connect_target(
+    ctx: &Context,
+    tracker: &Tracker,
+    stop: &StopRequest,
+) -> Result<Option<Client>> {
+    let settings = target_settings(ctx)?;
+    loop {
+        match pg::connect_as_configured(&settings).await {
+            Ok((client, _)) => {
+                lower_priority(&client).await;
+                return Ok(Some(client));
+            }
+            Err(err @ pg::ConnectError::NotReachable { .. }) => {
+                tracker.set(
+                    TransferState::Waiting,
+                    Some(format!(
+                        "target down: {err:#}; the transfer goes on once imss-postgresql.service runs"
+                    )),
+                );
+                if stop.sleep(RETRY).await {
+                    return Ok(None);
+                }
+            }
+            Err(err) => return Err(err).context("connecting to the 9.1 database"),
+        }
+    }
+}
+
+/// Gives the 9.1 server process that serves the transfer the lowest CPU
+/// priority, so that live mail's processes go first. Best effort.
+async fn lower_priority(client: &Client) {
+    let Ok(pid) = batches::backend_pid(client).await else {
+        return;
+    };
+    let pid = rustix::process::Pid::from_raw(pid);
+    if let Err(err) = rustix::process::setpriority_process(pid, 19) {
+        tracing::debug!("could not lower the transfer's 9.1 server process's priority: {err}");
+    }
+}
+
+/// Every `every`: the progress to the journal and the progress file, and
+/// a stall's cause looked up on 9.1 when it is not known already.
+async fn report_every(tracker: Tracker, every: Duration, target: DbSettings) {
+    let mut monitor: Option<Client> = None;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let mut cause = None;
+        if tracker.is_stalled() && tracker.state() == TransferState::Copying {
+            if monitor.as_ref().is_none_or(Client::is_closed) {
+                monitor = pg::connect_as_configured(&target)
+                    .await
+                    .ok()
+                    .map(|(c, _)| c);
+            }
+            if let Some(client) = &monitor {
+                cause = stall_cause(client).await;
+            }
+        }
+        if let Err(err) = tracker.report(cause) {
+            tracing::warn!("writing the transfer's progress: {err:#}");
+        }
+    }
+}
+
+/// What the transfer's 9.1 server process waits for, as a stall's cause.
+async fn stall_cause(monitor: &Client) -> Option<String> {
+    let (kind, event) = batches::batch_waits_for(monitor).await.ok()??;
+    Some(match kind.as_str() {
+        "Lock" => format!("lock wait: the batch waits for a lock on 9.1 ({kind}: {event})"),
+        "IO" => format!("the batch waits for the 9.1 server's disk ({kind}: {event})"),
+        _ => format!("the batch waits on 9.1 ({kind}: {event})"),
+    })
+}
+
+/// SIGTERM or SIGINT asks the transfer to stop between batches.
+struct StopRequest {
+    receiver: tokio::sync::watch::Receiver<bool>,
+}
+
+impl StopRequest {
+    fn listen() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("the transfer stops after this batch; the next start resumes");
+            let _ = sender.send(true);
+        });
+        Ok(Self { receiver })
+    }
+
+    fn requested(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Sleeps `duration`, less if a stop is requested; whether it was.
+    async fn sleep(&self, duration: Duration) -> bool {
+        let mut receiver = self.receiver.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = receiver.wait_for(|stop| *stop) => {}
+        }
+        self.requested()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_grows_to_the_target_time_at_most_doubling_and_stays_in_range() {
+        let ms = Duration::from_millis;
+        // 5000 rows in 100 ms: 50000 rows/s would fill 500 ms with 25000, but
+        // a batch at most doubles.
+        assert_eq!(next_batch_size(5_000, 5_000, ms(100)), 10_000);
+        // 10000 rows in 2 s: 2500 in 500 ms.
+        assert_eq!(next_batch_size(10_000, 10_000, ms(2_000)), 2_500);
+        assert_eq!(next_batch_size(1_000, 1_000, ms(60_000)), BATCH_RANGE.0);
+        assert_eq!(
+            next_batch_size(BATCH_RANGE.1, BATCH_RANGE.1, ms(1)),
+            BATCH_RANGE.1
+        );
+        // A short last batch says nothing of the pace.
+        assert_eq!(next_batch_size(5_000, 12, ms(1)), 5_000);
+    }
+}

@@ -1,0 +1,476 @@
+//! The background transfer of the older history on model servers under
+//! `--root`, where `imss-upgrade transfer run` works in the foreground: it
+//! completes with every 7.1 row in 9.1 (checked here against what 7.1 held
+//! before the upgrade, independently of the transfer's own comparison),
+//! under live mail; it survives SIGKILL at random moments; its pause
+//! outlives a restart; a row 9.1 refuses is kept and reported; `status
+//! --json` follows it; `finalize` waits for it; a rollback in its middle
+//! ends on 7.1 exactly.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use imss_fixture::harness::{Baseline, FixtureServer, HelperProcess, Payload, flow};
+use imss_fixture::traffic::{self, TrafficOptions};
+use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::migration::selection::Selection;
+use imss_upgrade::migration::tables::Table71;
+use imss_upgrade::migration::verify::{Checksum, checksum_rows, checksum_target};
+use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::system::pg;
+use serde_json::Value;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_imss-upgrade");
+
+/// A started 7.1 server with `rows` policy events over 30 days (so nearly
+/// all of them are older than the window), its payload, and its context.
+fn server(rows: u64) -> (FixtureServer, Payload, imss_upgrade::flow::context::Context) {
+    let server = FixtureServer::build(&[
+        "--history-rows",
+        &rows.to_string(),
+        "--tree-mb",
+        "0",
+        "--days",
+        "30",
+    ])
+    .unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let ctx = payload.context(&server).unwrap();
+    (server, payload, ctx)
+}
+
+/// Per history table, the checksum of every row of 7.1 (before the
+/// upgrade), less the rows with ids in `leave_out`.
+async fn checksums_71(
+    root: &imss_upgrade::support::root::Root,
+    leave_out: &[i64],
+) -> Vec<Checksum> {
+    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+    let mut sums = Vec::new();
+    for table in Table71::HISTORY {
+        let id = table.id_column().unwrap();
+        let condition = (!leave_out.is_empty()).then(|| {
+            let ids: Vec<String> = leave_out.iter().map(i64::to_string).collect();
+            format!("{id} <> ALL ('{{{}}}'::bigint[])", ids.join(","))
+        });
+        sums.push(
+            checksum_rows(
+                &client,
+                &Selection::all(table),
+                table.name(),
+                condition.as_deref(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    sums
+}
+
+/// Per history table, the checksum of the rows 9.1 holds from 7.1.
+async fn checksums_91(root: &imss_upgrade::support::root::Root) -> Vec<Checksum> {
+    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+    let mut sums = Vec::new();
+    for table in Table71::HISTORY {
+        sums.push(
+            checksum_target(&client, &Selection::all(table))
+                .await
+                .unwrap(),
+        );
+    }
+    sums
+}
+
+/// Adds a policy event 9.1 cannot take (action code 9) ten days old to
+/// the running 7.1 server; its id.
+async fn add_unknown_action_event(root: &imss_upgrade::support::root::Root) -> i64 {
+    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+    let id: i32 = client
+        .query_one(
+            "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, recipients, action) \
+             VALUES (now() AT TIME ZONE 'UTC' - interval '10 days', '<odd@example.com>', 'imss71', \
+                     'a@example.com', 'b@example.com', 9) RETURNING event_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    i64::from(id)
+}
+
+fn root_arg(server: &FixtureServer) -> Vec<OsString> {
+    vec!["--root".into(), server.root_dir().into_os_string()]
+}
+
+/// `imss-upgrade transfer run` in a process of its own, reporting every
+/// second, with `extra` arguments.
+fn start_transfer(server: &FixtureServer, extra: &[&str]) -> HelperProcess {
+    let mut args = root_arg(server);
+    args.extend(["transfer", "run", "--report-every", "1"].map(OsString::from));
+    args.extend(extra.iter().map(OsString::from));
+    HelperProcess::start(Path::new(HELPER), &args, None, None).unwrap()
+}
+
+/// Runs `imss-upgrade` with `args` under the server's root: its exit code
+/// and what it printed.
+fn helper(server: &FixtureServer, args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(HELPER)
+        .args(root_arg(server))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// `imss-upgrade status --json`'s `transfer` object.
+fn transfer_status(server: &FixtureServer) -> Value {
+    let (code, output) = helper(server, &["status", "--json"]);
+    assert_eq!(code, 0, "{output}");
+    let status: Value = serde_json::from_str(&output[..output.rfind('}').unwrap() + 1])
+        .unwrap_or_else(|err| panic!("{err}: {output}"));
+    status["transfer"].clone()
+}
+
+/// Waits until `status --json` shows a transfer for which `ready` holds.
+fn wait_for_status(server: &FixtureServer, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = transfer_status(server);
+        if ready(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed {what}; last: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn rows_done(status: &Value) -> i64 {
+    status["progress"]["rows_done"].as_i64().unwrap_or(0)
+}
+
+/// The transfer moves every older row under live mail, keeps and reports
+/// the row 9.1 refuses, and `status --json` shows it at the start, in the
+/// middle and at the end; the done file keeps a second run from working.
+#[tokio::test]
+async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_throughout() {
+    let (server, _payload, ctx) = server(30_000);
+    let root = server.root();
+    let odd = add_unknown_action_event(&root).await;
+    let before = checksums_71(&root, &[odd]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let window_only = checksums_91(&root).await;
+    assert!(
+        window_only[0].rows < before[0].rows / 10,
+        "the upgrade moved more than the window: {window_only:?} of {before:?}"
+    );
+    let status = transfer_status(&server);
+    assert!(
+        status.is_null(),
+        "a transfer shows before any ran: {status}"
+    );
+
+    let accepted_log = tempfile::NamedTempFile::new().unwrap();
+    let options = TrafficOptions {
+        host: "127.0.0.1".into(),
+        port: server.smtp_port,
+        rate: 20.0,
+        duration: Duration::from_secs(600),
+        accepted_log: Some(accepted_log.path().to_path_buf()),
+    };
+    let (stop_traffic, stop) = tokio::sync::watch::channel(false);
+    let sender = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(traffic::run_until(&options, stop))
+    });
+
+    let transfer = start_transfer(&server, &["--max-rows-per-sec", "8000"]);
+    let start = wait_for_status(&server, "the start", |s| {
+        s["progress"]["rows_total"]
+            .as_i64()
+            .is_some_and(|total| total > 0)
+    });
+    assert_eq!(start["running"], true, "{start:#}");
+    assert_eq!(start["paused"], false, "{start:#}");
+    let total = start["progress"]["rows_total"].as_i64().unwrap();
+    let expected_total: i64 = before
+        .iter()
+        .zip(&window_only)
+        .map(|(b, w)| b.rows - w.rows)
+        .sum::<i64>()
+        + 1;
+    assert_eq!(total, expected_total, "{start:#}");
+    assert_eq!(start["progress"]["max_rows_per_sec"], 8000);
+    assert_eq!(start["progress"]["tables"].as_array().unwrap().len(), 3);
+
+    let middle = wait_for_status(&server, "the middle", |s| {
+        rows_done(s) > 0
+            && rows_done(s) < total
+            && s["progress"]["rate_rows_per_sec"].as_f64() > Some(0.0)
+    });
+    assert!(
+        ["copying", "throttled"].contains(&middle["state"].as_str().unwrap()),
+        "{middle:#}"
+    );
+    assert_eq!(
+        middle["progress"]["rows_left"].as_i64().unwrap(),
+        total - rows_done(&middle),
+        "{middle:#}"
+    );
+    assert!(
+        middle["progress"]["eta_seconds"].as_u64().is_some(),
+        "{middle:#}"
+    );
+    assert!(
+        middle["progress"]["last_commit_at"].is_string(),
+        "{middle:#}"
+    );
+    let rate = middle["progress"]["rate_rows_per_sec"].as_f64().unwrap();
+    assert!(
+        rate <= 8000.0 * 1.5,
+        "the rate limit does not hold: {middle:#}"
+    );
+
+    let ended = transfer.wait(Duration::from_secs(120)).unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    assert!(ended.output.contains("1 rejected"), "{}", ended.output);
+    assert!(
+        ended.output.contains("refused 1 rows of tb_policy_event"),
+        "{}",
+        ended.output
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_traffic.send(true).unwrap();
+    let traffic = sender.join().unwrap().unwrap();
+
+    let end = transfer_status(&server);
+    assert_eq!(end["state"], "done", "{end:#}");
+    assert_eq!(end["running"], false, "{end:#}");
+    assert_eq!(end["completed"]["rows_done"], total, "{end:#}");
+    assert_eq!(end["completed"]["rows_rejected"], 1, "{end:#}");
+    assert_eq!(end["progress"]["rows_left"], 0, "{end:#}");
+
+    // Every 7.1 row but the refused one is in 9.1, once, as it was.
+    assert_eq!(checksums_91(&root).await, before);
+    let client = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let rejected = client
+        .query_one(
+            "SELECT row_id, reason, row_71 FROM upgrade_transfer.rejected WHERE table_name = 'tb_policy_event'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.get::<_, i64>(0), odd);
+    assert!(rejected.get::<_, String>(1).contains("action code 9"));
+    assert!(rejected.get::<_, String>(2).contains("<odd@example.com>"));
+
+    // Live mail during the transfer: every accepted mail is in 9.1.
+    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(traffic.accepted > 20, "{traffic:?}");
+    assert_eq!(traffic.refused + traffic.failed, 0, "{traffic:?}");
+    let in_91: BTreeSet<String> = client
+        .query(
+            "SELECT message_id FROM policy_event WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<_> = accepted.difference(&in_91).collect();
+    assert!(missing.is_empty(), "accepted, not in 9.1: {missing:?}");
+
+    // Done is done: PostgreSQL 10 is stopped, and a second run does nothing.
+    let backup_71 = root.resolve(format!("{BACKUP_DIR}/pgdata-71")).unwrap();
+    assert!(!pg::server_running(&backup_71), "PostgreSQL 10 still runs");
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("in 9.1 already"), "{output}");
+}
+
+/// SIGKILL at 30 random moments, each followed by a new start: in the end
+/// no row is lost or duplicated.
+#[tokio::test]
+async fn a_transfer_killed_at_30_random_moments_ends_with_every_row_once() {
+    use rand::{Rng, SeedableRng};
+    let (server, _payload, ctx) = server(40_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+
+    let seed: u64 = std::env::var("IMSS_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill moments from IMSS_KILL_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut progress = Vec::new();
+    for _ in 0..30 {
+        // Slow enough that 30 runs of at most 2 s cannot finish it.
+        let transfer = start_transfer(&server, &["--max-rows-per-sec", "400"]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..2_000)));
+        let ended = transfer.kill9().unwrap();
+        assert!(
+            !ended.status.success(),
+            "the transfer ended before it was killed: {}",
+            ended.output
+        );
+        progress.push(rows_done(&transfer_status(&server)));
+    }
+    eprintln!("rows done after each kill: {progress:?}");
+    assert!(
+        progress.last() > progress.first(),
+        "the transfer made no progress between kills: {progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|pair| pair[0] <= pair[1]),
+        "status showed the transfer going back: {progress:?}"
+    );
+    let ended = start_transfer(&server, &[])
+        .wait(Duration::from_secs(120))
+        .unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    assert!(ended.output.contains("0 rejected"), "{}", ended.output);
+    assert_eq!(checksums_91(&root).await, before, "seed {seed}");
+}
+
+/// A pause holds across a restart of the transfer; resumed, it completes.
+/// `finalize` is refused until then, and afterwards exports the backup
+/// (verified) and removes it, leaving 9.1 running without rollback.
+#[tokio::test]
+async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
+    let (server, payload, ctx) = server(20_000);
+    let root = server.root();
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+
+    let (code, output) = helper(&server, &["transfer", "pause"]);
+    assert_eq!(code, 0, "{output}");
+    let transfer = start_transfer(&server, &[]);
+    let paused = wait_for_status(&server, "the pause", |s| s["progress"]["state"] == "paused");
+    assert_eq!(paused["paused"], true, "{paused:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        rows_done(&transfer_status(&server)),
+        0,
+        "a paused transfer moved rows"
+    );
+    let ended = transfer.terminate().unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    assert!(ended.output.contains("resumes"), "{}", ended.output);
+
+    let (code, output) = helper(&server, &["finalize"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("transfer of the older history is not done"),
+        "{output}"
+    );
+    assert!(root.resolve(BACKUP_DIR).unwrap().exists());
+
+    // Started again, still paused; resumed, it finishes.
+    let transfer = start_transfer(&server, &["--stall-after", "1"]);
+    let stalled = wait_for_status(&server, "a stall while paused", |s| {
+        s["running"] == true && s["state"] == "stalled"
+    });
+    assert!(
+        stalled["progress"]["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("paused"),
+        "{stalled:#}"
+    );
+    assert_eq!(rows_done(&stalled), 0, "{stalled:#}");
+    let (code, output) = helper(&server, &["transfer", "resume"]);
+    assert_eq!(code, 0, "{output}");
+    let ended = transfer.wait(Duration::from_secs(120)).unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+
+    let export = tempfile::tempdir().unwrap();
+    let export_dir = export.path().join("backup-export");
+    let (code, output) = helper(
+        &server,
+        &["finalize", "--export", &export_dir.to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("finalized"), "{output}");
+    let manifest = imss_upgrade::snapshot::verify(&export_dir).expect("the export verifies");
+    assert!(
+        manifest
+            .entries
+            .iter()
+            .any(|entry| entry.path.ends_with("pgdata-71/PG_VERSION")),
+        "the export lacks the 7.1 database"
+    );
+    assert!(
+        !root.resolve(BACKUP_DIR).unwrap().exists(),
+        "the backup is still there"
+    );
+    imss_upgrade::flow::health::check_accepting(&payload.context(&server).unwrap())
+        .expect("9.1 takes mail after finalize");
+    let rollback = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .args(root_arg(&server))
+        .output()
+        .unwrap();
+    assert!(!rollback.status.success());
+    assert!(
+        String::from_utf8_lossy(&rollback.stderr).contains("nothing to roll back"),
+        "{rollback:?}"
+    );
+    let (code, output) = helper(&server, &["finalize"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("nothing to finalize"), "{output}");
+}
+
+/// `finalize --force` before the transfer ran says what stays behind.
+#[tokio::test]
+async fn finalize_force_before_the_transfer_says_what_goes_with_the_backup() {
+    let (server, _payload, ctx) = server(3_000);
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let (code, output) = helper(&server, &["finalize", "--force"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("Forced"), "{output}");
+    assert!(!server.root().resolve(BACKUP_DIR).unwrap().exists());
+}
+
+/// `imss-rollback` while the transfer works stops it first, and the server
+/// ends on 7.1 exactly as it was.
+#[tokio::test]
+async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
+    let (server, payload, ctx) = server(20_000);
+    let baseline = Baseline::take(&server).unwrap();
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let transfer = start_transfer(&server, &["--max-rows-per-sec", "2000"]);
+    wait_for_status(&server, "the middle", |s| rows_done(s) > 0);
+    flow::roll_back(&ctx).await.expect("the rollback succeeds");
+    let ended = transfer.wait(Duration::from_secs(30)).unwrap();
+    assert!(
+        ended.output.contains("The transfer stopped"),
+        "{}",
+        ended.output
+    );
+    baseline.check_back_on_71(&server, &payload).unwrap();
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("rolled back"), "{output}");
+}
