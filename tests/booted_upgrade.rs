@@ -518,3 +518,138 @@ fn a_udp_only_listener_on_53_takes_the_standard_pair() {
     assert_eq!(dig_localhost(&host, 10053), "127.0.0.1");
     assert_eq!(host.active("udp-only-53.service"), "active");
 }
+
+/// The rows of each history table: 7.1's before the upgrade, or 9.1's
+/// from 7.1 after it (`source = '7.1'`).
+fn history_counts(host: &ModelHost, on_91: bool) -> Vec<String> {
+    let tables: [(&str, &str); 3] = if on_91 {
+        [
+            ("policy_event", "source = '7.1'"),
+            ("quarantine_message", "source = '7.1'"),
+            ("archive_message", "source = '7.1'"),
+        ]
+    } else {
+        [
+            ("tb_policy_event", "true"),
+            ("tb_quarantine", "true"),
+            ("tb_archive", "true"),
+        ]
+    };
+    tables
+        .iter()
+        .flat_map(|(table, condition)| {
+            host.query(&format!("SELECT count(*) FROM {table} WHERE {condition}"))
+        })
+        .collect()
+}
+
+/// `imss-upgrade status --json`'s `transfer` object, inside the host.
+fn transfer_status(host: &ModelHost) -> serde_json::Value {
+    let (code, stdout, stderr) =
+        host.run_inside(&[UPGRADE, "status", "--json"], Duration::from_secs(60));
+    assert_eq!(code, Some(0), "status failed:\n{stdout}\n{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("status printed no JSON ({err}):\n{stdout}"));
+    status["transfer"].clone()
+}
+
+/// Waits until the transfer's status gives `ready` a value, and returns
+/// it; panics with the unit's journal after 5 minutes.
+fn wait_for_transfer<T>(
+    host: &ModelHost,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = transfer_status(host);
+        if let Some(value) = ready(&status) {
+            return value;
+        }
+        if std::time::Instant::now() > deadline {
+            let journal = host
+                .host
+                .run(&["journalctl", "--no-pager", "-u", units::TRANSFER.name])
+                .unwrap_or_default();
+            panic!("the transfer did not get {what}; its status:\n{status:#}\nits unit's journal:\n{journal}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// After `imss-upgrade run`, the transfer's unit starts by itself; a power
+/// loss in its middle is survived: at the next boot the unit starts again
+/// and resumes where the last committed batch left it, finishes with every
+/// 7.1 row in 9.1, and does not start again.
+#[test]
+fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
+    let _one = one_host_at_a_time();
+    let mut host = host_with_71(
+        "e2e-transfer",
+        &["--history-rows", "60000", "--days", "30", "--euq", "off"],
+    );
+    let before = history_counts(&host, false);
+    // Slow, so that the power loss falls in its middle.
+    let drop_in = host
+        .host
+        .root()
+        .join("etc/systemd/system")
+        .join(format!("{}.d", units::TRANSFER.name));
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::write(
+        drop_in.join("rate.conf"),
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/imss-upgrade transfer run \
+         --max-rows-per-sec 3000 --report-every 1\n",
+    )
+    .unwrap();
+
+    upgrade(&host);
+    let moved = wait_for_transfer(&host, "to move rows", |status| {
+        status["progress"]["rows_done"].as_i64().filter(|&rows| rows > 0)
+    });
+    assert_eq!(host.active(units::TRANSFER.name), "active");
+    assert_eq!(host.enabled(units::TRANSFER.name), "enabled");
+
+    host.host.power_loss().unwrap();
+    host.host.boot_again().unwrap();
+    wait_for_transfer(&host, "to finish", |status| {
+        (status["state"] == "done").then_some(())
+    });
+    let started = host.journal_events(events::TRANSFER_STARTED);
+    let resumed_at: Vec<i64> = started
+        .iter()
+        .map(|event| {
+            event["IMSS_ROWS_DONE"]
+                .as_str()
+                .and_then(|rows| rows.parse().ok())
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(resumed_at.len(), 2, "{started:#?}");
+    assert_eq!(resumed_at[0], 0, "{resumed_at:?}");
+    assert!(
+        resumed_at[1] >= moved,
+        "after the power loss the transfer began at {} rows, before it {moved} were done",
+        resumed_at[1]
+    );
+    assert_eq!(host.journal_events(events::TRANSFER_COMPLETED).len(), 1);
+    assert!(!host.journal_events(events::TRANSFER_PROGRESS).is_empty());
+    assert_eq!(history_counts(&host, true), before);
+
+    // Done is done: the unit's condition keeps it from running again.
+    host.host
+        .run(&["systemctl", "start", units::TRANSFER.name])
+        .unwrap();
+    assert_eq!(
+        host.probe(&[
+            "systemctl",
+            "show",
+            "--property=ConditionResult",
+            "--value",
+            units::TRANSFER.name
+        ])
+        .1,
+        "no"
+    );
+    assert_eq!(host.journal_events(events::TRANSFER_STARTED).len(), 2);
+}

@@ -115,3 +115,23 @@ fn write_unit(ctx: &Context, unit: &Unit) -> Result<bool> {
     fsutil::atomic_write(&path, unit.text.as_bytes(), 0o644)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::layout::{ROLLBACK_MANIFEST, TRANSFER_DONE};
+
+    #[test]
+    fn the_transfer_unit_runs_only_between_a_completed_upgrade_and_the_done_file() {
+        let text = units::TRANSFER.text;
+        assert!(
+            text.contains(&format!("ConditionPathExists={ROLLBACK_MANIFEST}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ConditionPathExists=!{TRANSFER_DONE}\n")),
+            "{text}"
+        );
+        assert!(text.contains("WantedBy=multi-user.target"), "{text}");
+    }
+}

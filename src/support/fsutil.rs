@@ -5,7 +5,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -45,6 +45,10 @@ pub fn atomic_write_as(
         let mut file = create_new_file(&tmp, mode)?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            // For another account, exactly `mode`, whatever the umask (a
+            // unit's UMask=0077 would take the group's read away); the
+            // file is still empty.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
         file.write_all(contents)?;
         file.sync_all()?;
