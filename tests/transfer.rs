@@ -474,3 +474,68 @@ async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("rolled back"), "{output}");
 }
+
+/// 9.1's database stopping under the transfer is a stall with its cause,
+/// "target down"; once it runs again the transfer goes on by itself and
+/// completes with every row once.
+#[tokio::test]
+async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_it() {
+    let (server, _payload, ctx) = server(20_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let transfer = start_transfer(
+        &server,
+        &["--max-rows-per-sec", "2000", "--stall-after", "2"],
+    );
+    wait_for_status(&server, "rows moved", |s| rows_done(s) > 0);
+    let target = imss_upgrade::flow::layout::target_91(&ctx).unwrap();
+    target.stop(pg::StopMode::Fast).unwrap();
+    let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
+    let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("target down"), "{stalled:#}");
+    assert!(stalled["progress"]["stalled_seconds"].as_u64() >= Some(2), "{stalled:#}");
+    target.start().unwrap();
+    let ended = transfer.wait(Duration::from_secs(120)).unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    assert!(ended.output.contains("committed no batch for"), "{}", ended.output);
+    assert_eq!(checksums_91(&root).await, before);
+}
+
+/// A 7.1 database in the backup that PostgreSQL 10 cannot read ends the
+/// transfer with a message that says so and what to do; the cursor stays
+/// where it was, and once the cause is gone the transfer resumes there.
+#[tokio::test]
+async fn an_unreadable_source_ends_the_transfer_saying_so_and_keeps_the_cursor() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, _payload, ctx) = server(20_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let transfer = start_transfer(&server, &["--max-rows-per-sec", "3000"]);
+    wait_for_status(&server, "rows moved", |s| rows_done(s) > 0);
+    let ended = transfer.terminate().unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    let done = rows_done(&transfer_status(&server));
+
+    let base = root.resolve(format!("{BACKUP_DIR}/pgdata-71/base")).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("source unreadable"), "{output}");
+    assert!(output.contains("the cursor stays where it was"), "{output}");
+    let failed = transfer_status(&server);
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        failed["progress"]["cause"]
+            .as_str()
+            .is_some_and(|cause| cause.contains("source unreadable")),
+        "{failed:#}"
+    );
+    assert_eq!(rows_done(&failed), done, "{failed:#}");
+
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(checksums_91(&root).await, before);
+}

@@ -450,17 +450,18 @@ async fn start_source(ctx: &Context) -> Result<Cluster> {
         Ok(cluster)
     })
     .await
-    .context(
-        "the 7.1 database in the backup cannot be read (source unreadable): the cursor stays where \
-         it was; check the backup directory and the log beside its data directory, then start the \
-         transfer again",
-    )
+    .context(SOURCE_UNREADABLE)
 }
+
+/// What a transfer that cannot read 7.1 says.
+const SOURCE_UNREADABLE: &str = "the 7.1 database in the backup cannot be read (source unreadable): \
+     the cursor stays where it was; check the backup directory and the log beside its data \
+     directory, then start the transfer again";
 
 async fn connect_source(settings: &DbSettings) -> Result<Client> {
     let (client, _) = pg::connect_as_configured(settings)
         .await
-        .context("connecting to the 7.1 database in the backup (source unreadable)")?;
+        .context(SOURCE_UNREADABLE)?;
     Ok(client)
 }
 
