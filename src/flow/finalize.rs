@@ -122,11 +122,11 @@ fn check_transfer(ctx: &Context, force: bool) -> Result<Option<i64>> {
         return Ok(None);
     }
     let report = TransferReport::load(&layout::transfer_files(ctx)?.progress)?;
-    let left = report.as_ref().map(|report| report.rows_left);
+    let left = report.as_ref().map(|report| report.rows.rows_left);
     let what = match (&report, left) {
         (Some(report), Some(left)) => format!(
             "{left} of {} rows of the older 7.1 history are not in 9.1 yet",
-            report.rows_total
+            report.rows.rows_total
         ),
         _ => "the older 7.1 history has not moved into 9.1 yet (the transfer has not reported)"
             .to_string(),

@@ -111,15 +111,7 @@ pub async fn prepare(
 /// The cursors, in the order of [`Table71::HISTORY`]; none before
 /// [`prepare`].
 pub async fn cursors(target_91: &impl GenericClient) -> Result<Vec<TableCursor>> {
-    let exists: bool = target_91
-        .query_one(
-            "SELECT to_regclass('upgrade_transfer.cursor') IS NOT NULL",
-            &[],
-        )
-        .await
-        .context("looking for the transfer's cursor in the 9.1 database")?
-        .get(0);
-    if !exists {
+    if !transfer_table_exists(target_91, "cursor").await? {
         return Ok(Vec::new());
     }
     let rows = target_91
@@ -147,6 +139,19 @@ pub async fn cursors(target_91: &impl GenericClient) -> Result<Vec<TableCursor>>
             })
         })
         .collect())
+}
+
+/// Whether the transfer's table `name` exists (it is made at the first
+/// start).
+async fn transfer_table_exists(target_91: &impl GenericClient, name: &str) -> Result<bool> {
+    Ok(target_91
+        .query_one(
+            "SELECT to_regclass(format('upgrade_transfer.%I', $1::text)) IS NOT NULL",
+            &[&name],
+        )
+        .await
+        .with_context(|| format!("looking for upgrade_transfer.{name} in the 9.1 database"))?
+        .get(0))
 }
 
 /// Moves the next batch of `table` (at most `limit` rows older than
@@ -234,15 +239,7 @@ pub struct RejectedRow {
 
 /// The first `limit` rejected rows, by table and id.
 pub async fn rejected_rows(target_91: &impl GenericClient, limit: i64) -> Result<Vec<RejectedRow>> {
-    let exists: bool = target_91
-        .query_one(
-            "SELECT to_regclass('upgrade_transfer.rejected') IS NOT NULL",
-            &[],
-        )
-        .await
-        .context("looking for the transfer's reject table")?
-        .get(0);
-    if !exists {
+    if !transfer_table_exists(target_91, "rejected").await? {
         return Ok(Vec::new());
     }
     let rows = target_91

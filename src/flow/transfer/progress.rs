@@ -43,11 +43,9 @@ pub enum TransferState {
     Failed,
 }
 
-/// One table's progress.
+/// Rows done and left, and how fast: of one table, or of all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableProgress {
-    /// The 7.1 table.
-    pub table: String,
+pub struct Rows {
     /// Rows moved or rejected.
     pub rows_done: i64,
     /// Rows older than the window on 7.1.
@@ -60,6 +58,47 @@ pub struct TableProgress {
     pub rate_rows_per_sec: f64,
     /// Seconds left at that rate.
     pub eta_seconds: Option<u64>,
+}
+
+impl Rows {
+    fn new(rows_done: i64, rows_total: i64, rows_rejected: i64, rate: f64) -> Self {
+        let rows_left = (rows_total - rows_done).max(0);
+        let rate = (rate * 10.0).round() / 10.0;
+        Self {
+            rows_done,
+            rows_total,
+            rows_left,
+            rows_rejected,
+            rate_rows_per_sec: rate,
+            eta_seconds: if rows_left == 0 {
+                Some(0)
+            } else {
+                (rate > 0.0).then(|| (rows_left as f64 / rate).ceil() as u64)
+            },
+        }
+    }
+
+    fn sum<'a>(all: impl Iterator<Item = &'a Rows>) -> Self {
+        let (done, total, rejected, rate) = all.fold((0, 0, 0, 0.0), |(d, t, r, v), rows| {
+            (
+                d + rows.rows_done,
+                t + rows.rows_total,
+                r + rows.rows_rejected,
+                v + rows.rate_rows_per_sec,
+            )
+        });
+        Self::new(done, total, rejected, rate)
+    }
+}
+
+/// One table's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableProgress {
+    /// The 7.1 table.
+    pub table: String,
+    /// Its rows.
+    #[serde(flatten)]
+    pub rows: Rows,
     /// When its last batch committed.
     pub last_commit_at: Option<DateTime<Utc>>,
     /// Every row is across.
@@ -88,17 +127,8 @@ pub struct TransferReport {
     /// The rate limit, if any.
     pub max_rows_per_sec: Option<u64>,
     /// Totals over the tables.
-    pub rows_done: i64,
-    /// See `rows_done`.
-    pub rows_total: i64,
-    /// See `rows_done`.
-    pub rows_left: i64,
-    /// See `rows_done`.
-    pub rows_rejected: i64,
-    /// See `rows_done`.
-    pub rate_rows_per_sec: f64,
-    /// See `rows_done`.
-    pub eta_seconds: Option<u64>,
+    #[serde(flatten)]
+    pub rows: Rows,
     /// Per table.
     pub tables: Vec<TableProgress>,
 }
@@ -127,10 +157,10 @@ impl TransferReport {
 
     /// The fraction done, 0 to 1.
     pub fn fraction(&self) -> f64 {
-        if self.rows_total <= 0 {
+        if self.rows.rows_total <= 0 {
             return 1.0;
         }
-        (self.rows_done as f64 / self.rows_total as f64).clamp(0.0, 1.0)
+        (self.rows.rows_done as f64 / self.rows.rows_total as f64).clamp(0.0, 1.0)
     }
 }
 
@@ -176,8 +206,11 @@ impl Tracker {
             .unwrap_or_default()
             .into_iter()
             .map(|table| TableProgress {
-                rate_rows_per_sec: 0.0,
-                eta_seconds: None,
+                rows: Rows {
+                    rate_rows_per_sec: 0.0,
+                    eta_seconds: None,
+                    ..table.rows
+                },
                 ..table
             })
             .collect();
@@ -270,23 +303,18 @@ impl Tracker {
             }
         }
         inner.previous = Some((now, done_now));
-        let eta = |left: i64, rate: f64| {
-            (left == 0)
-                .then_some(0)
-                .or_else(|| (rate > 0.0).then(|| (left as f64 / rate).ceil() as u64))
-        };
         let mut tables: Vec<TableProgress> = inner
             .cursors
             .iter()
             .zip(inner.rates.iter().copied().chain(std::iter::repeat(0.0)))
             .map(|(cursor, rate)| TableProgress {
                 table: cursor.table.name().to_string(),
-                rows_done: cursor.rows_done,
-                rows_total: cursor.rows_total,
-                rows_left: cursor.rows_left(),
-                rows_rejected: cursor.rows_rejected,
-                rate_rows_per_sec: round(rate),
-                eta_seconds: eta(cursor.rows_left(), rate),
+                rows: Rows::new(
+                    cursor.rows_done,
+                    cursor.rows_total,
+                    cursor.rows_rejected,
+                    rate,
+                ),
                 last_commit_at: cursor.committed_at,
                 done: cursor.done,
             })
@@ -294,8 +322,6 @@ impl Tracker {
         if tables.is_empty() {
             tables = self.earlier.clone();
         }
-        let rows_left: i64 = tables.iter().map(|t| t.rows_left).sum();
-        let rate: f64 = tables.iter().map(|t| t.rate_rows_per_sec).sum();
         let (state, cause) = if stalled {
             let cause = match inner.state {
                 TransferState::Paused => {
@@ -321,12 +347,7 @@ impl Tracker {
             last_commit_at: inner.last_commit.map(|(_, at)| at),
             stalled_seconds: stalled.then_some(since.as_secs()),
             max_rows_per_sec: self.max_rows_per_sec,
-            rows_done: tables.iter().map(|t| t.rows_done).sum(),
-            rows_total: tables.iter().map(|t| t.rows_total).sum(),
-            rows_left,
-            rows_rejected: tables.iter().map(|t| t.rows_rejected).sum(),
-            rate_rows_per_sec: round(rate),
-            eta_seconds: eta(rows_left, rate),
+            rows: Rows::sum(tables.iter().map(|table| &table.rows)),
             tables,
         }
     }
@@ -367,16 +388,16 @@ impl Tracker {
             tracing::info!(
                 message_id = events::TRANSFER_PROGRESS,
                 imss_table = %table.table,
-                imss_rows_done = table.rows_done,
-                imss_rows_left = table.rows_left,
-                imss_rate = table.rate_rows_per_sec,
-                imss_eta_s = table.eta_seconds.unwrap_or_default(),
+                imss_rows_done = table.rows.rows_done,
+                imss_rows_left = table.rows.rows_left,
+                imss_rate = table.rows.rate_rows_per_sec,
+                imss_eta_s = table.rows.eta_seconds.unwrap_or_default(),
                 imss_last_commit = %last_commit,
                 "transfer of {}: {} rows done, {} left, {} rows/s",
                 table.table,
-                table.rows_done,
-                table.rows_left,
-                table.rate_rows_per_sec
+                table.rows.rows_done,
+                table.rows.rows_left,
+                table.rows.rate_rows_per_sec
             );
         }
         self.write(&report)?;
@@ -387,10 +408,6 @@ impl Tracker {
     pub fn write(&self, report: &TransferReport) -> Result<()> {
         fsutil::atomic_write(&self.path, &serde_json::to_vec_pretty(report)?, 0o600)
     }
-}
-
-fn round(rate: f64) -> f64 {
-    (rate * 10.0).round() / 10.0
 }
 
 /// What `imss-upgrade status` shows of the transfer.
@@ -472,12 +489,13 @@ impl TransferStatus {
         }
         text.push_str(&format!(
             "\n    {} of {} rows ({} left, {} rejected), {} rows/s{}",
-            report.rows_done,
-            report.rows_total,
-            report.rows_left,
-            report.rows_rejected,
-            report.rate_rows_per_sec,
+            report.rows.rows_done,
+            report.rows.rows_total,
+            report.rows.rows_left,
+            report.rows.rows_rejected,
+            report.rows.rate_rows_per_sec,
             report
+                .rows
                 .eta_seconds
                 .filter(|_| self.running)
                 .map(|s| format!(", about {s} s left"))
@@ -496,8 +514,8 @@ impl TransferStatus {
             text.push_str(&format!(
                 "\n    {:<18} {:>10} of {:>10}{}",
                 table.table,
-                table.rows_done,
-                table.rows_total,
+                table.rows.rows_done,
+                table.rows.rows_total,
                 if table.done { "  done" } else { "" }
             ));
         }
