@@ -487,6 +487,7 @@ async fn connect_target(
         match pg::connect_as_configured(&settings).await {
             Ok((client, _)) => {
                 lower_priority(&client).await;
+                batches::prepare_session(&client).await;
                 return Ok(Some(client));
             }
             Err(err @ pg::ConnectError::NotReachable { .. }) => {
