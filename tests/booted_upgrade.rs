@@ -571,7 +571,9 @@ fn wait_for_transfer<T>(
                 .host
                 .run(&["journalctl", "--no-pager", "-u", units::TRANSFER.name])
                 .unwrap_or_default();
-            panic!("the transfer did not get {what}; its status:\n{status:#}\nits unit's journal:\n{journal}");
+            panic!(
+                "the transfer did not get {what}; its status:\n{status:#}\nits unit's journal:\n{journal}"
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -605,7 +607,9 @@ fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
 
     upgrade(&host);
     let moved = wait_for_transfer(&host, "to move rows", |status| {
-        status["progress"]["rows_done"].as_i64().filter(|&rows| rows > 0)
+        status["progress"]["rows_done"]
+            .as_i64()
+            .filter(|&rows| rows > 0)
     });
     assert_eq!(host.active(units::TRANSFER.name), "active");
     assert_eq!(host.enabled(units::TRANSFER.name), "enabled");

@@ -494,11 +494,18 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
     let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
     let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
     assert!(cause.starts_with("target down"), "{stalled:#}");
-    assert!(stalled["progress"]["stalled_seconds"].as_u64() >= Some(2), "{stalled:#}");
+    assert!(
+        stalled["progress"]["stalled_seconds"].as_u64() >= Some(2),
+        "{stalled:#}"
+    );
     target.start().unwrap();
     let ended = transfer.wait(Duration::from_secs(120)).unwrap();
     assert!(ended.status.success(), "{}", ended.output);
-    assert!(ended.output.contains("committed no batch for"), "{}", ended.output);
+    assert!(
+        ended.output.contains("committed no batch for"),
+        "{}",
+        ended.output
+    );
     assert_eq!(checksums_91(&root).await, before);
 }
 
@@ -518,7 +525,9 @@ async fn an_unreadable_source_ends_the_transfer_saying_so_and_keeps_the_cursor()
     assert!(ended.status.success(), "{}", ended.output);
     let done = rows_done(&transfer_status(&server));
 
-    let base = root.resolve(format!("{BACKUP_DIR}/pgdata-71/base")).unwrap();
+    let base = root
+        .resolve(format!("{BACKUP_DIR}/pgdata-71/base"))
+        .unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o000)).unwrap();
     let (code, output) = helper(&server, &["transfer", "run"]);
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
