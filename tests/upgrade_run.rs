@@ -82,23 +82,12 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         duration: Duration::from_secs(600),
         accepted_log: Some(accepted_log.path().to_path_buf()),
     };
-    // The sender runs on a thread and runtime of its own: whatever the
-    // upgrade's steps do to this one, mail keeps being sent on schedule,
-    // through the outage too.
-    let (stop_traffic, stop) = tokio::sync::watch::channel(false);
-    let traffic = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(traffic::run_until(&options, stop))
-    });
+    let traffic = traffic::BackgroundSender::start(options);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let outcome = flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop_traffic.send(true).unwrap();
-    let traffic = traffic.join().unwrap().unwrap();
+    let traffic = traffic.finish().unwrap();
     let Outcome::Upgraded(report) = outcome else {
         panic!("the upgrade was inhibited: {outcome:?}")
     };
@@ -420,14 +409,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         duration: Duration::from_secs(600),
         accepted_log: Some(accepted_log.path().to_path_buf()),
     };
-    let (stop_traffic, stop) = tokio::sync::watch::channel(false);
-    let traffic = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(traffic::run_until(&options, stop))
-    });
+    let traffic = traffic::BackgroundSender::start(options);
     tokio::time::sleep(Duration::from_secs(1)).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -480,8 +462,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 
     flow::roll_back(&ctx).await.expect("the rollback succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop_traffic.send(true).unwrap();
-    let traffic = traffic.join().unwrap().unwrap();
+    let traffic = traffic.finish().unwrap();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
 
     let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
