@@ -281,11 +281,7 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
     assert!(rejected.get::<_, String>(2).contains("<odd@example.com>"));
 
     // Live mail during the transfer: every accepted mail is in 9.1.
-    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert!(traffic.accepted > 20, "{traffic:?}");
     assert_eq!(traffic.refused + traffic.failed, 0, "{traffic:?}");
     let in_91: BTreeSet<String> = client

@@ -166,11 +166,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
 
     // Every mail the sender saw accepted, before, during and after the
     // switch, is in PostgreSQL 15 (all of them are within 24 hours).
-    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert_eq!(accepted.len() as u64, traffic.accepted);
     assert!(traffic.accepted > 20, "{traffic:?}");
     // Mail was offered during the outage too, and turned away there (not
@@ -468,11 +464,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
     let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
         .await
         .unwrap();
-    let accepted: BTreeSet<String> = std::fs::read_to_string(accepted_log.path())
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert!(traffic.accepted > 40, "{traffic:?}");
     let in_71: BTreeSet<String> = client_71
         .query(
