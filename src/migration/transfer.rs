@@ -39,13 +39,6 @@ pub struct TableCursor {
     pub done: bool,
 }
 
-impl TableCursor {
-    /// Rows still to move.
-    pub fn rows_left(&self) -> i64 {
-        (self.rows_total - self.rows_done).max(0)
-    }
-}
-
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
