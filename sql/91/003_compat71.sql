@@ -16,15 +16,23 @@
 CREATE SCHEMA compat71;
 
 -- Policy actions: 7.1 stored a code (0 pass, 1 delete, 2 quarantine,
--- 3 archive, 4 tag, 5 strip), 9.1 stores the word. NULL for an unknown code.
+-- 3 archive, 4 tag, 5 strip), 9.1 stores the word: the word of code c is
+-- element c + 1. The background transfer reads the list to map the codes
+-- on the 7.1 server itself.
+CREATE FUNCTION compat71.policy_action_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['pass', 'delete', 'quarantine', 'archive', 'tag', 'strip']
+$$;
+
+-- NULL for an unknown code.
 CREATE FUNCTION compat71.policy_action_name(code smallint) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT (ARRAY['pass', 'delete', 'quarantine', 'archive', 'tag', 'strip'])[code + 1]
+    SELECT (compat71.policy_action_names())[code + 1]
 $$;
 
 CREATE FUNCTION compat71.policy_action_code(name text) RETURNS smallint
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT (array_position(ARRAY['pass', 'delete', 'quarantine', 'archive', 'tag', 'strip'], name) - 1)::smallint
+    SELECT (array_position(compat71.policy_action_names(), name) - 1)::smallint
 $$;
 
 -- Rule directions: 7.1 route_type 0 incoming, 1 outgoing, 2 both.

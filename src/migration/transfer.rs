@@ -1,23 +1,28 @@
 //! The background transfer's SQL: the history older than the 24-hour
-//! window, moved from the 7.1 server in the backup to 9.1 in batches by
-//! id. Each batch goes by binary `COPY` into the staging tables and through
-//! the same transformation as the window, and commits together with its
-//! cursor (`sql/91/012_transfer.sql`), so that a kill at any moment neither
-//! loses nor duplicates a row. Rows the transformation refuses are kept in
-//! a reject table with the reason.
+//! window, moved from the 7.1 server in the backup to 9.1 in batches, each
+//! a range of 7.1 ids. The 7.1 server itself turns a batch's rows into 9.1
+//! rows (the mapping of `sql/91/011_transform_history.sql`, written as the
+//! queries below), and binary `COPY` takes them straight into the 9.1
+//! tables; the batch commits together with its cursor
+//! (`sql/91/012_transfer.sql`), so that a kill at any moment neither loses
+//! nor duplicates a row. Ranges never overlap and the window's rows are
+//! outside every range, so no row can be there already: a duplicate would
+//! fail the batch on the primary key rather than pass unseen. Rows the
+//! transformation refuses are kept in a reject table with the reason. The
+//! final checksum comparison (through `compat71`) is what proves the two
+//! statements of the mapping agree.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
 
-use super::schema::STAGING_SCHEMA;
 use super::selection::{Filter, Selection, timestamp_literal};
 use super::tables::Table71;
 use super::verify::{ChecksumMismatch, Verified, checksum_rows, checksum_target};
 use crate::system::pg::copy_pipe;
 
-/// The cursor and reject tables and the batch function.
+/// The cursor and reject tables.
 pub const TRANSFER_SQL: &str = include_str!("../../sql/91/012_transfer.sql");
 
 /// Where one history table's transfer is, as its cursor says.
@@ -33,6 +38,8 @@ pub struct TableCursor {
     pub rows_rejected: i64,
     /// The rows older than the window on 7.1.
     pub rows_total: i64,
+    /// The highest id among them: done once `last_id` reaches it.
+    pub max_id: i64,
     /// When the last batch committed.
     pub committed_at: Option<DateTime<Utc>>,
     /// Every row is across.
@@ -40,14 +47,26 @@ pub struct TableCursor {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
+    /// The 7.1 ids the batch covered (some may have no row).
+    pub ids: i64,
     /// Rows read from 7.1.
     pub rows: i64,
     /// Rows the 9.1 tables gained (recipients not counted).
     pub added: i64,
     /// Rows refused and kept in the reject table.
     pub rejected: i64,
+    /// The table's cursor after the batch.
+    pub cursor: TableCursor,
+}
+
+/// What every batch needs to know: where the window began, and 9.1's words
+/// for 7.1's policy action codes (`compat71.policy_action_names()`).
+#[derive(Debug, Clone)]
+pub struct TransferPlan {
+    cutoff: NaiveDateTime,
+    action_names: Vec<String>,
 }
 
 /// The history older than `cutoff` (where the window began): what the
@@ -61,44 +80,70 @@ pub fn older_history(cutoff: NaiveDateTime) -> Vec<Selection> {
 
 /// Creates the transfer's tables if they are missing and gives every
 /// history table a cursor, counting its rows older than `cutoff` on 7.1
-/// the first time; returns the cursors.
+/// the first time; returns the plan and the cursors.
 pub async fn prepare(
     source_71: &impl GenericClient,
     target_91: &impl GenericClient,
     cutoff: NaiveDateTime,
-) -> Result<Vec<TableCursor>> {
+) -> Result<(TransferPlan, Vec<TableCursor>)> {
     target_91
         .batch_execute(TRANSFER_SQL)
         .await
         .context("creating the transfer's tables in the 9.1 database (sql/91/012_transfer.sql)")?;
+    let action_names: Vec<String> = target_91
+        .query_one("SELECT compat71.policy_action_names()", &[])
+        .await
+        .context("reading 9.1's policy action words (compat71.policy_action_names())")?
+        .get(0);
+    let plan = TransferPlan {
+        cutoff,
+        action_names,
+    };
     let known = cursors(target_91).await?;
     for selection in older_history(cutoff) {
         let table = selection.table();
         if known.iter().any(|cursor| cursor.table == table) {
             continue;
         }
-        let total: i64 = source_71
+        let id = table.id_column().expect("history tables have ids");
+        let counted = source_71
             .query_one(
                 &format!(
-                    "SELECT count(*) FROM {} {}",
+                    "SELECT count(*), coalesce(max({id}), 0)::bigint FROM {} {}",
                     table.name(),
                     selection.where_clause()
                 ),
                 &[],
             )
             .await
-            .with_context(|| format!("counting {selection} on 7.1"))?
-            .get(0);
+            .with_context(|| format!("counting {selection} on 7.1"))?;
+        let (total, max_id): (i64, i64) = (counted.get(0), counted.get(1));
         target_91
             .execute(
-                "INSERT INTO upgrade_transfer.cursor (table_name, rows_total) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING",
-                &[&table.name(), &total],
+                "INSERT INTO upgrade_transfer.cursor (table_name, rows_total, max_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&table.name(), &total, &max_id],
             )
             .await
             .with_context(|| format!("creating the transfer cursor of {table}"))?;
     }
-    cursors(target_91).await
+    Ok((plan, cursors(target_91).await?))
+}
+
+const CURSOR_COLUMNS: &str =
+    "table_name, last_id, rows_done, rows_rejected, rows_total, max_id, committed_at, done";
+
+fn cursor_of(table: Table71, row: &tokio_postgres::Row) -> TableCursor {
+    TableCursor {
+        table,
+        last_id: row.get("last_id"),
+        rows_done: row.get("rows_done"),
+        rows_rejected: row.get("rows_rejected"),
+        rows_total: row.get("rows_total"),
+        max_id: row.get("max_id"),
+        committed_at: row.get("committed_at"),
+        done: row.get("done"),
+    }
 }
 
 /// The cursors, in the order of [`Table71::HISTORY`]; none before
@@ -109,8 +154,7 @@ pub async fn cursors(target_91: &impl GenericClient) -> Result<Vec<TableCursor>>
     }
     let rows = target_91
         .query(
-            "SELECT table_name, last_id, rows_done, rows_rejected, rows_total, committed_at, done \
-               FROM upgrade_transfer.cursor",
+            &format!("SELECT {CURSOR_COLUMNS} FROM upgrade_transfer.cursor"),
             &[],
         )
         .await
@@ -120,16 +164,8 @@ pub async fn cursors(target_91: &impl GenericClient) -> Result<Vec<TableCursor>>
         .filter_map(|&table| {
             let row = rows
                 .iter()
-                .find(|row| row.get::<_, &str>(0) == table.name())?;
-            Some(TableCursor {
-                table,
-                last_id: row.get(1),
-                rows_done: row.get(2),
-                rows_rejected: row.get(3),
-                rows_total: row.get(4),
-                committed_at: row.get(5),
-                done: row.get(6),
-            })
+                .find(|row| row.get::<_, &str>("table_name") == table.name())?;
+            Some(cursor_of(table, row))
         })
         .collect())
 }
@@ -162,31 +198,145 @@ async fn transfer_table_exists(target_91: &impl GenericClient, name: &str) -> Re
         .get(0))
 }
 
-/// Moves the next batch of `table` (at most `limit` rows older than
-/// `cutoff` with ids above `cursor.last_id`) in one 9.1 transaction, with
-/// its cursor. An empty batch marks the table done.
+/// Where a batch's rows go on 9.1, and the 7.1 query that makes them.
+struct Stream {
+    target: &'static str,
+    select_71: String,
+}
+
+/// The 9.1 rows of the 7.1 rows of `table` that `range` (an SQL condition)
+/// selects, one stream per 9.1 table, as `sql/91/011_transform_history.sql`
+/// makes them: times from UTC wall clock to `timestamptz`, action codes to
+/// words, recipients split off in their order, 7.1's narrower types
+/// widened, and `source` '7.1'. Policy events with an action code 9.1 has
+/// no word for are left out: [`refused_events`] takes them.
+fn streams(table: Table71, range: &str, plan: &TransferPlan) -> Vec<Stream> {
+    match table {
+        Table71::PolicyEvent => {
+            let known = known_action(plan);
+            vec![
+                Stream {
+                    target: "public.policy_event (event_id, event_time, message_id, scanner_host, \
+                             sender, subject, rule_id, rule_name, action, reason, message_size, source)",
+                    select_71: format!(
+                        "SELECT event_id::bigint, event_time AT TIME ZONE 'UTC', message_id::text, \
+                                scanner_host::text, sender::text, subject::text, rule_id::bigint, \
+                                rule_name::text, ({names})[action + 1], reason::text, \
+                                message_size::bigint, '7.1'::text \
+                           FROM tb_policy_event WHERE {range} AND {known}",
+                        names = text_array_literal(&plan.action_names),
+                    ),
+                },
+                Stream {
+                    target: "public.policy_event_recipient (event_id, ordinal, recipient)",
+                    select_71: format!(
+                        "SELECT event_id::bigint, r.ordinal::integer, r.recipient \
+                           FROM tb_policy_event \
+                          CROSS JOIN LATERAL unnest(string_to_array(recipients, ',')) \
+                                WITH ORDINALITY AS r(recipient, ordinal) \
+                          WHERE {range} AND {known}"
+                    ),
+                },
+            ]
+        }
+        Table71::Quarantine => vec![Stream {
+            target: "public.quarantine_message (quarantine_id, event_id, quarantined_at, area_name, \
+                     message_id, sender, recipient, subject, reason, file_path, file_size, released, \
+                     source)",
+            select_71: format!(
+                "SELECT quarantine_id::bigint, event_id::bigint, quarantine_time AT TIME ZONE 'UTC', \
+                        area_name::text, message_id::text, sender::text, recipient::text, \
+                        subject::text, reason::text, file_path::text, file_size::bigint, released, \
+                        '7.1'::text \
+                   FROM tb_quarantine WHERE {range}"
+            ),
+        }],
+        Table71::Archive => vec![Stream {
+            target: "public.archive_message (archive_id, event_id, archived_at, area_name, \
+                     message_id, sender, recipient, subject, file_path, file_size, source)",
+            select_71: format!(
+                "SELECT archive_id::bigint, event_id::bigint, archive_time AT TIME ZONE 'UTC', \
+                        area_name::text, message_id::text, sender::text, recipient::text, \
+                        subject::text, file_path::text, file_size::bigint, '7.1'::text \
+                   FROM tb_archive WHERE {range}"
+            ),
+        }],
+        other => unreachable!("{other} is not a history table"),
+    }
+}
+
+/// The condition on a 7.1 policy event that its action code has a word.
+fn known_action(plan: &TransferPlan) -> String {
+    format!(
+        "action BETWEEN 0 AND {}",
+        plan.action_names.len() as i64 - 1
+    )
+}
+
+/// An SQL `text[]` literal of `items`.
+fn text_array_literal(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| format!("'{}'", item.replace('\'', "''")))
+        .collect();
+    format!("ARRAY[{}]::text[]", quoted.join(", "))
+}
+
+/// The policy events in `range` whose action code 9.1 has no word for:
+/// their ids, the reason and the whole 7.1 row as JSON.
+async fn refused_events(
+    source_71: &Client,
+    range: &str,
+    plan: &TransferPlan,
+) -> Result<(Vec<i64>, Vec<String>, Vec<String>)> {
+    let rows = source_71
+        .query(
+            &format!(
+                "SELECT event_id::bigint, action, row_to_json(e)::text FROM tb_policy_event e \
+                  WHERE {range} AND NOT ({known})",
+                known = known_action(plan)
+            ),
+            &[],
+        )
+        .await
+        .context("looking for policy events whose action code 9.1 does not know")?;
+    let known = plan.action_names.len() - 1;
+    Ok((
+        rows.iter().map(|row| row.get(0)).collect(),
+        rows.iter()
+            .map(|row| {
+                format!(
+                    "action code {} has no 9.1 name (9.1 knows 0 to {known})",
+                    row.get::<_, i16>(1)
+                )
+            })
+            .collect(),
+        rows.iter().map(|row| row.get(2)).collect(),
+    ))
+}
+
+/// Moves the next batch of `cursor`'s table in one 9.1 transaction with
+/// its cursor: the rows older than the plan's cutoff with ids after
+/// `cursor.last_id`, at most `span` ids on. A batch past the last id marks
+/// the table done.
 pub async fn move_batch(
     source_71: &Client,
     target_91: &Client,
     cursor: &TableCursor,
-    cutoff: NaiveDateTime,
-    limit: i64,
+    plan: &TransferPlan,
+    span: i64,
 ) -> Result<BatchOutcome> {
     let table = cursor.table;
-    let id = table.id_column().expect("history tables have ids");
-    let time = table.time_column().expect("history tables have times");
-    let copy_out = format!(
-        "COPY (SELECT {columns} FROM {name} WHERE {id} > {after} AND {time} < {cutoff} \
-               ORDER BY {id} LIMIT {limit}) TO STDOUT (FORMAT binary)",
-        columns = table.column_list(),
-        name = table.name(),
-        after = cursor.last_id,
-        cutoff = timestamp_literal(cutoff),
-    );
-    let copy_in = format!(
-        "COPY {STAGING_SCHEMA}.{} ({}) FROM STDIN (FORMAT binary)",
-        table.name(),
-        table.column_list()
+    let after = cursor.last_id;
+    let through = after
+        .saturating_add(span.max(1))
+        .min(cursor.max_id)
+        .max(after);
+    let range = format!(
+        "{id} > {after} AND {id} <= {through} AND {time} < {cutoff}",
+        id = table.id_column().expect("history tables have ids"),
+        time = table.time_column().expect("history tables have times"),
+        cutoff = timestamp_literal(plan.cutoff),
     );
     target_91
         .batch_execute("BEGIN")
@@ -194,18 +344,72 @@ pub async fn move_batch(
         .context("starting a transfer batch on 9.1")?;
     let moved = async {
         let began = std::time::Instant::now();
-        copy_pipe(source_71, &copy_out, target_91, &copy_in)
-            .await
-            .with_context(|| format!("copying a batch of {table} from 7.1"))?;
+        let mut added = 0;
+        if through > after {
+            for (index, stream) in streams(table, &range, plan).iter().enumerate() {
+                let copied = copy_pipe(
+                    source_71,
+                    &format!("COPY ({}) TO STDOUT (FORMAT binary)", stream.select_71),
+                    target_91,
+                    &format!("COPY {} FROM STDIN (FORMAT binary)", stream.target),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "copying {table} ids {after} to {through} from 7.1 into {}",
+                        stream.target
+                    )
+                })?;
+                // The first stream is the table's own rows; the rest hang on them.
+                if index == 0 {
+                    added = copied as i64;
+                }
+            }
+        }
         let copied = began.elapsed();
+        let (ids, reasons, rows_71) = match table {
+            Table71::PolicyEvent if through > after => {
+                refused_events(source_71, &range, plan).await?
+            }
+            _ => Default::default(),
+        };
+        let rejected = ids.len() as i64;
+        if rejected > 0 {
+            target_91
+                .execute(
+                    "INSERT INTO upgrade_transfer.rejected (table_name, row_id, reason, row_71) \
+                     SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
+                    &[&table.name(), &ids, &reasons, &rows_71],
+                )
+                .await
+                .with_context(|| format!("keeping {rejected} refused rows of {table}"))?;
+        }
         let row = target_91
-            .query_one(
-                "SELECT staged, added, rejected FROM upgrade_transfer.settle_batch($1, $2)",
-                &[&table.name(), &id],
+            .query_opt(
+                &format!(
+                    "UPDATE upgrade_transfer.cursor \
+                        SET last_id = $2, rows_done = rows_done + $3, \
+                            rows_rejected = rows_rejected + $4, committed_at = now(), \
+                            done = $2 >= max_id \
+                      WHERE table_name = $1 AND last_id = $5 \
+                  RETURNING {CURSOR_COLUMNS}"
+                ),
+                &[
+                    &table.name(),
+                    &through,
+                    &(added + rejected),
+                    &rejected,
+                    &after,
+                ],
             )
             .await
-            .with_context(|| format!("moving a batch of {table} into the 9.1 tables"))?;
-        let settled = began.elapsed();
+            .with_context(|| format!("moving the transfer cursor of {table}"))?
+            .with_context(|| {
+                format!(
+                    "the transfer cursor of {table} is no longer at id {after}: another transfer \
+                     moved it; this batch is rolled back"
+                )
+            })?;
         crate::fail_point!("transfer-batch-settled");
         target_91
             .batch_execute("COMMIT")
@@ -213,15 +417,16 @@ pub async fn move_batch(
             .with_context(|| format!("committing a batch of {table} with its cursor"))?;
         tracing::debug!(
             imss_table = table.name(),
-            "batch of {limit} rows: copied in {} ms, settled in {} ms, committed in {} ms",
+            "batch of ids {after} to {through}: {added} rows copied in {} ms, committed in {} ms",
             copied.as_millis(),
-            (settled - copied).as_millis(),
-            (began.elapsed() - settled).as_millis()
+            (began.elapsed() - copied).as_millis()
         );
         Ok::<_, anyhow::Error>(BatchOutcome {
-            rows: row.get(0),
-            added: row.get(1),
-            rejected: row.get(2),
+            ids: through - after,
+            rows: added + rejected,
+            added,
+            rejected,
+            cursor: cursor_of(table, &row),
         })
     }
     .await;
@@ -295,9 +500,11 @@ pub async fn verify_transferred(
             let ids: Vec<String> = rejected.iter().map(i64::to_string).collect();
             format!("{id} <> ALL ('{{{}}}'::bigint[])", ids.join(","))
         });
-        let on_71 =
-            checksum_rows(source_71, &selection, table.name(), not_rejected.as_deref()).await?;
-        let on_91 = checksum_target(target_91, &selection).await?;
+        // Each on its own server: both at once.
+        let (on_71, on_91) = tokio::try_join!(
+            checksum_rows(source_71, &selection, table.name(), not_rejected.as_deref()),
+            checksum_target(target_91, &selection)
+        )?;
         if on_71 != on_91 {
             return Err(ChecksumMismatch {
                 selection,

@@ -20,7 +20,7 @@
 //! May touch: the backup directory (the extracted PostgreSQL 10 programs,
 //! the transfer's lock, pause, progress and done files; the 7.1 data
 //! directory is only read), the 9.1 database (the history tables, schema
-//! `upgrade_transfer`, the staging tables of `v71`).
+//! `upgrade_transfer`).
 
 pub mod control;
 pub mod progress;
@@ -249,7 +249,7 @@ async fn transfer(
     let Some(mut target) = connect_target(ctx, tracker, stop).await? else {
         return Ok(TransferEnd::Stopped);
     };
-    let mut cursors = batches::prepare(&source, &target, cutoff)
+    let (plan, mut cursors) = batches::prepare(&source, &target, cutoff)
         .await
         .context("preparing the transfer")?;
     tracker.update(cursors.clone(), false);
@@ -299,8 +299,7 @@ async fn transfer(
             }
             tracker.set(TransferState::Copying, None);
             let began = Instant::now();
-            match batches::move_batch(&source, &target, &cursors[index], cutoff, batch_limit).await
-            {
+            match batches::move_batch(&source, &target, &cursors[index], &plan, batch_limit).await {
                 Ok(outcome) => {
                     moved_this_run += outcome.rows;
                     if outcome.rejected > 0 {
@@ -313,8 +312,8 @@ async fn transfer(
                             cursors[index].table
                         );
                     }
-                    limit = next_batch_size(batch_limit, outcome.rows, began.elapsed());
-                    cursors = batches::cursors(&target).await?;
+                    limit = next_batch_size(batch_limit, outcome.ids, began.elapsed());
+                    cursors[index] = outcome.cursor;
                     tracker.update(cursors.clone(), true);
                 }
                 Err(err) => {
@@ -353,13 +352,14 @@ async fn transfer(
     Ok(TransferEnd::Done(summary))
 }
 
-/// The next batch's size: as many rows as [`BATCH_TARGET`] took at the
-/// last batch's pace, within [`BATCH_RANGE`], at most doubling.
-fn next_batch_size(limit: i64, rows: i64, took: Duration) -> i64 {
-    if rows < limit {
+/// The next batch's size in ids: as many as [`BATCH_TARGET`] took at the
+/// last batch's pace, within [`BATCH_RANGE`], at most doubling. A batch
+/// cut short by the table's end says nothing about the pace.
+fn next_batch_size(limit: i64, ids: i64, took: Duration) -> i64 {
+    if ids < limit {
         return limit;
     }
-    let pace = rows as f64 / took.as_secs_f64().max(0.001);
+    let pace = ids as f64 / took.as_secs_f64().max(0.001);
     let wanted = (pace * BATCH_TARGET.as_secs_f64()) as i64;
     wanted.clamp(BATCH_RANGE.0, BATCH_RANGE.1).min(limit * 2)
 }
