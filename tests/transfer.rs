@@ -84,16 +84,17 @@ async fn checksums_91(root: &imss_upgrade::support::root::Root) -> Vec<Checksum>
     sums
 }
 
-/// Adds a policy event 9.1 cannot take (action code 9) ten days old to
-/// the running 7.1 server; its id.
-async fn add_unknown_action_event(root: &imss_upgrade::support::root::Root) -> i64 {
+/// Adds a policy event ten days old with action code `action` to the
+/// running 7.1 server, committed after every row of the window, so its id
+/// is above theirs (as a late commit's is); its id.
+async fn add_late_old_event(root: &imss_upgrade::support::root::Root, action: i16) -> i64 {
     let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
     let id: i32 = client
         .query_one(
             "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, recipients, action) \
-             VALUES (now() AT TIME ZONE 'UTC' - interval '10 days', '<odd@example.com>', 'imss71', \
-                     'a@example.com', 'b@example.com', 9) RETURNING event_id",
-            &[],
+             VALUES (now() AT TIME ZONE 'UTC' - interval '10 days', '<late@example.com>', 'imss71', \
+                     'a@example.com', 'b@example.com,c@example.com', $1) RETURNING event_id",
+            &[&action],
         )
         .await
         .unwrap()
@@ -161,14 +162,17 @@ fn rows_done(status: &Value) -> i64 {
     status["progress"]["rows_done"].as_i64().unwrap_or(0)
 }
 
-/// The transfer moves every older row under live mail, keeps and reports
-/// the row 9.1 refuses, and `status --json` shows it at the start, in the
+/// The transfer moves every older row under live mail, the ones committed
+/// after the window's rows too, keeps and reports the row 9.1 refuses
+/// (action code 9), and `status --json` shows it at the start, in the
 /// middle and at the end; the done file keeps a second run from working.
 #[tokio::test]
 async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_throughout() {
     let (server, _payload, ctx) = server(30_000);
     let root = server.root();
-    let odd = add_unknown_action_event(&root).await;
+    let odd = add_late_old_event(&root, 9).await;
+    // Checked by the checksums below, being the last of the table's ids.
+    add_late_old_event(&root, 2).await;
     let before = checksums_71(&root, &[odd]).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let window_only = checksums_91(&root).await;
@@ -278,7 +282,13 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
         .unwrap();
     assert_eq!(rejected.get::<_, i64>(0), odd);
     assert!(rejected.get::<_, String>(1).contains("action code 9"));
-    assert!(rejected.get::<_, String>(2).contains("<odd@example.com>"));
+    let row_71: Value = serde_json::from_str(&rejected.get::<_, String>(2)).unwrap();
+    assert_eq!(row_71["event_id"], odd, "{row_71}");
+    assert_eq!(row_71["action"], 9, "{row_71}");
+    assert_eq!(
+        row_71["recipients"], "b@example.com,c@example.com",
+        "{row_71}"
+    );
 
     // Live mail during the transfer: every accepted mail is in 9.1.
     let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
