@@ -598,11 +598,11 @@ mod tests {
     #[test]
     fn the_batch_grows_to_the_target_time_at_most_doubling_and_stays_in_range() {
         let ms = Duration::from_millis;
-        // 5000 rows in 100 ms: 50000 rows/s would fill 500 ms with 25000, but
-        // a batch at most doubles.
-        assert_eq!(next_batch_size(5_000, 5_000, ms(100)), 10_000);
-        // 10000 rows in 2 s: 2500 in 500 ms.
-        assert_eq!(next_batch_size(10_000, 10_000, ms(2_000)), 2_500);
+        // 5000 ids in a tenth of the target: 50000 would fill it, but a
+        // batch at most doubles.
+        assert_eq!(next_batch_size(5_000, 5_000, BATCH_TARGET / 10), 10_000);
+        // 10000 ids in four times the target: 2500 fill it.
+        assert_eq!(next_batch_size(10_000, 10_000, BATCH_TARGET * 4), 2_500);
         assert_eq!(next_batch_size(1_000, 1_000, ms(60_000)), BATCH_RANGE.0);
         assert_eq!(
             next_batch_size(BATCH_RANGE.1, BATCH_RANGE.1, ms(1)),
