@@ -265,12 +265,16 @@ fn streams(table: Table71, range: &str, plan: &TransferPlan) -> Vec<Stream> {
     }
 }
 
+impl TransferPlan {
+    /// The highest 7.1 action code 9.1 has a word for (they start at 0).
+    fn last_action_code(&self) -> usize {
+        self.action_names.len() - 1
+    }
+}
+
 /// The condition on a 7.1 policy event that its action code has a word.
 fn known_action(plan: &TransferPlan) -> String {
-    format!(
-        "action BETWEEN 0 AND {}",
-        plan.action_names.len() as i64 - 1
-    )
+    format!("action BETWEEN 0 AND {}", plan.last_action_code())
 }
 
 /// An SQL `text[]` literal of `items`.
@@ -282,13 +286,18 @@ fn text_array_literal(items: &[String]) -> String {
     format!("ARRAY[{}]::text[]", quoted.join(", "))
 }
 
-/// The policy events in `range` whose action code 9.1 has no word for:
-/// their ids, the reason and the whole 7.1 row as JSON.
-async fn refused_events(
-    source_71: &Client,
-    range: &str,
-    plan: &TransferPlan,
-) -> Result<(Vec<i64>, Vec<String>, Vec<String>)> {
+/// Rows of a batch the transformation refuses, as columns of the reject
+/// table.
+#[derive(Default)]
+struct Refused {
+    ids: Vec<i64>,
+    reasons: Vec<String>,
+    /// Each whole 7.1 row, as JSON.
+    rows_71: Vec<String>,
+}
+
+/// The policy events in `range` whose action code 9.1 has no word for.
+async fn refused_events(source_71: &Client, range: &str, plan: &TransferPlan) -> Result<Refused> {
     let rows = source_71
         .query(
             &format!(
@@ -300,19 +309,20 @@ async fn refused_events(
         )
         .await
         .context("looking for policy events whose action code 9.1 does not know")?;
-    let known = plan.action_names.len() - 1;
-    Ok((
-        rows.iter().map(|row| row.get(0)).collect(),
-        rows.iter()
+    Ok(Refused {
+        ids: rows.iter().map(|row| row.get(0)).collect(),
+        reasons: rows
+            .iter()
             .map(|row| {
                 format!(
-                    "action code {} has no 9.1 name (9.1 knows 0 to {known})",
-                    row.get::<_, i16>(1)
+                    "action code {} has no 9.1 name (9.1 knows 0 to {})",
+                    row.get::<_, i16>(1),
+                    plan.last_action_code()
                 )
             })
             .collect(),
-        rows.iter().map(|row| row.get(2)).collect(),
-    ))
+        rows_71: rows.iter().map(|row| row.get(2)).collect(),
+    })
 }
 
 /// Moves the next batch of `cursor`'s table in one 9.1 transaction with
@@ -345,6 +355,7 @@ pub async fn move_batch(
     let moved = async {
         let began = std::time::Instant::now();
         let mut added = 0;
+        let mut refused = Refused::default();
         if through > after {
             for (index, stream) in streams(table, &range, plan).iter().enumerate() {
                 let copied = copy_pipe(
@@ -365,21 +376,23 @@ pub async fn move_batch(
                     added = copied as i64;
                 }
             }
+            if table == Table71::PolicyEvent {
+                refused = refused_events(source_71, &range, plan).await?;
+            }
         }
         let copied = began.elapsed();
-        let (ids, reasons, rows_71) = match table {
-            Table71::PolicyEvent if through > after => {
-                refused_events(source_71, &range, plan).await?
-            }
-            _ => Default::default(),
-        };
-        let rejected = ids.len() as i64;
+        let rejected = refused.ids.len() as i64;
         if rejected > 0 {
             target_91
                 .execute(
                     "INSERT INTO upgrade_transfer.rejected (table_name, row_id, reason, row_71) \
                      SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])",
-                    &[&table.name(), &ids, &reasons, &rows_71],
+                    &[
+                        &table.name(),
+                        &refused.ids,
+                        &refused.reasons,
+                        &refused.rows_71,
+                    ],
                 )
                 .await
                 .with_context(|| format!("keeping {rejected} refused rows of {table}"))?;
