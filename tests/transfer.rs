@@ -12,7 +12,9 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use imss_fixture::harness::{Baseline, FixtureServer, HelperProcess, Payload, flow};
+use imss_fixture::harness::{
+    self, Baseline, FixtureServer, HelperProcess, Payload, TmpfsMount, flow,
+};
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::migration::selection::Selection;
@@ -511,6 +513,91 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
         "{}",
         ended.output
     );
+    assert_eq!(checksums_91(&root).await, before);
+}
+
+/// 9.1's file system filling up under the transfer is a stall with its
+/// cause, "disk full", and what to do; the failed batch is rolled back, so
+/// the cursor stays after the last committed one. Once there is room again
+/// the transfer goes on by itself and completes with every row once.
+#[tokio::test]
+async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_it() {
+    let (server, _payload, ctx) = server(20_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    // The recipients on a small file system of their own: 9.1's WAL stays
+    // on the large one, so the full disk fails a batch, as a full data
+    // file system does, instead of stopping the server, as a full pg_wal
+    // would.
+    let full = TmpfsMount::mount(&server.root_dir().join("full-disk"), "1m").unwrap();
+    harness::chown(full.dir(), ctx.service_user().unwrap()).unwrap();
+    let target = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    target
+        .batch_execute(&format!(
+            "CREATE TABLESPACE full_disk LOCATION '{}'",
+            full.dir().display()
+        ))
+        .await
+        .unwrap();
+    target
+        .batch_execute("ALTER TABLE policy_event_recipient SET TABLESPACE full_disk")
+        .await
+        .unwrap();
+
+    let events_from_71 = || async {
+        let count: i64 = target
+            .query_one(
+                "SELECT count(*) FROM policy_event WHERE source = '7.1'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        count
+    };
+    let window = events_from_71().await;
+
+    let transfer = start_transfer(&server, &["--stall-after", "2"]);
+    let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
+    let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("disk full"), "{stalled:#}");
+    assert!(cause.contains("free space there"), "{stalled:#}");
+    // The failed batches left nothing: 9.1 holds the window's events and
+    // those the cursor counts, and no recipient without its event.
+    let (moved, rejected): (i64, i64) = {
+        let row = target
+            .query_one(
+                "SELECT rows_done, rows_rejected FROM upgrade_transfer.cursor \
+                  WHERE table_name = 'tb_policy_event'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(events_from_71().await, window + moved - rejected);
+    let orphans: i64 = target
+        .query_one(
+            "SELECT count(*) FROM policy_event_recipient r \
+              WHERE NOT EXISTS (SELECT FROM policy_event e WHERE e.event_id = r.event_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0);
+    // It keeps trying, and keeps failing, without moving the cursor.
+    std::thread::sleep(Duration::from_secs(6));
+    let still = transfer_status(&server);
+    assert_eq!(still["state"], "stalled", "{still:#}");
+    assert_eq!(rows_done(&still), rows_done(&stalled), "{still:#}");
+
+    full.resize("64m").unwrap();
+    let ended = transfer.wait(Duration::from_secs(120)).unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
     assert_eq!(checksums_91(&root).await, before);
 }
 
