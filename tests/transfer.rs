@@ -449,6 +449,118 @@ async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
     assert!(output.contains("nothing to finalize"), "{output}");
 }
 
+/// 9.1 is live while the transfer runs: an end user releases a quarantined
+/// message that is across already, and a purge deletes an old policy event
+/// that is across. Neither is the transfer's to undo, and neither makes its
+/// final comparison fail: each batch is compared as it commits.
+#[tokio::test]
+async fn rows_9_1_changes_after_their_batch_do_not_fail_the_final_comparison() {
+    let (server, _payload, ctx) = server(20_000);
+    let root = server.root();
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    // Every batch committed, the final comparison not yet made.
+    let stopped = std::process::Command::new(HELPER)
+        .args(root_arg(&server))
+        .args(["transfer", "run"])
+        .env("FAILPOINTS", "transfer-verifying=return")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("transfer-verifying"),
+        "{stopped:?}"
+    );
+
+    let target = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let released = target
+        .execute(
+            "UPDATE quarantine_message SET released = true \
+              WHERE quarantine_id = (SELECT min(q.quarantine_id) FROM quarantine_message q \
+                                      WHERE q.source = '7.1' AND NOT q.released \
+                                        AND q.quarantine_id <= (SELECT last_id FROM upgrade_transfer.cursor \
+                                                                 WHERE table_name = 'tb_quarantine'))",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(released, 1, "no transferred quarantine record to release");
+    let purged = target
+        .execute(
+            "DELETE FROM policy_event WHERE event_id = (SELECT min(event_id) FROM policy_event \
+                                                         WHERE source = '7.1')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    let status = transfer_status(&server);
+    assert_eq!(status["state"], "done", "{status:#}");
+}
+
+/// A batch whose rows 9.1 reads back otherwise than 7.1 has them (here
+/// through a trigger that rewrites a column on the way in, one that fires
+/// whatever the session's replication role) fails before it commits: the
+/// transfer ends saying which rows differ, and its cursor stays where it
+/// was. With the cause gone, it goes on from there.
+#[tokio::test]
+async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
+    let (server, _payload, ctx) = server(5_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let target = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let archived_from_71 = || async {
+        let count: i64 = target
+            .query_one(
+                "SELECT count(*) FROM archive_message WHERE source = '7.1'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        count
+    };
+    let window = archived_from_71().await;
+    target
+        .batch_execute(
+            "CREATE FUNCTION public.garble() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN NEW.subject := NEW.subject || '!'; RETURN NEW; END $$; \
+             CREATE TRIGGER garble BEFORE INSERT ON archive_message \
+               FOR EACH ROW EXECUTE FUNCTION public.garble(); \
+             ALTER TABLE archive_message ENABLE ALWAYS TRIGGER garble",
+        )
+        .await
+        .unwrap();
+
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("the moved rows of the batch of tb_archive"),
+        "{output}"
+    );
+    assert!(output.contains("cursor stays"), "{output}");
+    let archive = transfer_status(&server)["progress"]["tables"]
+        .as_array()
+        .and_then(|tables| tables.iter().find(|t| t["table"] == "tb_archive").cloned())
+        .unwrap();
+    assert_eq!(archive["rows_done"], 0, "{archive:#}");
+    assert_eq!(archived_from_71().await, window);
+
+    target
+        .batch_execute("DROP TRIGGER garble ON archive_message")
+        .await
+        .unwrap();
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(checksums_91(&root).await, before);
+}
+
 /// `finalize --force` before the transfer ran says what stays behind.
 #[tokio::test]
 async fn finalize_force_before_the_transfer_says_what_goes_with_the_backup() {

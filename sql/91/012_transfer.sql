@@ -4,8 +4,9 @@
 -- this).
 --
 -- Exactly once: a batch (the 9.1 rows a range of 7.1 ids becomes, the
--- rejects, and the cursor's new place) commits in one transaction, so a
--- kill at any moment leaves the cursor and the 9.1 tables in agreement.
+-- rejects, and the cursor's new place and checksum) commits in one
+-- transaction, so a kill at any moment leaves the cursor and the 9.1
+-- tables in agreement.
 
 CREATE SCHEMA IF NOT EXISTS upgrade_transfer;
 
@@ -22,7 +23,13 @@ CREATE TABLE IF NOT EXISTS upgrade_transfer.cursor (
     rows_total     bigint       NOT NULL,
     max_id         bigint       NOT NULL,
     committed_at   timestamptz,
-    done           boolean      NOT NULL DEFAULT false
+    done           boolean      NOT NULL DEFAULT false,
+    -- What 9.1 held of the moved rows as each batch committed (compared
+    -- with 7.1 then), added up: the row count and the checksum sum that
+    -- the final comparison sets against 7.1's. 9.1 may change the rows
+    -- afterwards (a release, a purge); that does not change these.
+    committed_rows bigint       NOT NULL DEFAULT 0,
+    committed_sum  numeric      NOT NULL DEFAULT 0
 );
 
 -- Rows the transformation refused: kept with the reason, never dropped.

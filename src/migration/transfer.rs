@@ -8,9 +8,16 @@
 //! nor duplicates a row. Ranges never overlap and the window's rows are
 //! outside every range, so no row can be there already: a duplicate would
 //! fail the batch on the primary key rather than pass unseen. Rows the
-//! transformation refuses are kept in a reject table with the reason. The
-//! final checksum comparison (through `compat71`) is what proves the two
-//! statements of the mapping agree.
+//! transformation refuses are kept in a reject table with the reason.
+//!
+//! Each batch is compared before it commits: the checksum of its 7.1 rows
+//! against that of what 9.1 now holds of them, read back through
+//! `compat71`; this is what proves the two statements of the mapping agree.
+//! The cursor adds up what each batch committed, and the final comparison
+//! sets 7.1's checksum of every moved row against that sum. It does not
+//! read the 9.1 tables again: 9.1 is live, and its users may release a
+//! quarantined message, or its purge delete an old event, once the row is
+//! across.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -19,7 +26,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::selection::{Filter, Selection, timestamp_literal};
 use super::tables::Table71;
-use super::verify::{ChecksumMismatch, Verified, checksum_rows, checksum_target};
+use super::verify::{Checksum, Verified, checksum_rows};
 use crate::system::pg::copy_pipe;
 
 /// The cursor and reject tables.
@@ -44,6 +51,8 @@ pub struct TableCursor {
     pub committed_at: Option<DateTime<Utc>>,
     /// Every row is across.
     pub done: bool,
+    /// What 9.1 held of the moved rows as each batch committed, added up.
+    pub committed: Checksum,
 }
 
 /// What one batch did.
@@ -130,8 +139,8 @@ pub async fn prepare(
     Ok((plan, cursors(target_91).await?))
 }
 
-const CURSOR_COLUMNS: &str =
-    "table_name, last_id, rows_done, rows_rejected, rows_total, max_id, committed_at, done";
+const CURSOR_COLUMNS: &str = "table_name, last_id, rows_done, rows_rejected, rows_total, max_id, \
+     committed_at, done, committed_rows, committed_sum::text";
 
 fn cursor_of(table: Table71, row: &tokio_postgres::Row) -> TableCursor {
     TableCursor {
@@ -143,6 +152,10 @@ fn cursor_of(table: Table71, row: &tokio_postgres::Row) -> TableCursor {
         max_id: row.get("max_id"),
         committed_at: row.get("committed_at"),
         done: row.get("done"),
+        committed: Checksum {
+            rows: row.get("committed_rows"),
+            sum: row.get("committed_sum"),
+        },
     }
 }
 
@@ -342,9 +355,12 @@ pub async fn move_batch(
         .saturating_add(span.max(1))
         .min(cursor.max_id)
         .max(after);
-    let range = format!(
-        "{id} > {after} AND {id} <= {through} AND {time} < {cutoff}",
+    let ids = format!(
+        "{id} > {after} AND {id} <= {through}",
         id = table.id_column().expect("history tables have ids"),
+    );
+    let range = format!(
+        "{ids} AND {time} < {cutoff}",
         time = table.time_column().expect("history tables have times"),
         cutoff = timestamp_literal(plan.cutoff),
     );
@@ -356,6 +372,7 @@ pub async fn move_batch(
         let began = std::time::Instant::now();
         let mut added = 0;
         let mut refused = Refused::default();
+        let mut committed = Checksum::none();
         if through > after {
             for (index, stream) in streams(table, &range, plan).iter().enumerate() {
                 let copied = copy_pipe(
@@ -379,6 +396,7 @@ pub async fn move_batch(
             if table == Table71::PolicyEvent {
                 refused = refused_events(source_71, &range, plan).await?;
             }
+            committed = compare_batch(source_71, target_91, table, &ids, plan).await?;
         }
         let copied = began.elapsed();
         let rejected = refused.ids.len() as i64;
@@ -403,7 +421,8 @@ pub async fn move_batch(
                     "UPDATE upgrade_transfer.cursor \
                         SET last_id = $2, rows_done = rows_done + $3, \
                             rows_rejected = rows_rejected + $4, committed_at = now(), \
-                            done = $2 >= max_id \
+                            done = $2 >= max_id, committed_rows = committed_rows + $6, \
+                            committed_sum = committed_sum + $7::text::numeric \
                       WHERE table_name = $1 AND last_id = $5 \
                   RETURNING {CURSOR_COLUMNS}"
                 ),
@@ -413,6 +432,8 @@ pub async fn move_batch(
                     &(added + rejected),
                     &rejected,
                     &after,
+                    &committed.rows,
+                    &committed.sum,
                 ],
             )
             .await
@@ -448,6 +469,56 @@ pub async fn move_batch(
         let _ = target_91.batch_execute("ROLLBACK").await;
     }
     moved
+}
+
+/// Compares a batch before it commits: the checksum of the 7.1 rows with
+/// `ids` (older than the cutoff, less those refused) against that of what
+/// 9.1 holds from 7.1 with those ids (older than the cutoff) in the
+/// batch's own transaction, through `compat71`; returns the checksum.
+async fn compare_batch(
+    source_71: &Client,
+    target_91: &Client,
+    table: Table71,
+    ids: &str,
+    plan: &TransferPlan,
+) -> Result<Checksum> {
+    let selection = Selection::new(table, Filter::Before(plan.cutoff)).expect("history tables");
+    let moved_71 = match table {
+        Table71::PolicyEvent => format!("{ids} AND {}", known_action(plan)),
+        _ => ids.to_string(),
+    };
+    let view_91 = format!("compat71.{}", table.name());
+    let moved_91 = format!("source = '7.1' AND {ids}");
+    // Each on its own server: both at once.
+    let (on_71, on_91) = tokio::try_join!(
+        checksum_rows(source_71, &selection, table.name(), Some(&moved_71)),
+        checksum_rows(target_91, &selection, &view_91, Some(&moved_91))
+    )?;
+    if on_71 != on_91 {
+        return Err(TransferMismatch {
+            what: format!("the batch of {selection} with {ids}"),
+            on_71,
+            on_91,
+        }
+        .into());
+    }
+    Ok(on_91)
+}
+
+/// 7.1 and 9.1 disagree about moved rows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the moved rows of {what} differ: 7.1 has {on_71}, 9.1 {on_91}; the transfer keeps the \
+     cursor where it was and stops, since 9.1's reading of these rows is not 7.1's: report this \
+     with `imss-upgrade status --json`"
+)]
+pub struct TransferMismatch {
+    /// Which rows.
+    pub what: String,
+    /// On 7.1.
+    pub on_71: Checksum,
+    /// On 9.1.
+    pub on_91: Checksum,
 }
 
 /// The ids of `table`'s rejected rows.
@@ -497,32 +568,35 @@ pub async fn rejected_rows(target_91: &impl GenericClient, limit: i64) -> Result
 }
 
 /// Compares, per history table, the count and checksum of the rows older
-/// than `cutoff` on 7.1 (less the rejected ones) with the migrated rows
-/// older than `cutoff` on 9.1.
+/// than `cutoff` on 7.1 (less the rejected ones) with what the batches
+/// committed into 9.1 (`cursors`), each compared as it committed.
 pub async fn verify_transferred(
     source_71: &impl GenericClient,
     target_91: &impl GenericClient,
+    cursors: &[TableCursor],
     cutoff: NaiveDateTime,
 ) -> Result<Vec<Verified>> {
     let mut verified = Vec::new();
     for selection in older_history(cutoff) {
         let table = selection.table();
+        let committed = &cursors
+            .iter()
+            .find(|cursor| cursor.table == table)
+            .with_context(|| format!("the transfer has no cursor for {table}"))?
+            .committed;
         let rejected = rejected_ids(target_91, table).await?;
         let id = table.id_column().expect("history tables have ids");
         let not_rejected = (!rejected.is_empty()).then(|| {
             let ids: Vec<String> = rejected.iter().map(i64::to_string).collect();
             format!("{id} <> ALL ('{{{}}}'::bigint[])", ids.join(","))
         });
-        // Each on its own server: both at once.
-        let (on_71, on_91) = tokio::try_join!(
-            checksum_rows(source_71, &selection, table.name(), not_rejected.as_deref()),
-            checksum_target(target_91, &selection)
-        )?;
-        if on_71 != on_91 {
-            return Err(ChecksumMismatch {
-                selection,
+        let on_71 =
+            checksum_rows(source_71, &selection, table.name(), not_rejected.as_deref()).await?;
+        if on_71 != *committed {
+            return Err(TransferMismatch {
+                what: format!("{selection}, all batches together"),
                 on_71,
-                on_91,
+                on_91: committed.clone(),
             }
             .into());
         }

@@ -24,6 +24,16 @@ pub struct Checksum {
     pub sum: String,
 }
 
+impl Checksum {
+    /// The checksum of no rows.
+    pub fn none() -> Self {
+        Self {
+            rows: 0,
+            sum: "0".into(),
+        }
+    }
+}
+
 impl fmt::Display for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} rows, sum {}", self.rows, self.sum)

@@ -331,8 +331,9 @@ async fn transfer(
         }
     }
 
+    crate::fail_point!("transfer-verifying");
     tracker.set(TransferState::Verifying, None);
-    let verified = batches::verify_transferred(&source, &target, cutoff)
+    let verified = batches::verify_transferred(&source, &target, &cursors, cutoff)
         .await
         .context(
             "comparing the transferred history with 7.1; the transfer is not marked done, and \
