@@ -713,6 +713,66 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
     assert_eq!(checksums_91(&root).await, before);
 }
 
+/// 9.1 under load (more sessions running queries than `--max-load`) holds
+/// the transfer back: it commits nothing, and the stall names the load as
+/// its cause. Once the load is gone it goes on and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_target_holds_the_transfer_back_until_the_load_is_gone() {
+    let (server, _payload, ctx) = server(5_000);
+    let root = server.root();
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let settings = DbSettings::load(&root).unwrap();
+    let monitor = pg::connect(&settings).await.unwrap();
+    let busy = || async {
+        let count: i64 = monitor
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                  WHERE application_name = 'euq-console' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        count
+    };
+    for _ in 0..2 {
+        let client = pg::connect(&settings).await.unwrap();
+        client
+            .batch_execute("SET application_name = 'euq-console'")
+            .await
+            .unwrap();
+        tokio::spawn(async move { client.batch_execute("SELECT pg_sleep(600)").await });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while busy().await < 2 {
+        assert!(Instant::now() < deadline, "the load never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let transfer = start_transfer(&server, &["--max-load", "1", "--stall-after", "1"]);
+    let stalled = wait_for_status(&server, "a stall once started", |s| {
+        s["state"] == "stalled" && !s["progress"]["tables"].as_array().unwrap().is_empty()
+    });
+    let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
+    assert!(
+        cause.starts_with("throttled: 9.1 is busy, 2 other sessions"),
+        "{stalled:#}"
+    );
+    assert_eq!(rows_done(&stalled), 0, "{stalled:#}");
+
+    monitor
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+              WHERE application_name = 'euq-console'",
+        )
+        .await
+        .unwrap();
+    let ended = transfer.wait(Duration::from_secs(120)).unwrap();
+    assert!(ended.status.success(), "{}", ended.output);
+    assert_eq!(checksums_91(&root).await, before);
+}
+
 /// A 7.1 database in the backup that PostgreSQL 10 cannot read ends the
 /// transfer with a message that says so and what to do; the cursor stays
 /// where it was, and once the cause is gone the transfer resumes there.

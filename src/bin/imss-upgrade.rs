@@ -10,6 +10,7 @@ use imss_upgrade::cli::{self, PayloadArgs, config, package, status, transfer, up
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::finalize::FinalizeOptions;
 use imss_upgrade::flow::package::Scriptlet;
+use imss_upgrade::flow::transfer::TransferOptions;
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
 use imss_upgrade::support::privileges::Work;
@@ -149,6 +150,10 @@ enum TransferCommand {
         /// them while it serves mail first).
         #[arg(long, value_name = "ROWS")]
         max_rows_per_sec: Option<u64>,
+        /// Back off while more than N other sessions run a query on 9.1
+        /// (default: the number of CPUs); 0 never backs off.
+        #[arg(long, value_name = "N", default_value_t = default_max_load())]
+        max_load: u32,
         /// Seconds without a committed batch that make a stall, reported
         /// with its cause.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -161,6 +166,12 @@ enum TransferCommand {
     Pause,
     /// Let a paused transfer go on.
     Resume,
+}
+
+/// The transfer's default `--max-load`: as many busy sessions as there
+/// are CPUs to serve them.
+fn default_max_load() -> u32 {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get() as u32)
 }
 
 #[derive(Subcommand)]
@@ -229,16 +240,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Transfer(TransferCommand::Run {
             max_rows_per_sec,
+            max_load,
             stall_after,
             report_every,
         }) => {
-            transfer::run(
-                &Context::new(root),
+            let options = TransferOptions {
                 max_rows_per_sec,
-                Duration::from_secs(stall_after),
-                Duration::from_secs(report_every.max(1)),
-            )
-            .await
+                max_load: (max_load > 0).then_some(max_load),
+                stall_after: Duration::from_secs(stall_after),
+                report_every: Duration::from_secs(report_every.max(1)),
+            };
+            transfer::run(&Context::new(root), &options).await
         }
         Command::Finalize { force, export } => {
             upgrade::finalize(&Context::new(root), &FinalizeOptions { force, export }).await

@@ -2,8 +2,6 @@
 //! the older history, in the foreground (as its unit runs it, or where no
 //! systemd manages the server), and its pause.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use crate::flow::context::Context;
@@ -11,18 +9,8 @@ use crate::flow::transfer::{self, TransferEnd, TransferOptions, control};
 use crate::support::exit;
 
 /// Runs the transfer until it is done or stopped; prints how it ended.
-pub async fn run(
-    ctx: &Context,
-    max_rows_per_sec: Option<u64>,
-    stall_after: Duration,
-    report_every: Duration,
-) -> Result<u8> {
-    let options = TransferOptions {
-        max_rows_per_sec,
-        stall_after,
-        report_every,
-    };
-    match transfer::run(ctx, &options).await? {
+pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<u8> {
+    match transfer::run(ctx, options).await? {
         TransferEnd::Done(summary) => {
             println!(
                 "The older history is in 9.1: {} rows, {} rejected (kept in upgrade_transfer.rejected).",

@@ -614,6 +614,21 @@ pub async fn verify_transferred(
     Ok(verified)
 }
 
+/// How many sessions on 9.1 other than the upgrade's own run a query now:
+/// the load the transfer backs off from.
+pub async fn busy_sessions(target_91: &impl GenericClient) -> Result<i64> {
+    Ok(target_91
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE backend_type = 'client backend' AND state = 'active' \
+                AND application_name <> 'imss-upgrade' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .context("asking 9.1 how many sessions run a query")?
+        .get(0))
+}
+
 /// The id of the 9.1 server process serving `client`.
 pub async fn backend_pid(client: &impl GenericClient) -> Result<i32> {
     Ok(client

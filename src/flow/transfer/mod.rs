@@ -52,6 +52,10 @@ pub struct TransferOptions {
     /// At most this many rows a second, over the run; `None`: as fast as
     /// the 9.1 server takes them.
     pub max_rows_per_sec: Option<u64>,
+    /// Back off while more than this many other sessions run a query on
+    /// 9.1 (its load, as MySQL's online schema changers read theirs from
+    /// `Threads_running`); `None`: never.
+    pub max_load: Option<u32>,
     /// No batch committed for this long is a stall, reported with its cause.
     pub stall_after: Duration,
     /// How often progress goes to the journal and the progress file.
@@ -62,6 +66,7 @@ impl Default for TransferOptions {
     fn default() -> Self {
         Self {
             max_rows_per_sec: None,
+            max_load: None,
             stall_after: Duration::from_secs(60),
             report_every: Duration::from_secs(5),
         }
@@ -285,12 +290,32 @@ async fn transfer(
                 continue;
             }
             was_paused = false;
+            if let Some(max_load) = options.max_load {
+                // A failed look is no load: the batch then meets the cause.
+                let busy = batches::busy_sessions(&target).await.unwrap_or(0);
+                if busy > i64::from(max_load) {
+                    tracker.set(
+                        TransferState::Throttled,
+                        Some(format!(
+                            "throttled: 9.1 is busy, {busy} other sessions run queries (more than \
+                             --max-load {max_load}); the transfer waits for them"
+                        )),
+                    );
+                    stop.sleep(POLL).await;
+                    continue;
+                }
+            }
             let mut batch_limit = limit;
             if let Some(rate) = options.max_rows_per_sec.filter(|&rate| rate > 0) {
                 let due = Duration::from_secs_f64(moved_this_run as f64 / rate as f64);
                 let elapsed = run_started.elapsed();
                 if due > elapsed {
-                    tracker.set(TransferState::Throttled, None);
+                    tracker.set(
+                        TransferState::Throttled,
+                        Some(format!(
+                            "throttled: the rate limit ({rate} rows/s) holds it back"
+                        )),
+                    );
                     stop.sleep((due - elapsed).min(POLL)).await;
                     continue;
                 }

@@ -327,10 +327,11 @@ impl Tracker {
                 TransferState::Paused => {
                     Some("paused: `imss-upgrade transfer resume` lets it go on".to_string())
                 }
-                TransferState::Throttled => Some(format!(
-                    "throttled: the rate limit ({} rows/s) holds it back",
-                    self.max_rows_per_sec.unwrap_or_default()
-                )),
+                TransferState::Starting => Some(
+                    "starting: PostgreSQL 10 is being started on the backup, and at the first \
+                     start the rows to move counted"
+                        .to_string(),
+                ),
                 _ => inner.cause.clone(),
             };
             (TransferState::Stalled, cause)
