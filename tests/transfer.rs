@@ -104,6 +104,15 @@ async fn add_late_old_event(root: &imss_upgrade::support::root::Root, action: i1
     i64::from(id)
 }
 
+/// The single number `sql` asks `client` for.
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .get(0)
+}
+
 fn root_arg(server: &FixtureServer) -> Vec<OsString> {
     vec!["--root".into(), server.root_dir().into_os_string()]
 }
@@ -515,16 +524,11 @@ async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
     let target = pg::connect(&DbSettings::load(&root).unwrap())
         .await
         .unwrap();
-    let archived_from_71 = || async {
-        let count: i64 = target
-            .query_one(
-                "SELECT count(*) FROM archive_message WHERE source = '7.1'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        count
+    let archived_from_71 = || {
+        count(
+            &target,
+            "SELECT count(*) FROM archive_message WHERE source = '7.1'",
+        )
     };
     let window = archived_from_71().await;
     target
@@ -659,16 +663,11 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
         .await
         .unwrap();
 
-    let events_from_71 = || async {
-        let count: i64 = target
-            .query_one(
-                "SELECT count(*) FROM policy_event WHERE source = '7.1'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        count
+    let events_from_71 = || {
+        count(
+            &target,
+            "SELECT count(*) FROM policy_event WHERE source = '7.1'",
+        )
     };
     let window = events_from_71().await;
 
@@ -691,15 +690,12 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
         (row.get(0), row.get(1))
     };
     assert_eq!(events_from_71().await, window + moved - rejected);
-    let orphans: i64 = target
-        .query_one(
-            "SELECT count(*) FROM policy_event_recipient r \
-              WHERE NOT EXISTS (SELECT FROM policy_event e WHERE e.event_id = r.event_id)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let orphans = count(
+        &target,
+        "SELECT count(*) FROM policy_event_recipient r \
+          WHERE NOT EXISTS (SELECT FROM policy_event e WHERE e.event_id = r.event_id)",
+    )
+    .await;
     assert_eq!(orphans, 0);
     // It keeps trying, and keeps failing, without moving the cursor.
     std::thread::sleep(Duration::from_secs(6));
@@ -724,17 +720,12 @@ async fn a_busy_target_holds_the_transfer_back_until_the_load_is_gone() {
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let settings = DbSettings::load(&root).unwrap();
     let monitor = pg::connect(&settings).await.unwrap();
-    let busy = || async {
-        let count: i64 = monitor
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                  WHERE application_name = 'euq-console' AND state = 'active'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        count
+    let busy = || {
+        count(
+            &monitor,
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name = 'euq-console' AND state = 'active'",
+        )
     };
     for _ in 0..2 {
         let client = pg::connect(&settings).await.unwrap();
