@@ -44,6 +44,23 @@ fn server(rows: u64) -> (FixtureServer, Payload, imss_upgrade::flow::context::Co
     (server, payload, ctx)
 }
 
+/// A server of `rows` policy events as [`server`] builds it, upgraded:
+/// what [`server`] returns, and the checksums of its 7.1 history before
+/// the upgrade.
+async fn upgraded_server(
+    rows: u64,
+) -> (
+    FixtureServer,
+    Payload,
+    imss_upgrade::flow::context::Context,
+    Vec<Checksum>,
+) {
+    let (server, payload, ctx) = server(rows);
+    let before = checksums_71(&server.root(), &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    (server, payload, ctx, before)
+}
+
 /// Per history table, the checksum of every row of 7.1 (before the
 /// upgrade), less the rows with ids in `leave_out`.
 async fn checksums_71(
@@ -331,10 +348,8 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
 #[tokio::test]
 async fn a_transfer_killed_at_30_random_moments_ends_with_every_row_once() {
     use rand::{Rng, SeedableRng};
-    let (server, _payload, ctx) = server(40_000);
+    let (server, _payload, _ctx, before) = upgraded_server(40_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
 
     let seed: u64 = std::env::var("IMSS_KILL_SEED")
         .ok()
@@ -517,20 +532,13 @@ async fn rows_9_1_changes_after_their_batch_do_not_fail_the_final_comparison() {
 /// was. With the cause gone, it goes on from there.
 #[tokio::test]
 async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
-    let (server, _payload, ctx) = server(5_000);
+    let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let target = pg::connect(&DbSettings::load(&root).unwrap())
         .await
         .unwrap();
-    let archived_from_71 = || {
-        count(
-            &target,
-            "SELECT count(*) FROM archive_message WHERE source = '7.1'",
-        )
-    };
-    let window = archived_from_71().await;
+    let archived_from_71 = "SELECT count(*) FROM archive_message WHERE source = '7.1'";
+    let window = count(&target, archived_from_71).await;
     target
         .batch_execute(
             "CREATE FUNCTION public.garble() RETURNS trigger LANGUAGE plpgsql AS \
@@ -554,7 +562,7 @@ async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
         .and_then(|tables| tables.iter().find(|t| t["table"] == "tb_archive").cloned())
         .unwrap();
     assert_eq!(archive["rows_done"], 0, "{archive:#}");
-    assert_eq!(archived_from_71().await, window);
+    assert_eq!(count(&target, archived_from_71).await, window);
 
     target
         .batch_execute("DROP TRIGGER garble ON archive_message")
@@ -603,10 +611,8 @@ async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
 /// completes with every row once.
 #[tokio::test]
 async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_it() {
-    let (server, _payload, ctx) = server(20_000);
+    let (server, _payload, ctx, before) = upgraded_server(20_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let transfer = start_transfer(
         &server,
         &["--max-rows-per-sec", "2000", "--stall-after", "2"],
@@ -638,10 +644,8 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
 /// the transfer goes on by itself and completes with every row once.
 #[tokio::test]
 async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_it() {
-    let (server, _payload, ctx) = server(20_000);
+    let (server, _payload, ctx, before) = upgraded_server(20_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     // The recipients on a small file system of their own: 9.1's WAL stays
     // on the large one, so the full disk fails a batch, as a full data
     // file system does, instead of stopping the server, as a full pg_wal
@@ -663,13 +667,8 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
         .await
         .unwrap();
 
-    let events_from_71 = || {
-        count(
-            &target,
-            "SELECT count(*) FROM policy_event WHERE source = '7.1'",
-        )
-    };
-    let window = events_from_71().await;
+    let events_from_71 = "SELECT count(*) FROM policy_event WHERE source = '7.1'";
+    let window = count(&target, events_from_71).await;
 
     let transfer = start_transfer(&server, &["--stall-after", "2"]);
     let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
@@ -689,7 +688,10 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
             .unwrap();
         (row.get(0), row.get(1))
     };
-    assert_eq!(events_from_71().await, window + moved - rejected);
+    assert_eq!(
+        count(&target, events_from_71).await,
+        window + moved - rejected
+    );
     let orphans = count(
         &target,
         "SELECT count(*) FROM policy_event_recipient r \
@@ -714,10 +716,8 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
 /// its cause. Once the load is gone it goes on and completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_target_holds_the_transfer_back_until_the_load_is_gone() {
-    let (server, _payload, ctx) = server(5_000);
+    let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let settings = DbSettings::load(&root).unwrap();
     let monitor = pg::connect(&settings).await.unwrap();
     let busy = || {
@@ -770,10 +770,8 @@ async fn a_busy_target_holds_the_transfer_back_until_the_load_is_gone() {
 #[tokio::test]
 async fn an_unreadable_source_ends_the_transfer_saying_so_and_keeps_the_cursor() {
     use std::os::unix::fs::PermissionsExt;
-    let (server, _payload, ctx) = server(20_000);
+    let (server, _payload, _ctx, before) = upgraded_server(20_000).await;
     let root = server.root();
-    let before = checksums_71(&root, &[]).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let transfer = start_transfer(&server, &["--max-rows-per-sec", "3000"]);
     wait_for_status(&server, "rows moved", |s| rows_done(s) > 0);
     let ended = transfer.terminate().unwrap();
