@@ -26,7 +26,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::selection::{Filter, Selection, timestamp_literal};
 use super::tables::Table71;
-use super::verify::{Checksum, Verified, checksum_rows};
+use super::verify::{Checksum, Verified, checksum_rows, checksum_target_where};
 use crate::system::pg::copy_pipe;
 
 /// The cursor and reject tables.
@@ -398,7 +398,7 @@ pub async fn move_batch(
             }
             committed = compare_batch(source_71, target_91, table, &ids, plan).await?;
         }
-        let copied = began.elapsed();
+        let moved_in = began.elapsed();
         let rejected = refused.ids.len() as i64;
         if rejected > 0 {
             target_91
@@ -451,9 +451,10 @@ pub async fn move_batch(
             .with_context(|| format!("committing a batch of {table} with its cursor"))?;
         tracing::debug!(
             imss_table = table.name(),
-            "batch of ids {after} to {through}: {added} rows copied in {} ms, committed in {} ms",
-            copied.as_millis(),
-            (began.elapsed() - copied).as_millis()
+            "batch of ids {after} to {through}: {added} rows copied and compared in {} ms, \
+             committed in {} ms",
+            moved_in.as_millis(),
+            (began.elapsed() - moved_in).as_millis()
         );
         Ok::<_, anyhow::Error>(BatchOutcome {
             ids: through - after,
@@ -487,12 +488,10 @@ async fn compare_batch(
         Table71::PolicyEvent => format!("{ids} AND {}", known_action(plan)),
         _ => ids.to_string(),
     };
-    let view_91 = format!("compat71.{}", table.name());
-    let moved_91 = format!("source = '7.1' AND {ids}");
     // Each on its own server: both at once.
     let (on_71, on_91) = tokio::try_join!(
         checksum_rows(source_71, &selection, table.name(), Some(&moved_71)),
-        checksum_rows(target_91, &selection, &view_91, Some(&moved_91))
+        checksum_target_where(target_91, &selection, Some(ids))
     )?;
     if on_71 != on_91 {
         return Err(TransferMismatch {

@@ -96,9 +96,23 @@ pub async fn checksum_target(
     client_91: &impl GenericClient,
     selection: &Selection,
 ) -> Result<Checksum> {
+    checksum_target_where(client_91, selection, None).await
+}
+
+/// [`checksum_target`] of the rows that also meet `extra_condition` (on
+/// the 7.1 columns).
+pub async fn checksum_target_where(
+    client_91: &impl GenericClient,
+    selection: &Selection,
+    extra_condition: Option<&str>,
+) -> Result<Checksum> {
     let relation = format!("compat71.{}", selection.table().name());
     let migrated = selection.table().is_history().then_some("source = '7.1'");
-    let sql = checksum_sql(selection, &relation, migrated);
+    let condition = match (migrated, extra_condition) {
+        (Some(migrated), Some(extra)) => Some(format!("{migrated} AND {extra}")),
+        (one, other) => one.or(other).map(str::to_string),
+    };
+    let sql = checksum_sql(selection, &relation, condition.as_deref());
     run_checksum(client_91, &sql, &format!("{selection} on 9.1")).await
 }
 
