@@ -13,6 +13,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -368,17 +369,27 @@ impl Cmd {
     /// (appended), in a session of its own so that it outlives its parent's
     /// terminal. For daemons; the caller keeps the [`Child`].
     pub fn spawn_daemon(&self, log: &Path) -> Result<Child, CmdError> {
-        let argv = self.display_argv();
-        tracing::debug!(argv = %argv, log = %log.display(), "starting in the background");
-        let spawn_error = |source| CmdError::Spawn {
-            argv: argv.clone(),
-            source,
-        };
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .map_err(spawn_error)?;
+            .map_err(|source| CmdError::Spawn {
+                argv: self.display_argv(),
+                source,
+            })?;
+        self.spawn_daemon_into(log_file, log)
+    }
+
+    /// [`Cmd::spawn_daemon`] with the log opened by the caller (where
+    /// another account can write, through `no_follow`); `shown_as` names
+    /// it in the log line.
+    pub fn spawn_daemon_into(&self, log_file: File, shown_as: &Path) -> Result<Child, CmdError> {
+        let argv = self.display_argv();
+        tracing::debug!(argv = %argv, log = %shown_as.display(), "starting in the background");
+        let spawn_error = |source| CmdError::Spawn {
+            argv: argv.clone(),
+            source,
+        };
         let log_err = log_file.try_clone().map_err(spawn_error)?;
         let mut command = self.command();
         command

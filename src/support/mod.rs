@@ -10,6 +10,7 @@ pub mod exit;
 pub mod filesystems;
 pub mod fsutil;
 pub mod logging;
+pub mod no_follow;
 pub mod privileges;
 pub mod processes;
 pub mod root;

@@ -15,13 +15,12 @@ use anyhow::{Context, Result, bail};
 use thiserror::Error;
 use tokio_postgres::{Client, NoTls};
 
-use std::os::unix::fs::OpenOptionsExt;
-
 use crate::files::odbc_ini::DbSettings;
 use crate::support::account::ServiceUser;
 use crate::support::cmd::Cmd;
 use crate::support::fsutil::{self, atomic_write_as};
 use crate::support::logging::events;
+use crate::support::no_follow;
 use crate::support::secret::Secret;
 use crate::system::procfs;
 use nix::sys::signal::Signal;
@@ -245,11 +244,14 @@ impl Cluster {
         let group =
             (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid));
         atomic_write_as(&conf_path, conf.as_bytes(), 0o640, group)?;
-        self.prepare_log_file()?;
-
+        let log = self.log_file();
+        let log_file = self.open_log_file()?;
+        let log_end = log_file
+            .metadata()
+            .with_context(|| format!("reading {}", log.display()))?
+            .len();
         let mut config_arg = std::ffi::OsString::from("config_file=");
         config_arg.push(&conf_path);
-        let log = self.log_file();
         let mut server = Cmd::new(self.install.program("postgres"))
             .arg("-D")
             .arg(&self.data_dir)
@@ -257,14 +259,19 @@ impl Cluster {
             .arg(config_arg)
             .current_dir(self.data_dir.parent().unwrap_or(Path::new("/")))
             .as_user(&self.owner)
-            .spawn_daemon(&log)
+            .spawn_daemon_into(
+                log_file
+                    .try_clone()
+                    .with_context(|| format!("opening {}", log.display()))?,
+                &log,
+            )
             .with_context(|| format!("starting PostgreSQL on {}", self.data_dir.display()))?;
         if let Err(err) = self.wait_until_ready(&mut server) {
             return Err(err.context(format!(
                 "starting PostgreSQL on {}; the end of its log {}:\n{}",
                 self.data_dir.display(),
                 log.display(),
-                log_tail(&log, 8)
+                log_tail(&log_file, log_end, 8)
             )));
         }
         // The server outlives this call; a thread reaps it when it exits.
@@ -343,19 +350,13 @@ impl Cluster {
 
     /// The server account must be able to append to its log, whoever owns
     /// the directory it is in.
-    fn prepare_log_file(&self) -> Result<()> {
-        let path = self.log_file();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if !self.owner.is_current() {
-            std::os::unix::fs::fchown(&file, Some(self.owner.uid), Some(self.owner.gid))
-                .with_context(|| format!("giving {} to {}", path.display(), self.owner.name))?;
-        }
-        Ok(())
+    /// The log sits beside the data directory, where the server account
+    /// can write (`/var/imss`): it is opened as `no_follow` opens files
+    /// there, so a link or FIFO planted in its place is never written
+    /// through, and the start reads its end from this same handle.
+    fn open_log_file(&self) -> Result<std::fs::File> {
+        let (dir, name) = no_follow::open_parent(&self.log_file())?;
+        dir.open_append_owned(&name, 0o640, (self.owner.uid, self.owner.gid))
     }
 
     /// Stops the server and waits until it is down. Stopping a server that
@@ -630,8 +631,16 @@ fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Resu
 }
 
 /// The last `lines` lines of a server log, for an error message.
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// The last `lines` lines this start appended to its log (from `from`,
+/// where the log ended before it), read from the handle it was opened as.
+fn log_tail(log: &std::fs::File, from: u64, lines: usize) -> String {
+    use std::os::unix::fs::FileExt;
+    let end = log.metadata().map_or(from, |meta| meta.len());
+    // A server that fails to start writes a few lines; 64 KiB holds them.
+    let start = from.max(end.saturating_sub(64 * 1024));
+    let mut bytes = vec![0; usize::try_from(end - start).unwrap_or(0)];
+    let read = log.read_at(&mut bytes, start).unwrap_or(0);
+    let text = String::from_utf8_lossy(&bytes[..read]);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
