@@ -166,3 +166,63 @@ async fn links_and_fifos_planted_at_the_database_logs_give_root_nothing() {
     }
     attacks.report("gone around");
 }
+
+/// The inhibitors a preflight found, by id, with what each says.
+fn inhibitors(outcome: Result<Outcome, anyhow::Error>) -> Vec<String> {
+    match outcome {
+        Ok(Outcome::Inhibited(report)) => serde_json::to_value(&report).unwrap()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|finding| finding["severity"] == "inhibitor")
+            .map(|finding| format!("{} {}", finding["id"], finding["found"]))
+            .collect(),
+        other => panic!("the upgrade was not inhibited: {other:?}"),
+    }
+}
+
+/// Finding 2: preflight and the switch followed the link at a path the
+/// switch creates and asked whether its target existed, so a dangling
+/// link read as "absent"; the switch then created the target (here a
+/// drop-in directory of a root service), gave it to the service account
+/// and wrote into it. A link there, dangling or not, is the
+/// `switch-target-exists` inhibitor; nothing is created through it.
+#[tokio::test]
+async fn a_link_where_the_switch_creates_a_directory_is_an_inhibitor_dangling_or_not() {
+    let (server, payload) = small_server();
+    let working_dir = server.root_dir().join("var/imss/bind");
+    let outside = Outside::new();
+    let before = outside.fingerprint();
+    let mut attacks = Attacks::default();
+    for (name, target) in [
+        (
+            "a dangling link at the bundled BIND's working directory",
+            outside.path("sshd.service.d/imss.conf.d"),
+        ),
+        (
+            "a link at the bundled BIND's working directory to a root service's drop-ins",
+            outside.path("sshd.service.d"),
+        ),
+    ] {
+        attacks.plant(name, || plant_link(&target, &working_dir));
+        let found = inhibitors(flow::upgrade(&payload.context(&server).unwrap()).await);
+        assert!(
+            found.iter().any(
+                |line| line.contains("switch-target-exists") && line.contains("/var/imss/bind")
+            ),
+            "{name}: {found:?}"
+        );
+        assert_eq!(
+            outside.fingerprint(),
+            before,
+            "{name}: root changed a file outside the data tree"
+        );
+        assert!(
+            std::fs::symlink_metadata(&working_dir)
+                .unwrap()
+                .is_symlink()
+        );
+        std::fs::remove_file(&working_dir).unwrap();
+    }
+    attacks.report("refused by preflight");
+}

@@ -33,6 +33,7 @@ use crate::support::constants::{
     BACKUP_DIR, BUNDLED_PG_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, PROGRAM_DIR,
     RUN_DIR, STEP_JOURNAL_FILE,
 };
+use crate::support::no_follow::{self, Entry};
 use crate::system::pg::{Cluster, PgInstall, StopMode};
 
 /// What the snapshot archives: every path the switch replaces.
@@ -67,6 +68,22 @@ pub fn paths_the_switch_creates(units: bool) -> Vec<PathBuf> {
         );
     }
     paths
+}
+
+/// What already stands at each path the switch creates, as a path on this
+/// machine: the path itself is looked at, a link (dangling or not) is not
+/// followed, and the directories on the way are reached as
+/// [`no_follow`] reaches them. A dangling link reads as "absent" when
+/// followed, and the switch would then create its target.
+pub fn switch_targets_in_the_way(ctx: &Context, units: bool) -> Result<Vec<(PathBuf, Entry)>> {
+    let mut found = Vec::new();
+    for path in paths_the_switch_creates(units) {
+        let on_server = ctx.root.resolve_parent(&path)?;
+        if let Some(entry) = no_follow::entry_at(&on_server)? {
+            found.push((on_server, entry));
+        }
+    }
+    Ok(found)
 }
 
 /// The bundled BIND's files, as `named` and `rndc` read them.

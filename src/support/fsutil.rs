@@ -4,62 +4,37 @@
 //! them).
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::no_follow;
+
 /// Replaces `path` with `contents` atomically: a temporary file in the same
 /// directory, created with `mode`, is written and fsynced, renamed over
 /// `path`, and the directory is fsynced. After a crash the file is either
-/// the old one or the new one, never a mix.
+/// the old one or the new one, never a mix. The directory is reached as
+/// [`no_follow`] reaches it: where another account can write, no link on
+/// the way is followed.
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     atomic_write_as(path, contents, mode, None)
 }
 
 /// [`atomic_write`], with the file given to `owner` (uid, gid) before it
-/// takes its name, for a file another account must own.
+/// takes its name, for a file another account must own; its mode is then
+/// exactly `mode`, whatever the umask.
 pub fn atomic_write_as(
     path: &Path,
     contents: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
-    let dir = parent_of(path)?;
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> io::Result<()> {
-        // A temporary file a crash left behind is never reused: it may
-        // carry another mode.
-        match std::fs::remove_file(&tmp) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-            _ => {}
-        }
-        let mut file = create_new_file(&tmp, mode)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-            // For another account, exactly `mode`, whatever the umask (a
-            // unit's UMask=0077 would take the group's read away); the
-            // file is still empty.
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("writing {}", path.display()))
+    let path = std::path::absolute(path).with_context(|| format!("writing {}", path.display()))?;
+    let (dir, name) =
+        no_follow::open_parent(&path).with_context(|| format!("writing {}", path.display()))?;
+    dir.replace_file(&name, contents, mode, owner)
 }
 
 /// Creates `path`, which must not exist, for writing, with `mode` from the

@@ -107,7 +107,8 @@ impl Entry {
         self.uid == 0 && self.mode & 0o022 == 0
     }
 
-    fn describe(&self) -> String {
+    /// What it is and who owns it, for messages.
+    pub fn describe(&self) -> String {
         let what = match self.kind {
             EntryKind::File => "a file",
             EntryKind::Directory => "a directory",
@@ -344,6 +345,42 @@ impl Dir {
         set_owner_and_mode(&fd, mode, owner)
             .with_context(|| format!("setting the owner and mode of {}", self.describe(name)))?;
         Ok(File::from(fd))
+    }
+
+    /// Replaces `name` with `contents` atomically: a temporary file
+    /// created beside it with `O_EXCL` in exactly `mode` (given to `owner`
+    /// on its handle), written and fsynced, renamed over `name` within this
+    /// directory, and the directory fsynced. After a crash the file is the
+    /// old one or the new one, never a mix; whatever stood at `name` (a
+    /// link included) is replaced, never written through.
+    pub fn replace_file(
+        &self,
+        name: impl AsRef<OsStr>,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        use std::io::Write;
+        let name = name.as_ref();
+        let mut tmp = OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".tmp-{}", std::process::id()));
+        // A temporary file a crash left behind is never reused: it may
+        // carry another mode.
+        self.remove_file(&tmp)?;
+        let write = || -> Result<()> {
+            let mut file = self.create_new_file(&tmp, mode, owner)?;
+            file.write_all(contents)?;
+            file.sync_all()?;
+            rustix::fs::renameat(&self.fd, tmp.as_os_str(), &self.fd, name)?;
+            rustix::fs::fsync(&self.fd)?;
+            Ok(())
+        };
+        write()
+            .inspect_err(|_| {
+                let _ = self.remove_file(&tmp);
+            })
+            .with_context(|| format!("writing {}", self.describe(name)))
     }
 
     /// Opens `name` to append to it, for output that `owner` may read and

@@ -10,22 +10,24 @@ use crate::flow::context::Context;
 use crate::flow::layout;
 use crate::system::systemd;
 
-/// An inhibitor for each path the switch creates that exists already.
+/// An inhibitor for each path the switch creates where something stands
+/// already, a link (dangling or not) included.
 pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
-    for path in layout::paths_the_switch_creates(systemd::manages(&ctx.root)) {
-        let on_server = ctx.root.resolve(&path)?;
-        if std::fs::symlink_metadata(&on_server).is_ok() {
-            out.push(Finding::new(
-                "switch-target-exists",
-                Severity::Inhibitor,
-                "A file the upgrade creates exists already",
-                format!("{} exists; the switch creates it for 9.1", on_server.display()),
-                format!(
-                    "move {} away (it is neither 7.1's nor the upgrade's), then run the upgrade again",
-                    on_server.display()
-                ),
-            ));
-        }
+    for (on_server, entry) in layout::switch_targets_in_the_way(ctx, systemd::manages(&ctx.root))? {
+        out.push(Finding::new(
+            "switch-target-exists",
+            Severity::Inhibitor,
+            "A file the upgrade creates exists already",
+            format!(
+                "{} exists ({}); the switch creates it for 9.1",
+                on_server.display(),
+                entry.describe()
+            ),
+            format!(
+                "move {} away (it is neither 7.1's nor the upgrade's), then run the upgrade again",
+                on_server.display()
+            ),
+        ));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::flow::context::Context;
 use crate::flow::layout::{self, BIND_CONFIG_DIR, BIND_PROGRAMS_DIR, BIND_WORKING_DIR};
 use crate::support::fsutil;
 use crate::support::logging::events;
+use crate::support::no_follow;
 use crate::system::bind::{self, BindPrograms, PortChoice};
 use crate::system::listeners;
 
@@ -74,19 +75,25 @@ pub fn configure(ctx: &Context, staging: &Path) -> Result<BindChoice> {
         serde_json::to_vec_pretty(&choice)?.as_slice(),
         0o644,
     )?;
-    let working = ctx.root.resolve(BIND_WORKING_DIR)?;
-    if !working.exists() {
-        fsutil::create_dir_with_mode(&working, 0o750)?;
-    }
+    // In /var/imss, which the service account can write: created and
+    // written through handles, never through a link planted there.
     let owner = ctx.service_user()?;
-    std::os::unix::fs::chown(&working, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("giving {} to {}", working.display(), owner.name))?;
-    fsutil::atomic_write_as(
-        &ctx.root.resolve(files.localhost_zone())?,
-        bind::localhost_zone().as_bytes(),
-        0o644,
-        Some((owner.uid, owner.gid)),
-    )?;
+    let owner = Some((owner.uid, owner.gid));
+    let (data_dir, name) = no_follow::open_parent(&ctx.root.resolve_parent(BIND_WORKING_DIR)?)?;
+    let working = match data_dir.entry(&name)? {
+        None => data_dir.create_dir(&name, 0o750, owner)?,
+        // Left by this switch before an interruption; its undo note names it.
+        Some(_) => {
+            let working = data_dir.open_subdir(&name)?;
+            working.set_owner_and_mode(0o750, owner)?;
+            working
+        }
+    };
+    let zone = files.localhost_zone();
+    let zone_name = zone
+        .file_name()
+        .with_context(|| format!("{} names no file", zone.display()))?;
+    working.replace_file(zone_name, bind::localhost_zone().as_bytes(), 0o644, owner)?;
     tracing::info!(
         message_id = events::BIND_PORTS_CHOSEN,
         imss_dns_port = choice.dns_port,

@@ -43,18 +43,16 @@ pub enum Wait {
 /// undo note ([`layout::paths_the_switch_creates`]). Fails, naming it,
 /// when one of them exists already (preflight says so first).
 pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
-    let paths = layout::paths_the_switch_creates(systemd::manages(&ctx.root));
-    for path in &paths {
-        let on_server = ctx.root.resolve(path)?;
-        if std::fs::symlink_metadata(&on_server).is_ok() {
-            bail!(
-                "{} exists already, and the switch creates it: move it away (it is not 7.1's), \
-                 then run the upgrade again",
-                on_server.display()
-            );
-        }
+    let units = systemd::manages(&ctx.root);
+    if let Some((on_server, entry)) = layout::switch_targets_in_the_way(ctx, units)?.first() {
+        bail!(
+            "{} exists already ({}), and the switch creates it: move it away (it is not \
+             7.1's), then run the upgrade again",
+            on_server.display(),
+            entry.describe()
+        );
     }
-    Ok(paths)
+    Ok(layout::paths_the_switch_creates(units))
 }
 
 /// Starts 9.1 in place: its units where systemd manages the server (the
