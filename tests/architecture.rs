@@ -216,3 +216,34 @@ fn the_checks_see_the_code_they_check() {
     assert!(!is_sql("ROLLBACK_STARTED") && !is_sql("Selected"));
     assert_eq!(layers_named("use crate::flow::layout;"), ["flow"]);
 }
+
+/// Files that may still set an owner or a mode by path: the snapshot
+/// engine, which restores the program tree's entries as its manifest
+/// records them (lchown, never following a link) under directories it
+/// checked are root's, and extracts into the backup directory, root's.
+/// Everywhere else an owner or a mode is set on a handle
+/// (`support::no_follow`), since under `/var/imss` a path may lead through
+/// a link the service account planted.
+const OWNER_OR_MODE_BY_PATH: &[&str] = &["snapshot/apply.rs", "snapshot/extract.rs"];
+
+#[test]
+fn owners_and_modes_are_set_on_handles_not_paths() {
+    let violations = lines_breaking(
+        |file| file != "support/no_follow.rs" && !OWNER_OR_MODE_BY_PATH.contains(&file),
+        |line| {
+            [
+                "fs::chown(",
+                "fs::lchown(",
+                "fs::set_permissions(",
+                "unistd::chown(",
+            ]
+            .iter()
+            .any(|call| line.contains(call))
+        },
+    );
+    assert!(
+        violations.is_empty(),
+        "owners or modes set by path (use support::no_follow):\n{}",
+        violations.join("\n")
+    );
+}

@@ -15,7 +15,6 @@ use imss_fixture::build::DEFAULT_PASSWORD;
 use imss_fixture::model_host::{ModelHost, STOP_FILE, units_71, units_91, wait_for};
 use imss_upgrade::files::units;
 use imss_upgrade::flow::journal::RunState;
-use imss_upgrade::support::constants::BACKUP_DIR;
 use imss_upgrade::support::logging::events;
 
 /// One booted host at a time: each builds and upgrades a whole server, and
@@ -333,7 +332,7 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
     assert!(
         host.host
             .root()
-            .join(&BACKUP_DIR[1..])
+            .join(&imss_upgrade::support::constants::STATE_DIR[1..])
             .join("rollback-manifest.json")
             .is_file(),
         "the recovery registered the rollback"

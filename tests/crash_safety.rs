@@ -8,7 +8,7 @@ use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::run::Outcome;
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::{BACKUP_DIR, PG71_DATA_DIR, SERVICE_USER};
+use imss_upgrade::support::constants::{BACKUP_DIR, PG71_DATA_DIR, SERVICE_USER, STATE_DIR};
 use imss_upgrade::system::pg;
 
 /// A small running 7.1 server, its payload, and what it was.
@@ -84,7 +84,7 @@ async fn the_91_cluster_serves_from_its_own_configuration_after_the_upgrade() {
 
 /// The step journal's run state, as on disk.
 fn run_state(server: &FixtureServer) -> imss_upgrade::flow::journal::RunState {
-    imss_upgrade::flow::journal::StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+    imss_upgrade::flow::journal::StepJournal::load(&server.root().resolve(STATE_DIR).unwrap())
         .unwrap()
         .unwrap()
         .state

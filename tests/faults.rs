@@ -13,7 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
+use imss_fixture::harness::{
+    Baseline, FixtureServer, Payload, PgVersion, TestServer, TmpfsMount, flow,
+};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::support::cmd::Cmd;
@@ -174,11 +176,24 @@ async fn postgresql_10_failing_to_start_from_the_backup_rolls_back_naming_it() {
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let baseline = Baseline::take(&server).unwrap();
-    // Its socket directory is a file: PostgreSQL 10 cannot start there.
+    // Its socket's lock file names a live PostgreSQL server (a scratch
+    // one): PostgreSQL 10 refuses to start there.
+    let other = TestServer::start(PgVersion::V15).unwrap();
+    let other_pid = std::fs::read_to_string(other.cluster().data_dir.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let sockets = server.root().resolve(BACKUP_DIR).unwrap().join("run");
+    let port = DbSettings::load(&server.root()).unwrap().port;
     fail::cfg_callback("before-migrate", move || {
-        let _ = std::fs::remove_dir_all(&sockets);
-        std::fs::write(&sockets, "in the way\n").unwrap();
+        std::fs::create_dir_all(&sockets).unwrap();
+        std::fs::write(
+            sockets.join(format!(".s.PGSQL.{port}.lock")),
+            format!("{other_pid}\n/elsewhere\n"),
+        )
+        .unwrap();
     })
     .unwrap();
     let ctx = payload.context(&server).unwrap();

@@ -18,7 +18,7 @@ use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess,
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::flow::failpoints::POINTS;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
-use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::procfs;
 
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
@@ -168,7 +168,9 @@ impl Site {
             self.check_on_71(case);
             return Settled::On71;
         }
-        let journal = StepJournal::load(&self.backup()).unwrap().unwrap();
+        let journal = StepJournal::load(&self.server.root().resolve(STATE_DIR).unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             journal.state,
             RunState::Completed,

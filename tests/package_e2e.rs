@@ -641,7 +641,7 @@ fn a_hang_up_of_dnf_in_the_middle_of_the_upgrade_ends_on_91_or_71_and_status_say
             std::fs::read_to_string(
                 host.host
                     .root()
-                    .join("var/imss/imss_backup_71_to_91/upgrade-state.json"),
+                    .join("var/lib/imss-upgrade/upgrade-state.json"),
             )
             .is_ok_and(|journal| journal.contains("\"migrate\""))
         },

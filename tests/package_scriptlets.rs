@@ -7,7 +7,7 @@ use imss_fixture::harness::{FixtureServer, Payload};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::support::constants::STATE_DIR;
 
 /// `imss-upgrade package SCRIPTLET RPM_ARG` on `server`: exit code and
 /// stdout with stderr after it.
@@ -38,7 +38,7 @@ fn scriptlet(
 }
 
 fn state(server: &FixtureServer) -> Option<RunState> {
-    StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+    StepJournal::load(&server.root().resolve(STATE_DIR).unwrap())
         .unwrap()
         .map(|journal| journal.state)
 }
@@ -68,7 +68,7 @@ async fn install_reinstall_and_erase_as_rpm_calls_the_scriptlets() {
     assert!(output.contains("no systemd here"), "{output}");
     assert_eq!(state(&server), Some(RunState::Completed));
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-    let upgraded_at = StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+    let upgraded_at = StepJournal::load(&server.root().resolve(STATE_DIR).unwrap())
         .unwrap()
         .unwrap()
         .started_at;
@@ -82,7 +82,7 @@ async fn install_reinstall_and_erase_as_rpm_calls_the_scriptlets() {
     ] {
         let (code, output) = run(name, arg);
         assert_eq!(code, Some(0), "{name} {arg}: {output}");
-        let journal = StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+        let journal = StepJournal::load(&server.root().resolve(STATE_DIR).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(journal.state, RunState::Completed, "{name} {arg}");

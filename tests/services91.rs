@@ -23,7 +23,7 @@ use imss_upgrade::flow::steps::{migrate, presync, quiesce, snapshot};
 use imss_upgrade::support::account::ServiceUser;
 use imss_upgrade::support::cmd::{Cmd, CmdError};
 use imss_upgrade::support::constants::{
-    BACKUP_DIR, DATABASE_HOST, IMSS_INI, ODBC_INI, PROGRAM_DIR, SERVICE_USER,
+    DATABASE_HOST, IMSS_INI, ODBC_INI, PROGRAM_DIR, SERVICE_USER,
 };
 use imss_upgrade::support::root::Root;
 use imss_upgrade::system::imssctl::{self, Action};
@@ -188,9 +188,8 @@ impl Drop for StopOnDrop {
 /// Presync, quiesce, snapshot and migrate on a started 7.1 model: afterwards its
 /// database runs in PostgreSQL 15, in the 9.1 schema, where 7.1's did.
 async fn migrate_to_postgres_15(ctx: &Context) -> StopOnDrop {
-    let backup = ctx.root.resolve(BACKUP_DIR).unwrap();
-    std::fs::create_dir_all(&backup).unwrap();
-    let mut journal = StepJournal::create(&backup).unwrap();
+    layout::create_backup_dir(ctx).unwrap();
+    let mut journal = StepJournal::create(&layout::state_dir(ctx).unwrap()).unwrap();
     journal.begin(Step::Presync).unwrap();
     presync::run(ctx, &mut journal).await.unwrap();
     journal.finish(Step::Presync).unwrap();

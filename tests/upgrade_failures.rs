@@ -12,7 +12,7 @@ use imss_fixture::harness::{Baseline, FixtureServer, Payload};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::StepJournal;
 use imss_upgrade::flow::run::Outcome;
-use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 
 fn built_server() -> (FixtureServer, Payload, Baseline) {
@@ -48,7 +48,7 @@ async fn failure_at(point: &str) {
     assert!(text.contains(&format!("fail point {point}")), "{text}");
     assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
     assert_back_on_71(&server, &payload, &before);
-    let journal = StepJournal::load(&server.root().resolve(BACKUP_DIR).unwrap())
+    let journal = StepJournal::load(&server.root().resolve(STATE_DIR).unwrap())
         .unwrap()
         .unwrap();
     assert!(journal.failure.as_deref().unwrap_or("").contains(point));

@@ -15,7 +15,7 @@ use imss_upgrade::flow::health;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
 use imss_upgrade::flow::run::Outcome;
 use imss_upgrade::snapshot;
-use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 
 /// What 9.1 must show of 7.1's configuration, read as sorted text rows.
@@ -199,25 +199,24 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     assert!(in_91.contains(&probe));
 
     // The backup holds the snapshot, its manifest, the configuration
-    // export, the untouched 7.1 data directory and the rollback manifest.
+    // export and the untouched 7.1 data directory; the state directory,
+    // root's alone, the rollback manifest and the journal.
     let backup = root.resolve(BACKUP_DIR).unwrap();
     let manifest = snapshot::verify(&backup).unwrap();
     assert!(manifest.entries.len() > 10);
-    for file in [
-        "imsx_config.dat",
-        "rollback-manifest.json",
-        "pgdata-71/PG_VERSION",
-    ] {
+    for file in ["imsx_config.dat", "pgdata-71/PG_VERSION"] {
         assert!(
             backup.join(file).is_file(),
             "{file} missing from the backup"
         );
     }
+    let state = root.resolve(STATE_DIR).unwrap();
+    assert!(state.join("rollback-manifest.json").is_file());
     assert_eq!(
         std::fs::read_to_string(backup.join("pgdata-71/PG_VERSION")).unwrap(),
         "10\n"
     );
-    let journal = StepJournal::load(&backup).unwrap().unwrap();
+    let journal = StepJournal::load(&state).unwrap().unwrap();
     assert_eq!(journal.state, RunState::Completed);
 }
 
@@ -265,7 +264,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
         !root.resolve("/var/imss/bind").unwrap().exists(),
         "the bundled BIND's working directory outlived the rollback"
     );
-    let journal = StepJournal::load(&root.resolve(BACKUP_DIR).unwrap())
+    let journal = StepJournal::load(&root.resolve(STATE_DIR).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(journal.state, RunState::RolledBack);

@@ -86,15 +86,13 @@ enum Move {
 /// own walk.
 async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
     use imss_upgrade::flow::steps::snapshot as snapshot_step;
-    use imss_upgrade::support::constants::BACKUP_DIR;
     let ctx = Context::new(server.root());
     let root = server.root();
-    let backup = root.resolve(BACKUP_DIR).unwrap();
-    std::fs::create_dir_all(&backup).unwrap();
+    let backup = layout::create_backup_dir(&ctx).unwrap();
     let data_dir = root.resolve("/var/imss/pgdata").unwrap();
     let before = server.tree_state("/var/imss/pgdata").unwrap();
     let original = device_and_inode(&data_dir).unwrap();
-    let mut journal = StepJournal::create(&backup).unwrap();
+    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
     skip_presync(&mut journal);
     for step in [Step::Quiesce, Step::Snapshot] {
         journal.begin(step).unwrap();
@@ -204,7 +202,10 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
         std::fs::write(damaged.join("PG_VERSION"), "15\n").unwrap();
     })
     .unwrap();
-    let mut journal = StepJournal::create(tmpfs.dir()).unwrap();
+    // The mount point is the backup directory: empty and root's, it is
+    // taken as this run's.
+    layout::create_backup_dir(&ctx).unwrap();
+    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
     skip_presync(&mut journal);
     journal.begin(Step::Quiesce).unwrap();
     journal.finish(Step::Quiesce).unwrap();
@@ -236,7 +237,6 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
 #[tokio::test]
 async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_undo_removes_it() {
     use imss_upgrade::flow::steps::{migrate, presync, snapshot as snapshot_step};
-    use imss_upgrade::support::constants::BACKUP_DIR;
     let server =
         FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
     server.start().unwrap();
@@ -256,9 +256,8 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
     drop(client);
     let dump_before = server.dump_all().unwrap();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
-    let backup = root.resolve(BACKUP_DIR).unwrap();
-    std::fs::create_dir_all(&backup).unwrap();
-    let mut journal = StepJournal::create(&backup).unwrap();
+    let backup = layout::create_backup_dir(&ctx).unwrap();
+    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
     journal.begin(Step::Presync).unwrap();
     let presynced = presync::run(&ctx, &mut journal).await.unwrap();
     journal.finish(Step::Presync).unwrap();

@@ -97,7 +97,7 @@ fn still_working(ctx: &Context) -> Result<bool> {
 
 /// The step journal's state, if there is a journal.
 fn run_state(ctx: &Context) -> Result<Option<RunState>> {
-    Ok(StepJournal::load(&layout::backup_dir(ctx)?)?.map(|journal| journal.state))
+    Ok(StepJournal::of(ctx)?.map(|journal| journal.state))
 }
 
 /// Does the work of `unit` (`what`, for people): in the unit under
@@ -148,8 +148,7 @@ fn ended_on(
     on: &str,
     otherwise: &str,
 ) -> Result<u8> {
-    let journal =
-        StepJournal::load(&layout::backup_dir(ctx)?)?.filter(|journal| journal.started_at >= since);
+    let journal = StepJournal::of(ctx)?.filter(|journal| journal.started_at >= since);
     let state = journal.as_ref().map(|journal| journal.state);
     if state == Some(wanted) {
         println!("imss-upgrade: IMSS {on} runs");

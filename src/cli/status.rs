@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use crate::flow::context::Context;
 use crate::flow::journal::{RunState, Step, StepJournal, StepStatus};
 use crate::flow::transfer::progress::TransferStatus;
-use crate::support::constants::BACKUP_DIR;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
@@ -46,7 +45,7 @@ pub struct UpgradeProgress {
 impl UpgradeProgress {
     /// From the step journal under `root`, if there is one.
     pub fn load(root: &Root) -> Result<Option<Self>> {
-        let journal = StepJournal::load(&root.resolve(BACKUP_DIR)?)?;
+        let journal = StepJournal::load(&crate::flow::layout::state_dir_under(root)?)?;
         Ok(journal.map(|journal| {
             let last = journal.steps.last();
             Self {

@@ -21,7 +21,7 @@ pub fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u64
             backup.display()
         );
     };
-    match StepJournal::load(&backup)?.map(|journal| journal.state) {
+    match StepJournal::of(ctx)?.map(|journal| journal.state) {
         Some(RunState::Completed) => {}
         _ => bail!(
             "{} holds no completed upgrade: the snapshot is compressed once the upgrade is done",

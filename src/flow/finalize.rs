@@ -9,7 +9,11 @@
 //! then the removal: a kill in between leaves no backup that looks
 //! complete, and the next `finalize` removes what is left.
 //!
-//! May touch: the backup directory (removed), the export directory.
+//! Then the run's state goes (the journal last) and the upgrade's units
+//! are disabled: after a finalize, nothing of the upgrade runs at boot.
+//!
+//! May touch: the backup directory (removed), the export directory, the
+//! state directory's files of the run, the upgrade's units.
 
 use std::path::{Path, PathBuf};
 
@@ -52,54 +56,69 @@ pub struct FinalizeReport {
 /// Finalizes the completed upgrade as `options` ask.
 pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<FinalizeReport> {
     let backup = layout::backup_dir(ctx)?;
-    remove_leftover_of_earlier(ctx)?;
+    // The compression holds the upgrade lock, at idle priority, for as long
+    // as it works after an upgrade: it gives way first (it may run again).
+    server_units::stop_compression(ctx)?;
     let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
         bail!(
             "nothing to finalize: {} does not exist (the upgrade was finalized already, or never made)",
-            backup.display()
+            layout::state_dir(ctx)?.display()
         );
     };
-    let Some(journal) = StepJournal::load(&backup)? else {
+    remove_leftover_of_earlier(ctx)?;
+    let Some(journal) = StepJournal::of(ctx)? else {
         bail!(
-            "nothing to finalize: {} holds no upgrade journal",
-            backup.display()
+            "nothing to finalize: {} holds no upgrade journal (the upgrade was finalized already, \
+             or never made)",
+            layout::state_dir(ctx)?.display()
         );
     };
     match journal.state {
         RunState::Completed => {}
         RunState::InProgress | RunState::RollingBack => bail!(
-            "the upgrade in {} did not complete: run `imss-upgrade recover` first",
-            backup.display()
+            "the upgrade {} records did not complete: run `imss-upgrade recover` first",
+            journal.path().display()
         ),
         RunState::RolledBack => bail!(
-            "the upgrade in {} was rolled back: 7.1 runs, and there is nothing to finalize",
-            backup.display()
+            "the upgrade {} records was rolled back: 7.1 runs, and there is nothing to finalize",
+            journal.path().display()
         ),
     }
-    let rows_left_behind = check_transfer(ctx, options.force)?;
+    let deleted_already = !backup.exists();
+    let rows_left_behind = if deleted_already {
+        None
+    } else {
+        check_transfer(ctx, options.force)?
+    };
 
     let export = options.export.clone();
-    let exported = ctx
+    let (exported, _transfer_lock) = ctx
         .unblock(move |ctx| {
-            server_units::stop_compression(ctx)?;
+            // Held until the run is forgotten: no transfer starts on a
+            // backup being deleted.
             let transfer_lock = control::stop_transfer(ctx)?;
             pg::stop_server(
                 &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
                 StopMode::Immediate,
             )?;
             let exported = match &export {
-                Some(dir) => Some(export_backup(ctx, dir)?),
-                None => None,
+                Some(dir) if !deleted_already => Some(export_backup(ctx, dir)?),
+                _ => None,
             };
-            drop(transfer_lock);
-            Ok::<_, anyhow::Error>(exported)
+            Ok::<_, anyhow::Error>((exported, transfer_lock))
         })
         .await?;
 
-    let removing = layout::finalizing_backup_dir(ctx)?;
-    fsutil::rename_durably(&backup, &removing)
-        .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
-    fsutil::remove_tree_if_present(&removing)?;
+    if !deleted_already {
+        let removing = layout::finalizing_backup_dir(ctx)?;
+        fsutil::rename_durably(&backup, &removing)
+            .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
+        fsutil::remove_tree_if_present(&removing)?;
+    }
+    // Nothing of the upgrade runs at boot any more: its units are retired,
+    // and the state they would act on is gone, the journal last.
+    server_units::retire_upgrade_units(ctx)?;
+    layout::forget_run(ctx)?;
     tracing::info!(
         message_id = events::FINALIZED,
         imss_export = %exported

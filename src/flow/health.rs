@@ -17,10 +17,10 @@ use crate::system::{pg, smtp};
 
 /// Starts or stops the installed server through its control script,
 /// within the run's time limit for services, the script's process group
-/// recorded in the backup directory while it runs, so that a recovery can
+/// recorded in the state directory while it runs, so that a recovery can
 /// stop what a killed run's script left working.
 pub fn control_services(ctx: &Context, action: Action) -> Result<()> {
-    // Without a backup directory there is no upgrade to recover either.
+    // Without a state directory there is no upgrade to recover either.
     let record = layout::control_record(ctx)?;
     let record = record
         .parent()

@@ -271,10 +271,10 @@ impl RunState {
 }
 
 impl StepJournal {
-    /// Starts the journal of a new run in `backup_dir`; refuses if one is
+    /// Starts the journal of a new run in `state_dir`; refuses if one is
     /// there already (an earlier run must be recovered or rolled back).
-    pub fn create(backup_dir: &Path) -> Result<Self> {
-        let path = backup_dir.join(STEP_JOURNAL_FILE);
+    pub fn create(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join(STEP_JOURNAL_FILE);
         if path.exists() {
             bail!(
                 "{} already exists: an earlier upgrade run is in progress or not finalized; \
@@ -291,13 +291,19 @@ impl StepJournal {
             path,
         };
         journal.save()?;
-        reserve_room(backup_dir)?;
+        reserve_room(state_dir)?;
         Ok(journal)
     }
 
-    /// Reads the journal in `backup_dir`, if there is one.
-    pub fn load(backup_dir: &Path) -> Result<Option<Self>> {
-        let path = backup_dir.join(STEP_JOURNAL_FILE);
+    /// This server's journal, from the state directory, checked first
+    /// ([`super::layout::state_dir`]: only root can write it), if there is one.
+    pub fn of(ctx: &super::context::Context) -> Result<Option<Self>> {
+        Self::load(&super::layout::state_dir(ctx)?)
+    }
+
+    /// Reads the journal in `state_dir`, if there is one.
+    pub fn load(state_dir: &Path) -> Result<Option<Self>> {
+        let path = state_dir.join(STEP_JOURNAL_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -540,8 +546,8 @@ pub const RESERVE_FILE: &str = "upgrade-state.reserve";
 const RESERVE_BYTES: i64 = 1 << 20;
 
 /// Allocates the reserve file (its blocks taken now, not sparse).
-fn reserve_room(backup_dir: &Path) -> Result<()> {
-    let path = backup_dir.join(RESERVE_FILE);
+fn reserve_room(state_dir: &Path) -> Result<()> {
+    let path = state_dir.join(RESERVE_FILE);
     fsutil::remove_file_if_present(&path)?;
     let file = fsutil::create_new_file(&path, 0o600)
         .with_context(|| format!("creating {}", path.display()))?;
@@ -549,7 +555,7 @@ fn reserve_room(backup_dir: &Path) -> Result<()> {
         .map_err(std::io::Error::from)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("reserving room for the journal in {}", path.display()))?;
-    fsutil::sync_dir(backup_dir)
+    fsutil::sync_dir(state_dir)
 }
 
 /// Whether `err` comes down to a full file system.

@@ -15,25 +15,29 @@
 //! | the 9.1 cluster, placed by migrate | where the 7.1 one was, on 7.1's address and port |
 //! | the 9.1 program tree, staged by switch | `/opt/trend/imss.91-staging` |
 //! | the 7.1 program tree, between swap and removal | `/opt/trend/imss.71-replaced` (whole), `/opt/trend/imss.71-removing` (being deleted) |
-//! | snapshot, manifest, journal, rollback manifest, `imsx_config.dat` | `<backup>/…` |
-//! | the background transfer's lock, pause, progress and done files | `<backup>/transfer*` |
+//! | snapshot and its manifest, `imsx_config.dat`, the 7.1 cluster | `<backup>/…` (`/var/imss`, the service account's: checked against the state) |
+//! | step journal, locks, rollback manifest, the record of the control script's process group and of the backup directory's identity | `/var/lib/imss-upgrade/…` (root's alone, checked when read) |
+//! | the background transfer's lock, pause, progress and done files | `/var/lib/imss-upgrade/transfer*` |
 //! | the 9.1 units, written by switch | `/etc/systemd/system/imss-*.service` |
 //! | the bundled BIND: programs, configuration and key; working directory | `/opt/trend/imss/bind/{sbin,etc}`; `/var/imss/bind` |
 //!
 //! [`Root::resolve`]: crate::support::root::Root::resolve
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::context::Context;
+use super::journal;
 use crate::support::constants::{
     BACKUP_DIR, BUNDLED_PG_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, PROGRAM_DIR,
-    RUN_DIR, STEP_JOURNAL_FILE,
+    RUN_DIR, STATE_DIR, STEP_JOURNAL_FILE,
 };
-use crate::support::no_follow::{self, Entry};
+use crate::support::fsutil;
+use crate::support::no_follow::{self, Entry, EntryKind};
+use crate::support::root::Root;
 use crate::system::pg::{Cluster, PgInstall, StopMode};
 
 /// What the snapshot archives: every path the switch replaces.
@@ -129,35 +133,250 @@ pub const PROGRAM_REPLACED_DIR: &str = "/opt/trend/imss.71-replaced";
 /// here may be half-deleted, so it is never put back.
 pub const PROGRAM_REMOVING_DIR: &str = "/opt/trend/imss.71-removing";
 
-/// The rollback manifest's file name in the backup directory.
+/// The rollback manifest's file name in the state directory.
 pub const ROLLBACK_MANIFEST_FILE: &str = "rollback-manifest.json";
 
 /// The rollback manifest, inside the root.
-pub const ROLLBACK_MANIFEST: &str = "/var/imss/imss_backup_71_to_91/rollback-manifest.json";
+pub const ROLLBACK_MANIFEST: &str = "/var/lib/imss-upgrade/rollback-manifest.json";
 
 /// Socket directories inside the backup directory: a cluster started there
 /// is reached by the upgrade alone, and collides with nothing on TCP.
 const BACKUP_SOCKETS_71: &str = "run";
 const BACKUP_SOCKETS_91: &str = "run-91";
 
-/// The backup directory as a path on this machine.
-pub fn backup_dir(ctx: &Context) -> Result<PathBuf> {
-    Ok(ctx.root.resolve(BACKUP_DIR)?)
+/// The state directory as a path on this machine, checked as every reader
+/// of the state must: only root can write it, at every level from the
+/// root. Otherwise the command refuses, naming the directory, its owner
+/// and the fix.
+pub fn state_dir(ctx: &Context) -> Result<PathBuf> {
+    state_dir_under(&ctx.root)
+}
+
+/// [`state_dir`] under `root`, for a reader without a context.
+pub fn state_dir_under(root: &Root) -> Result<PathBuf> {
+    let dir = root.resolve(STATE_DIR)?;
+    no_follow::check_only_root_can_write(root.dir(), &dir)?;
+    Ok(dir)
+}
+
+/// [`state_dir`], made (root's, 0700) when it is missing: for a new run.
+pub fn state_dir_creating(ctx: &Context) -> Result<PathBuf> {
+    let dir = state_dir(ctx)?;
+    if std::fs::symlink_metadata(&dir).is_err() {
+        let parent = dir.parent().expect("the state directory has a parent");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        match fsutil::create_dir_with_mode(&dir, 0o700) {
+            Ok(()) => fsutil::sync_dir(parent)?,
+            // Another command made it meanwhile.
+            Err(_) if dir.is_dir() => {}
+            Err(err) => return Err(err),
+        }
+    }
+    state_dir(ctx)
 }
 
 /// The step journal as a path on this machine.
 pub fn step_journal(ctx: &Context) -> Result<PathBuf> {
-    Ok(backup_dir(ctx)?.join(STEP_JOURNAL_FILE))
+    Ok(state_dir(ctx)?.join(STEP_JOURNAL_FILE))
 }
 
 /// The record of the control script's process group while it runs, in
-/// the backup directory, as a path on this machine.
+/// the state directory, as a path on this machine.
 pub fn control_record(ctx: &Context) -> Result<PathBuf> {
-    Ok(backup_dir(ctx)?.join(CONTROL_RECORD_FILE))
+    Ok(state_dir(ctx)?.join(CONTROL_RECORD_FILE))
 }
 
 /// See [`control_record`].
 const CONTROL_RECORD_FILE: &str = "control-script.group";
+
+/// The backup directory's device and inode, recorded in the state
+/// directory when the run made it.
+const BACKUP_IDENTITY_FILE: &str = "backup-dir.json";
+
+/// The files of one run in the state directory, the step journal last:
+/// while it is there, the others are the run's.
+const RUN_STATE_FILES: &[&str] = &[
+    ROLLBACK_MANIFEST_FILE,
+    CONTROL_RECORD_FILE,
+    TRANSFER_PAUSED_FILE,
+    TRANSFER_PROGRESS_FILE,
+    TRANSFER_DONE_FILE,
+    BACKUP_IDENTITY_FILE,
+    journal::RESERVE_FILE,
+    STEP_JOURNAL_FILE,
+];
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BackupIdentity {
+    device: u64,
+    inode: u64,
+}
+
+/// The backup directory as a path on this machine, checked: where a
+/// directory stands there, it must be the one this upgrade made (its
+/// device and inode as the state directory records them, root's), not one
+/// the service account, which owns `/var/imss`, renamed into its place.
+/// Otherwise nothing in it is trusted and the command refuses, naming what
+/// it found and the fix. A missing one is for the caller to judge.
+pub fn backup_dir(ctx: &Context) -> Result<PathBuf> {
+    let path = ctx.root.resolve_parent(BACKUP_DIR)?;
+    if let Some(found) = no_follow::entry_at(&path)? {
+        check_backup_identity(ctx, &path, &found)?;
+    }
+    Ok(path)
+}
+
+/// The backup directory through a handle, checked on the handle itself as
+/// [`backup_dir`] checks the path: no moment between the check and the use.
+pub fn open_backup_dir(ctx: &Context) -> Result<no_follow::Dir> {
+    let path = backup_dir(ctx)?;
+    let dir = no_follow::open_dir(&path)?;
+    check_backup_identity(ctx, &path, &dir.entry_of_self()?)?;
+    Ok(dir)
+}
+
+fn check_backup_identity(ctx: &Context, path: &std::path::Path, found: &Entry) -> Result<()> {
+    let record = state_dir(ctx)?.join(BACKUP_IDENTITY_FILE);
+    let recorded = read_backup_identity(&record)?;
+    let ours = found.kind == EntryKind::Directory && found.uid == 0;
+    match recorded {
+        Some(id) if ours && found.id == (id.device, id.inode) => Ok(()),
+        Some(id) => bail!(
+            "{} is not the backup directory this upgrade made: it is {}, device {} inode {}, \
+             and {} records device {} inode {}. Another account replaced it (its parent \
+             belongs to the service account), so nothing in it is trusted and nothing was \
+             changed. Find the real one (`find {} -xdev -inum {}`), put it back in place of \
+             this one, then run this again",
+            path.display(),
+            found.describe(),
+            found.id.0,
+            found.id.1,
+            record.display(),
+            id.device,
+            id.inode,
+            path.parent().unwrap_or(path).display(),
+            id.inode
+        ),
+        None => bail!(
+            "{} exists ({}), but this upgrade did not make it ({} records none): it may have \
+             been put there by another account; move it away, then run this again",
+            path.display(),
+            found.describe(),
+            record.display()
+        ),
+    }
+}
+
+fn read_backup_identity(record: &std::path::Path) -> Result<Option<BackupIdentity>> {
+    match std::fs::read(record) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "{} is not a readable record of the backup directory: leave it in place and \
+                 contact support",
+                record.display()
+            )
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", record.display())),
+    }
+}
+
+/// Whether the backup directory is absent, or this upgrade's and empty (a
+/// run killed before its journal leaves it so): nothing in the way of a
+/// new run.
+pub fn backup_dir_is_fresh(ctx: &Context) -> Result<bool> {
+    let path = ctx.root.resolve_parent(BACKUP_DIR)?;
+    Ok(match no_follow::entry_at(&path)? {
+        None => true,
+        Some(found) => {
+            adoptable_backup_dir(ctx, &path, &found)?
+                || (backup_dir(ctx).is_ok() && std::fs::read_dir(&path)?.next().is_none())
+        }
+    })
+}
+
+/// Whether `found` at the backup directory's place may be taken as this
+/// run's although no record names it: an empty directory of root's, which
+/// only a run killed between making it and recording it leaves (the
+/// service account can make no directory of root's).
+fn adoptable_backup_dir(ctx: &Context, path: &std::path::Path, found: &Entry) -> Result<bool> {
+    Ok(
+        read_backup_identity(&state_dir(ctx)?.join(BACKUP_IDENTITY_FILE))?.is_none()
+            && found.kind == EntryKind::Directory
+            && found.uid == 0
+            && std::fs::read_dir(path)?.next().is_none(),
+    )
+}
+
+/// Makes the backup directory (root's, 0700) for a new run, through a
+/// handle on its parent, and records its identity in the state directory;
+/// an existing one is kept when it is this upgrade's (recorded, or empty
+/// and root's: a run killed before it recorded it).
+pub fn create_backup_dir(ctx: &Context) -> Result<PathBuf> {
+    let path = ctx.root.resolve_parent(BACKUP_DIR)?;
+    let record = state_dir_creating(ctx)?.join(BACKUP_IDENTITY_FILE);
+    let (parent, name) = no_follow::open_parent(&path)?;
+    let dir = match parent.entry(&name)? {
+        None => parent.create_dir(&name, 0o700, None)?,
+        Some(found) if adoptable_backup_dir(ctx, &path, &found)? => parent.open_subdir(&name)?,
+        Some(_) => {
+            backup_dir(ctx)?;
+            return Ok(path);
+        }
+    };
+    let (device, inode) = dir.entry_of_self()?.id;
+    fsutil::sync_dir(parent.path())?;
+    fsutil::atomic_write(
+        &record,
+        &serde_json::to_vec(&BackupIdentity { device, inode })?,
+        0o600,
+    )?;
+    Ok(path)
+}
+
+/// Sets a rolled-back attempt aside for a new run: its backup directory
+/// beside the new one ([`rolled_back_backup_dir`]), its state files in
+/// `rolled-back-<time>/` of the state directory, the journal last, so that
+/// a run killed meanwhile does it again.
+pub fn keep_rolled_back_attempt(ctx: &Context, started_at: DateTime<Utc>) -> Result<PathBuf> {
+    let state = state_dir(ctx)?;
+    let backup = backup_dir(ctx)?;
+    let kept = rolled_back_backup_dir(ctx, started_at)?;
+    if backup.exists() {
+        fsutil::rename_durably(&backup, &kept).with_context(|| {
+            format!(
+                "keeping the earlier attempt's {} as {}",
+                backup.display(),
+                kept.display()
+            )
+        })?;
+    }
+    let kept_state = state.join(format!(
+        "rolled-back-{}",
+        started_at.format("%Y%m%dT%H%M%S%.6fZ")
+    ));
+    if !kept_state.exists() {
+        fsutil::create_dir_with_mode(&kept_state, 0o700)?;
+    }
+    for name in RUN_STATE_FILES {
+        let from = state.join(name);
+        if from.exists() {
+            fsutil::rename_durably(&from, &kept_state.join(name))?;
+        }
+    }
+    Ok(kept)
+}
+
+/// Forgets the run once `finalize` deleted its backup: its state files
+/// go, the journal last (a finalize killed meanwhile finds it and ends).
+pub fn forget_run(ctx: &Context) -> Result<()> {
+    let state = state_dir(ctx)?;
+    for name in RUN_STATE_FILES {
+        fsutil::remove_file_if_present(&state.join(name))?;
+    }
+    fsutil::sync_dir(&state)
+}
 
 /// Where the next run keeps the backup directory of an attempt that began
 /// at `started_at` and was rolled back, as a path on this machine.
@@ -208,16 +427,21 @@ pub struct TransferFiles {
     pub done: PathBuf,
 }
 
-/// The background transfer's files, as paths on this machine.
+/// The background transfer's files, in the state directory, as paths on
+/// this machine.
 pub fn transfer_files(ctx: &Context) -> Result<TransferFiles> {
-    let backup = backup_dir(ctx)?;
+    let state = state_dir(ctx)?;
     Ok(TransferFiles {
-        lock: backup.join("transfer.lock"),
-        paused: backup.join("transfer.paused"),
-        progress: backup.join("transfer-progress.json"),
-        done: backup.join(TRANSFER_DONE_FILE),
+        lock: state.join("transfer.lock"),
+        paused: state.join(TRANSFER_PAUSED_FILE),
+        progress: state.join(TRANSFER_PROGRESS_FILE),
+        done: state.join(TRANSFER_DONE_FILE),
     })
 }
+
+const TRANSFER_PAUSED_FILE: &str = "transfer.paused";
+
+const TRANSFER_PROGRESS_FILE: &str = "transfer-progress.json";
 
 /// Where `finalize` moves the backup directory to delete it: a name no
 /// command reads as a backup, so a kill mid-delete leaves none that looks
@@ -227,7 +451,7 @@ pub fn finalizing_backup_dir(ctx: &Context) -> Result<PathBuf> {
 }
 
 /// The transfer's done file, inside the root (the unit names it).
-pub const TRANSFER_DONE: &str = "/var/imss/imss_backup_71_to_91/transfer.done";
+pub const TRANSFER_DONE: &str = "/var/lib/imss-upgrade/transfer.done";
 
 const TRANSFER_DONE_FILE: &str = "transfer.done";
 
@@ -352,24 +576,34 @@ pub fn staged_91(ctx: &Context) -> Result<Cluster> {
 /// Opens the backup directory to `cluster`'s account, which must reach its
 /// data directory and socket inside it: the directory stays root's, and
 /// only the account's group may pass through it (0710; it may not list
-/// it). The socket directory is the account's own.
+/// it). The socket directory is the account's own. Owners and modes are
+/// set on handles, never on paths.
 pub fn open_backup_to(ctx: &Context, cluster: &Cluster) -> Result<()> {
-    let backup = backup_dir(ctx)?;
+    let backup = open_backup_dir(ctx)?;
     let owner = &cluster.owner;
-    std::os::unix::fs::chown(&backup, None, Some(owner.gid))
-        .with_context(|| format!("giving {} to group {}", backup.display(), owner.gid))?;
-    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o710))
-        .with_context(|| format!("setting the mode of {}", backup.display()))?;
+    backup.set_owner_and_mode(0o710, Some((0, owner.gid)))?;
     let sockets = &cluster.socket_dir;
-    if sockets.exists() {
-        std::fs::set_permissions(sockets, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("setting the mode of {}", sockets.display()))?;
-    } else {
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(sockets)
-            .with_context(|| format!("creating {}", sockets.display()))?;
+    let name = sockets
+        .file_name()
+        .filter(|_| sockets.parent() == Some(backup.path()))
+        .with_context(|| {
+            format!(
+                "{} is not a directory of {}",
+                sockets.display(),
+                backup.path().display()
+            )
+        })?;
+    let account = Some((owner.uid, owner.gid));
+    match backup.entry(name)? {
+        None => backup.create_dir(name, 0o700, account).map(drop),
+        Some(found) if found.kind == EntryKind::Directory => {
+            backup.open_subdir(name)?.set_owner_and_mode(0o700, account)
+        }
+        Some(found) => bail!(
+            "{} is {}, where the socket directory of {} must be: remove it, then run this again",
+            sockets.display(),
+            found.describe(),
+            cluster.data_dir.display()
+        ),
     }
-    std::os::unix::fs::chown(sockets, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("giving {} to {}", sockets.display(), owner.name))
 }

@@ -1,11 +1,12 @@
 //! The one lock of an upgrade: `run`, `recover` and `imss-rollback` each
 //! hold it for as long as they change anything, so that no second command
 //! starts undoing (or redoing) under a live one. It is an exclusive
-//! `flock` on `upgrade.lock` in the backup directory: the kernel drops it
-//! when its holder exits, however it exits (`kill -9` included), so it is
-//! never stale. The file also says who holds it, for the refusal.
+//! `flock` on `upgrade.lock` in the state directory (root's alone): the
+//! kernel drops it when its holder exits, however it exits (`kill -9`
+//! included), so it is never stale. The file also says who holds it, for
+//! the refusal.
 //!
-//! May touch: the backup directory (created by `run`) and the lock file.
+//! May touch: the state directory (created by `run`) and the lock files.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,9 +19,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::context::Context;
 use super::layout;
-use crate::support::fsutil;
 
-/// The lock file's name in the backup directory.
+/// The lock file's name in the state directory.
 pub const LOCK_FILE: &str = "upgrade.lock";
 
 /// The lock, held until dropped.
@@ -32,34 +32,25 @@ pub struct UpgradeLock {
 }
 
 impl UpgradeLock {
-    /// Takes the lock of the backup directory, which `run` creates (mode
+    /// Takes the lock in the state directory, which `run` creates (root's,
     /// 0700) if it is missing. Refuses, naming the holder, when another
     /// command holds it.
     pub fn take_creating(ctx: &Context) -> Result<Self> {
-        let backup = layout::backup_dir(ctx)?;
-        if !backup.exists() {
-            match fsutil::create_dir_with_mode(&backup, 0o700) {
-                Ok(()) => {}
-                // Another command made it meanwhile: its lock decides.
-                Err(_) if backup.is_dir() => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Self::take_in(&backup)
+        Self::take_in(&layout::state_dir_creating(ctx)?)
     }
 
-    /// Takes the lock of an existing backup directory; `None` when there is
+    /// Takes the lock of an existing state directory; `None` when there is
     /// none (no upgrade was ever made, so there is nothing to lock).
     pub fn take_existing(ctx: &Context) -> Result<Option<Self>> {
-        let backup = layout::backup_dir(ctx)?;
-        if !backup.exists() {
+        let state = layout::state_dir(ctx)?;
+        if !state.exists() {
             return Ok(None);
         }
-        Self::take_in(&backup).map(Some)
+        Self::take_in(&state).map(Some)
     }
 
-    fn take_in(backup: &Path) -> Result<Self> {
-        let path = backup.join(LOCK_FILE);
+    fn take_in(state: &Path) -> Result<Self> {
+        let path = state.join(LOCK_FILE);
         match Self::try_take(&path)? {
             Ok(lock) => Ok(lock),
             Err(holder) => bail!(
@@ -101,8 +92,8 @@ impl UpgradeLock {
                     return Err(errno).with_context(|| format!("locking {}", path.display()));
                 }
             };
-            // A run that kept an earlier attempt aside renamed the directory
-            // this file was in: lock the one at the path now.
+            // Removed and made again meanwhile (by hand): lock the one at
+            // the path now.
             let here = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
             let held = file.metadata().ok().map(|m| (m.dev(), m.ino()));
             if here.is_none() || here != held {

@@ -10,7 +10,7 @@ use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
 use super::lock::UpgradeLock;
 use super::run::{Progress, run_steps};
 use super::steps::switch;
-use super::{health, layout, rollback};
+use super::{health, rollback};
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
 
@@ -53,12 +53,11 @@ impl Recovery {
 
 /// Reads the step journal and settles an interrupted run.
 pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
-    let backup = layout::backup_dir(ctx)?;
     // Held until recovery returns; refused while a run or rollback works.
     let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
         return Ok(finished(Recovery::NothingToDo));
     };
-    let Some(mut journal) = StepJournal::load(&backup)? else {
+    let Some(mut journal) = StepJournal::of(ctx)? else {
         return Ok(finished(Recovery::NothingToDo));
     };
     tracing::info!(

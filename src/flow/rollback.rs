@@ -317,7 +317,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
     server_units::stop_compression(ctx)?;
     // Held until the rollback returns; refused while a run or recovery works.
     let lock = UpgradeLock::take_existing(ctx)?;
-    let (Some(_lock), Some(mut journal)) = (lock, StepJournal::load(&backup)?) else {
+    let (Some(_lock), Some(mut journal)) = (lock, StepJournal::of(ctx)?) else {
         bail!(
             "nothing to roll back: {} holds no upgrade journal, so no upgrade was made under {}",
             backup.display(),
@@ -342,7 +342,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
         .await?;
     let line = lines.begin("Checking the backup against its registration");
     let checked = ctx
-        .unblock(move |_| RollbackManifest::load(&backup).map(drop))
+        .unblock(move |ctx| RollbackManifest::load(&layout::state_dir(ctx)?, &backup).map(drop))
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
     checked.context("the backup cannot be restored from; 9.1 keeps running")?;

@@ -54,10 +54,10 @@ pub struct RollbackManifest {
 }
 
 impl RollbackManifest {
-    /// Reads and checks the manifest in `backup_dir`: its format, and that
-    /// the snapshot is still the one the upgrade registered.
-    pub fn load(backup_dir: &Path) -> Result<Self> {
-        let path = backup_dir.join(ROLLBACK_MANIFEST_FILE);
+    /// Reads and checks the manifest in `state_dir`: its format, and that
+    /// the snapshot in `backup_dir` is still the one the upgrade registered.
+    pub fn load(state_dir: &Path, backup_dir: &Path) -> Result<Self> {
+        let path = state_dir.join(ROLLBACK_MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "reading {}: the upgrade did not complete its registration",
@@ -88,11 +88,11 @@ impl RollbackManifest {
         Ok(manifest)
     }
 
-    /// Writes the manifest into `backup_dir`, atomically, readable by root only.
-    pub fn write(&self, backup_dir: &Path) -> Result<()> {
+    /// Writes the manifest into `state_dir`, atomically, readable by root only.
+    pub fn write(&self, state_dir: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        atomic_write(&backup_dir.join(ROLLBACK_MANIFEST_FILE), &json, 0o600)
+        atomic_write(&state_dir.join(ROLLBACK_MANIFEST_FILE), &json, 0o600)
     }
 }
 

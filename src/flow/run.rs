@@ -4,10 +4,9 @@
 //! ([`super::rollback`]) and the server is back on 7.1 before the command
 //! returns.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -22,7 +21,6 @@ use crate::migration::copy::WindowCounts;
 use crate::migration::probe::{self, InstalledComponent};
 use crate::support::constants::{SOURCE_VERSION, TARGET_VERSION};
 use crate::support::exit;
-use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
 use crate::system::pg;
@@ -141,10 +139,10 @@ pub async fn run(
     }
     let product = ProductInfo::load(&ctx.root)?;
     // Held until the run returns: no recover or rollback starts under it.
-    let (backup, _lock) = prepare_backup_dir(ctx, held)?;
+    let _lock = prepare_backup_dir(ctx, held)?;
     // Before the journal exists: a boot at any later moment settles the run.
     server_units::install_upgrade_units(ctx)?;
-    let mut journal = StepJournal::create(&backup)?;
+    let mut journal = StepJournal::create(&layout::state_dir(ctx)?)?;
     tracing::info!(
         message_id = events::UPGRADE_STARTED,
         imss_build = product.build,
@@ -214,32 +212,23 @@ async fn add_what_91_says(ctx: &Context, report: &mut UpgradeReport) {
         .ok();
 }
 
-/// The backup directory, root's and 0700, locked for this run, with
-/// nothing of an earlier run in the way: a rolled-back attempt is kept
-/// beside it under another name.
-fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<(PathBuf, UpgradeLock)> {
-    let backup = layout::backup_dir(ctx)?;
-    let mut lock = match held {
+/// The backup directory, root's and 0700, made for this run and recorded
+/// in the state directory, with the upgrade locked and nothing of an
+/// earlier run in the way: a rolled-back attempt is kept beside it under
+/// another name.
+fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<UpgradeLock> {
+    let lock = match held {
         Some(lock) => lock,
         None => UpgradeLock::take_creating(ctx)?,
     };
-    if let Some(earlier) = StepJournal::load(&backup)? {
+    if let Some(earlier) = StepJournal::of(ctx)? {
         match earlier.state {
             RunState::RolledBack => {
-                let kept = layout::rolled_back_backup_dir(ctx, earlier.started_at)?;
-                fsutil::rename_durably(&backup, &kept).with_context(|| {
-                    format!(
-                        "keeping the earlier attempt's {} as {}",
-                        backup.display(),
-                        kept.display()
-                    )
-                })?;
+                let kept = layout::keep_rolled_back_attempt(ctx, earlier.started_at)?;
                 tracing::info!(
                     "the rolled-back earlier attempt is kept in {}",
                     kept.display()
                 );
-                // The new directory's lock before the old one's goes.
-                lock = UpgradeLock::take_creating(ctx)?;
             }
             RunState::Completed => bail!(
                 "this server was already upgraded ({} says so): run imss-rollback to go back to 7.1 first",
@@ -251,7 +240,8 @@ fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<(PathB
             ),
         }
     }
-    Ok((backup, lock))
+    layout::create_backup_dir(ctx)?;
+    Ok(lock)
 }
 
 /// Timings gathered while the steps run.

@@ -69,6 +69,24 @@ pub fn install_upgrade_units(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
+/// Disables the upgrade's own units once `finalize` ended the upgrade:
+/// nothing of it runs at boot any more. Their files stay, inert: the
+/// package owns none of them, and a new upgrade writes them again.
+pub fn retire_upgrade_units(ctx: &Context) -> Result<()> {
+    if !systemd::manages(&ctx.root) {
+        return Ok(());
+    }
+    let enabled: Vec<&str> = [units::RECOVER, units::TRANSFER]
+        .iter()
+        .map(|unit| unit.name)
+        .filter(|name| systemd::is_enabled(name))
+        .collect();
+    if enabled.is_empty() {
+        return Ok(());
+    }
+    systemd::disable(&enabled)
+}
+
 /// Queues the snapshot's compression (idle priority) after a completed
 /// upgrade; returns at once.
 pub fn queue_compression(ctx: &Context) -> Result<()> {

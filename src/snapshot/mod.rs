@@ -42,7 +42,6 @@ mod walk;
 
 use std::fs::File;
 use std::io::{self, BufReader, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -340,12 +339,12 @@ pub fn recompress_with(backup_dir: &Path, preset: u32, threads: u32) -> Result<M
 fn prepare_backup_dir(backup_dir: &Path) -> Result<()> {
     match std::fs::symlink_metadata(backup_dir) {
         Ok(meta) if meta.is_dir() => {
-            std::fs::set_permissions(backup_dir, std::fs::Permissions::from_mode(0o700))
+            // On a handle: the backup directory's parent may be another
+            // account's (`/var/imss`).
+            let root = nix::unistd::geteuid().is_root().then_some((0, 0));
+            crate::support::no_follow::open_dir(backup_dir)?
+                .set_owner_and_mode(0o700, root)
                 .with_context(|| format!("making {} private", backup_dir.display()))?;
-            if nix::unistd::geteuid().is_root() {
-                std::os::unix::fs::lchown(backup_dir, Some(0), Some(0))
-                    .with_context(|| format!("giving {} to root", backup_dir.display()))?;
-            }
         }
         Ok(_) => bail!(
             "{} is not a directory: move it away, then run the upgrade again",

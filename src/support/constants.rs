@@ -18,6 +18,14 @@ pub const TARGET_BUILD: u32 = 1195;
 /// Where the upgrade keeps everything rollback needs (seed, item 3).
 pub const BACKUP_DIR: &str = "/var/imss/imss_backup_71_to_91";
 
+/// Where the upgrade keeps what decides what root does: the step journal,
+/// the locks, the rollback manifest, the record of a running process group
+/// and of the backup directory's identity, the transfer's control files.
+/// Only root can write it, at every level from `/`, and that is checked
+/// whenever it is read; the backup directory's parent, `/var/imss`,
+/// belongs to the service account, so nothing there is trusted as state.
+pub const STATE_DIR: &str = "/var/lib/imss-upgrade";
+
 /// The portable configuration export inside the backup directory (seed, item 1).
 pub const CONFIG_EXPORT_FILE: &str = "imsx_config.dat";
 
@@ -105,8 +113,8 @@ pub const REQUIRED_PACKAGES: &[&str] = &[
 /// the rpm that runs the query may have been built with another default).
 pub const RPM_DB_PATH: &str = "/var/lib/rpm";
 
-/// The step journal inside the backup directory: while it exists, an
-/// upgrade is in progress or not yet finalized.
+/// The step journal in the state directory: while it exists, an upgrade
+/// is in progress or not yet finalized.
 pub const STEP_JOURNAL_FILE: &str = "upgrade-state.json";
 
 /// The preflight report, as JSON, under the root.

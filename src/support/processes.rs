@@ -21,6 +21,14 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`): with the boot id, a pid that names this process and
+/// no later one that got the same number.
+pub fn start_time(pid: u32) -> Option<u64> {
+    // The 20th field after the command name.
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
 /// This boot's id: a record naming processes is stale after a reboot.
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")

@@ -142,9 +142,11 @@ impl Cluster {
     }
 
     /// Gives the (new, empty) data directory to the cluster's account, as
-    /// `initdb` needs it.
+    /// `initdb` needs it (0700), on a handle: it is in `/var/imss`, where
+    /// that account could have put a link in its place.
     pub fn take_ownership_of_data_dir(&self) -> Result<()> {
-        std::os::unix::fs::chown(&self.data_dir, Some(self.owner.uid), Some(self.owner.gid))
+        no_follow::open_dir(&self.data_dir)?
+            .set_owner_and_mode(0o700, Some((self.owner.uid, self.owner.gid)))
             .with_context(|| format!("giving {} to {}", self.data_dir.display(), self.owner.name))
     }
 

@@ -9,22 +9,23 @@ use super::{Facts, Finding, Severity};
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{RunState, StepJournal};
+use crate::flow::layout;
 use crate::support::constants::{
     BACKUP_DIR, IMSS_INI, MIN_SOURCE_BUILD, SOURCE_VERSION, TARGET_VERSION,
 };
 
 /// Version, build, and whether an upgrade is already in progress.
 pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
-    let backup = ctx.root.resolve(BACKUP_DIR)?;
-    let earlier = StepJournal::load(&backup);
+    let backup = ctx.root.resolve_parent(BACKUP_DIR)?;
+    let earlier = StepJournal::of(ctx);
     match earlier {
         Ok(Some(journal)) if journal.state == RunState::RolledBack => out.push(Finding::new(
             "earlier-attempt-rolled-back",
             Severity::Info,
             "An earlier upgrade attempt was rolled back",
             format!(
-                "{} holds the journal of a run that was rolled back{}",
-                backup.display(),
+                "{} is the journal of a run that was rolled back{}",
+                journal.path().display(),
                 journal
                     .failure
                     .as_deref()
@@ -34,22 +35,32 @@ pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) ->
             "nothing to do: the next run keeps that backup beside the new one, \
              as imss_backup_71_to_91.rolled-back-<time>; delete it when no longer needed",
         )),
-        Ok(None) if !holds_anything_but_a_lock(&backup) => {}
+        Ok(None) if layout::backup_dir_is_fresh(ctx)? => {}
         Ok(None) => out.push(Finding::new(
             "backup-dir-exists",
             Severity::Inhibitor,
-            "A backup directory from an earlier upgrade attempt exists",
-            format!("{} exists but holds no upgrade journal", backup.display()),
+            "A backup directory the upgrade did not make, or from an earlier attempt, exists",
+            format!(
+                "{} exists, and no upgrade journal names it (another account may have put it there)",
+                backup.display()
+            ),
             format!(
                 "move {} to another file system or delete it, then run again",
                 backup.display()
             ),
         )),
-        Ok(Some(_)) | Err(_) => out.push(Finding::new(
+        Err(err) => out.push(Finding::new(
+            "upgrade-state-unreadable",
+            Severity::Inhibitor,
+            "The upgrade's state cannot be trusted or read",
+            format!("{err:#}"),
+            "do as the message says, then run again",
+        )),
+        Ok(Some(journal)) => out.push(Finding::new(
             "upgrade-in-progress",
             Severity::Inhibitor,
             "An upgrade to 9.1 is in progress or not finalized",
-            format!("{} holds the journal of an earlier upgrade run", backup.display()),
+            format!("{} is the journal of an earlier upgrade run", journal.path().display()),
             "run `imss-upgrade status` to see it; finish it with `imss-upgrade recover`, or revert with `imss-rollback`, \
              or once 9.1 runs well, `imss-upgrade finalize`",
         )),
@@ -147,15 +158,4 @@ pub async fn check_components(
         "",
     ));
     Ok(())
-}
-
-/// Whether the backup directory exists and holds more than the lock file a
-/// run takes before its journal (one killed in between leaves only that).
-fn holds_anything_but_a_lock(backup: &std::path::Path) -> bool {
-    match std::fs::read_dir(backup) {
-        Ok(entries) => entries
-            .flatten()
-            .any(|entry| entry.file_name() != crate::flow::lock::LOCK_FILE),
-        Err(_) => backup.exists(),
-    }
 }

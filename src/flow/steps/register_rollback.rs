@@ -52,7 +52,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
             data_dir_91: layout::data_dir_in_place(ctx)?,
             step_journal: STEP_JOURNAL_FILE.to_string(),
         }
-        .write(&backup)
+        .write(&layout::state_dir(ctx)?)
     })
     .await
 }

@@ -212,7 +212,7 @@ pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<TransferEnd
 fn check_completed_upgrade(ctx: &Context) -> Result<StepJournal> {
     let backup = layout::backup_dir(ctx)?;
     let journal = if backup.exists() {
-        StepJournal::load(&backup)?
+        StepJournal::of(ctx)?
     } else {
         None
     };

@@ -24,10 +24,9 @@ mod services;
 pub use bundled_bind::{BindChoice, load_choice as bind_choice};
 pub use services::Wait;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 
 use crate::files::imss_ini::{ProductInfo, imss_ini_91};
 use crate::files::ini::IniFile;
@@ -40,6 +39,7 @@ use crate::flow::layout::{self, PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROG
 use crate::snapshot::{self, tree_move};
 use crate::support::constants::{DATABASE_HOST, IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
 use crate::support::fsutil;
+use crate::support::no_follow;
 use crate::system::imssctl::Action;
 use crate::system::systemd;
 
@@ -110,8 +110,7 @@ fn stage_tree(ctx: &Context) -> Result<BindChoice> {
     tree_move::copy_tree(payload, &staging)?;
     // The payload directory's own mode (a private temporary directory, say)
     // is not the program tree's, which the services' account must enter.
-    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("setting the mode of {}", staging.display()))?;
+    no_follow::open_dir(&staging)?.set_owner_and_mode(0o755, None)?;
     let config_dir = staging.join("config");
     if !config_dir.exists() {
         fsutil::create_dir_with_mode(&config_dir, 0o755)?;
