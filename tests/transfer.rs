@@ -7,7 +7,7 @@
 //! --json` follows it; `finalize` waits for it; a rollback in its middle
 //! ends on 7.1 exactly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -604,6 +604,185 @@ async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
     let (code, output) = helper(&server, &["transfer", "run"]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("rolled back"), "{output}");
+}
+
+/// Per history table of the 7.1 database, every row as text by its id.
+async fn rows_71(root: &imss_upgrade::support::root::Root) -> Vec<BTreeMap<i64, String>> {
+    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+    let mut tables = Vec::new();
+    for table in Table71::HISTORY {
+        let sql = format!(
+            "SELECT {}::bigint, t::text FROM {} t",
+            table.id_column().unwrap(),
+            table.name()
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+        tables.push(rows.iter().map(|row| (row.get(0), row.get(1))).collect());
+    }
+    tables
+}
+
+/// Deletes in 9.1, as its users would, up to `limit` records of `table`
+/// (`quarantine_message` or `archive_message`) that came from 7.1 and
+/// satisfy `condition`; their ids.
+async fn delete_in_91(
+    root: &imss_upgrade::support::root::Root,
+    table: &str,
+    condition: &str,
+    limit: i64,
+) -> BTreeSet<i64> {
+    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+    let id = if table == "quarantine_message" {
+        "quarantine_id"
+    } else {
+        "archive_id"
+    };
+    let sql = format!(
+        "DELETE FROM {table} WHERE {id} IN (SELECT {id} FROM {table} \
+          WHERE source = '7.1' AND {condition} ORDER BY {id} LIMIT {limit}) RETURNING {id}"
+    );
+    let deleted: BTreeSet<i64> = client
+        .query(&sql, &[])
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(deleted.len() as i64, limit, "{sql}");
+    deleted
+}
+
+/// Moved by the transfer: well older than the 24-hour window.
+const MOVED_QUARANTINE: &str = "quarantined_at < now() - interval '2 days'";
+const MOVED_ARCHIVE: &str = "archived_at < now() - interval '2 days'";
+/// Moved by the upgrade itself: inside the window (the model's 4000
+/// events over 30 days have a quarantine record every 9 hours).
+const WINDOW_QUARANTINE: &str = "quarantined_at > now() - interval '20 hours'";
+
+/// `imss-rollback` of `server`, which must succeed.
+fn imss_rollback(
+    server: &FixtureServer,
+    payload: &Payload,
+    ctx: &imss_upgrade::flow::context::Context,
+) {
+    let rollback = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .args(root_arg(server))
+        .arg("--payload")
+        .arg(payload.dir())
+        .arg("--target-pg-bin")
+        .arg(ctx.target_pg_bin.as_path())
+        .output()
+        .unwrap();
+    assert!(rollback.status.success(), "{rollback:?}");
+}
+
+/// Checks that 7.1's history after a rollback is `before` less the
+/// quarantine and archive records with ids `deleted` (quarantine, archive),
+/// every other row as it was.
+async fn check_71_less(
+    root: &imss_upgrade::support::root::Root,
+    mut before: Vec<BTreeMap<i64, String>>,
+    deleted: [&BTreeSet<i64>; 2],
+) {
+    for (rows, ids) in before[1..].iter_mut().zip(deleted) {
+        for id in ids {
+            assert!(rows.remove(id).is_some(), "7.1 never had {id}");
+        }
+    }
+    let after = rows_71(root).await;
+    for ((table, expected), found) in Table71::HISTORY.iter().zip(&before).zip(&after) {
+        let gone: Vec<_> = expected
+            .keys()
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        let back: Vec<_> = found
+            .keys()
+            .filter(|id| !expected.contains_key(id))
+            .collect();
+        let changed: Vec<_> = expected
+            .iter()
+            .filter(|(id, row)| found.get(id).is_some_and(|now| now != *row))
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            gone.is_empty() && back.is_empty() && changed.is_empty(),
+            "{table} after the rollback: ids gone that 9.1 kept: {gone:?}; ids there that 9.1 \
+             deleted (or never had): {back:?}; rows changed: {changed:?}"
+        );
+    }
+}
+
+/// A rollback after the transfer: the quarantine and archive records that
+/// 9.1's users deleted once the transfer had moved them (a message
+/// released or deleted in EUQ) are gone from 7.1 too, as are those of the
+/// window; every other 7.1 row is as it was before the upgrade.
+#[tokio::test]
+async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_deleted() {
+    let (server, payload, ctx) = server(4_000);
+    let root = server.root();
+    let before = rows_71(&root).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+
+    let mut quarantine = delete_in_91(&root, "quarantine_message", MOVED_QUARANTINE, 3).await;
+    quarantine.extend(delete_in_91(&root, "quarantine_message", WINDOW_QUARANTINE, 1).await);
+    let archive = delete_in_91(&root, "archive_message", MOVED_ARCHIVE, 2).await;
+
+    imss_rollback(&server, &payload, &ctx);
+    check_71_less(&root, before, [&quarantine, &archive]).await;
+}
+
+/// A rollback after part of the transfer: of the older records, only those
+/// the transfer moved and 9.1 then deleted go from 7.1; those it had not
+/// moved yet, which 9.1 never had, stay.
+#[tokio::test]
+async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_deleted() {
+    let (server, payload, ctx) = server(4_000);
+    let root = server.root();
+    let before = rows_71(&root).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    // Each table fits one batch: the policy events and the quarantine
+    // records commit, the archive records' batch fails.
+    let stopped = std::process::Command::new(HELPER)
+        .args(root_arg(&server))
+        .args(["transfer", "run"])
+        .env("FAILPOINTS", "transfer-batch-settled=2*off->return")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("transfer-batch-settled"),
+        "{stopped:?}"
+    );
+    let target = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let cursor = |table: &'static str| {
+        let target = &target;
+        async move {
+            let sql = format!(
+                "SELECT CASE WHEN done THEN 1 WHEN last_id = 0 THEN 0 ELSE -1 END::bigint \
+                   FROM upgrade_transfer.cursor WHERE table_name = '{table}'"
+            );
+            count(target, &sql).await
+        }
+    };
+    assert_eq!(
+        cursor("tb_quarantine").await,
+        1,
+        "quarantine not moved whole"
+    );
+    assert_eq!(cursor("tb_archive").await, 0, "archive moved in part");
+
+    let mut quarantine = delete_in_91(&root, "quarantine_message", MOVED_QUARANTINE, 3).await;
+    quarantine.extend(delete_in_91(&root, "quarantine_message", WINDOW_QUARANTINE, 1).await);
+    let archive = BTreeSet::new();
+
+    imss_rollback(&server, &payload, &ctx);
+    check_71_less(&root, before, [&quarantine, &archive]).await;
 }
 
 /// 9.1's database stopping under the transfer is a stall with its cause,

@@ -9,8 +9,10 @@
 //!   sequences are then moved past them;
 //! - what 9.1 did to the records it had from 7.1: quarantined messages
 //!   released through the EUQ, and quarantine and archive records deleted
-//!   there (only among the rows the migration took, those of the last 24
-//!   hours; older history never reached 9.1).
+//!   there, among the rows that reached 9.1: those of the last 24 hours,
+//!   which the migration took, and the older ones the background transfer
+//!   moved (up to its cursor, less the rows 9.1 refused); older rows the
+//!   transfer has not moved yet were never in 9.1, and stay.
 //!
 //! The upgrade's own health-check mails stay behind: they are the
 //! upgrade's, not the customer's. Every table is copied in one transaction,
@@ -25,6 +27,7 @@ use tokio_postgres::Client;
 
 use super::selection::{Filter, Selection, timestamp_literal};
 use super::tables::Table71;
+use super::transfer;
 use super::transform::IdFloors;
 use super::verify::{Checksum, checksum_rows};
 use crate::system::pg;
@@ -226,6 +229,9 @@ pub async fn carry_back(
     for table in [Table71::Quarantine, Table71::Archive] {
         let id = table.id_column().expect("history tables have ids");
         let time = table.time_column().expect("history tables have times");
+        let moved = transfer::moved_rows(client_91, table)
+            .await
+            .with_context(|| format!("reading which older {table} rows the transfer moved"))?;
         let kept: Vec<i32> = client_91
             .query(
                 &format!(
@@ -239,14 +245,18 @@ pub async fn carry_back(
             .iter()
             .map(|row| row.get(0))
             .collect();
+        // Every row 9.1 had from 7.1 may be in `kept`: an anti-join, not
+        // a search of the array for each row.
         carried.deleted += client_71
             .execute(
                 &format!(
-                    "DELETE FROM {name} WHERE {time} >= {cutoff} AND {id} <= $1::bigint AND NOT ({id} = ANY($2))",
+                    "DELETE FROM {name} AS t WHERE {id} <= $1::bigint \
+                        AND ({time} >= {cutoff} OR ({id} <= $3::bigint AND {id} <> ALL ($4::bigint[]))) \
+                        AND NOT EXISTS (SELECT FROM unnest($2::integer[]) AS kept(id) WHERE kept.id = t.{id})",
                     name = table.name(),
                     cutoff = timestamp_literal(cutoff),
                 ),
-                &[&before.of(table), &kept],
+                &[&before.of(table), &kept, &moved.through_id, &moved.rejected],
             )
             .await
             .with_context(|| format!("removing from 7.1 the {table} rows 9.1 deleted"))?;

@@ -532,6 +532,33 @@ pub async fn rejected_ids(target_91: &impl GenericClient, table: Table71) -> Res
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Which of `table`'s 7.1 rows older than the window the transfer moved
+/// into 9.1, as its cursor says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MovedRows {
+    /// Every row older than the window with an id up to here was moved
+    /// (0: none, the transfer never ran or has not reached the table).
+    pub through_id: i64,
+    /// Of those, the ones 9.1 refused, which never reached it.
+    pub rejected: Vec<i64>,
+}
+
+/// Which of `table`'s older rows the transfer moved (see [`MovedRows`]):
+/// read with the 9.1 tables, since a batch commits with its cursor.
+pub async fn moved_rows(target_91: &impl GenericClient, table: Table71) -> Result<MovedRows> {
+    let Some(cursor) = cursors(target_91)
+        .await?
+        .into_iter()
+        .find(|cursor| cursor.table == table)
+    else {
+        return Ok(MovedRows::default());
+    };
+    Ok(MovedRows {
+        through_id: cursor.last_id,
+        rejected: rejected_ids(target_91, table).await?,
+    })
+}
+
 /// One rejected row, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RejectedRow {
