@@ -785,6 +785,37 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
     check_71_less(&root, before, [&quarantine, &archive]).await;
 }
 
+/// A batch that committed, but whose COMMIT's answer was lost with the
+/// connection: the transfer connects again, reads from the cursor
+/// (committed with the batch) that it committed, and goes on after it,
+/// neither moving its ids again nor ending the run; it completes with
+/// every row once.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_read_from_the_cursor_and_the_transfer_goes_on() {
+    let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
+    let root = server.root();
+    let transfer = std::process::Command::new(HELPER)
+        .args(root_arg(&server))
+        .args(["transfer", "run"])
+        .env("FAILPOINTS", "transfer-batch-committed=1*return")
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&transfer.stdout),
+        String::from_utf8_lossy(&transfer.stderr)
+    );
+    assert!(transfer.status.success(), "{output}");
+    assert!(
+        output.contains("the batch whose COMMIT got no answer committed"),
+        "{output}"
+    );
+    assert!(output.contains("The older history is in 9.1"), "{output}");
+    assert_eq!(checksums_91(&root).await, before);
+    let status = transfer_status(&server);
+    assert_eq!(status["state"], "done", "{status:#}");
+}
+
 /// 9.1's database stopping under the transfer is a stall with its cause,
 /// "target down"; once it runs again the transfer goes on by itself and
 /// completes with every row once.

@@ -22,10 +22,11 @@
 //! file systems, so it is not listed either. Nor is `package-upgraded`,
 //! passed by the package's `%pre` (`imss-upgrade package pre-install`)
 //! once the upgrade it waited for ended on 9.1, before rpm records the
-//! package. The background transfer has two of its own:
-//! `transfer-batch-settled` (a batch with its cursor, not yet committed)
-//! and `transfer-verifying` (every batch committed, the final comparison
-//! not yet made).
+//! package. The background transfer has three of its own:
+//! `transfer-batch-settled` (a batch with its cursor, not yet committed),
+//! `transfer-batch-committed` (a batch committed; armed, the connection is
+//! lost before the COMMIT's answer) and `transfer-verifying` (every batch
+//! committed, the final comparison not yet made).
 
 /// Every fail point, in the order a run, then its rollback, passes them.
 pub const POINTS: &[&str] = &[

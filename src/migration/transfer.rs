@@ -5,7 +5,8 @@
 //! queries below), and binary `COPY` takes them straight into the 9.1
 //! tables; the batch commits together with its cursor
 //! (`sql/91/012_transfer.sql`), so that a kill at any moment neither loses
-//! nor duplicates a row. Ranges never overlap and the window's rows are
+//! nor duplicates a row, and each batch starts where that cursor is in 9.1,
+//! so a COMMIT whose answer was lost is read there. Ranges never overlap and the window's rows are
 //! outside every range, so no row can be there already: a duplicate would
 //! fail the batch on the primary key rather than pass unseen. Rows the
 //! transformation refuses are kept in a reject table with the reason.
@@ -339,9 +340,15 @@ async fn refused_events(source_71: &Client, range: &str, plan: &TransferPlan) ->
 }
 
 /// Moves the next batch of `cursor`'s table in one 9.1 transaction with
-/// its cursor: the rows older than the plan's cutoff with ids after
-/// `cursor.last_id`, at most `span` ids on. A batch past the last id marks
-/// the table done.
+/// its cursor: the rows older than the plan's cutoff with ids after the
+/// cursor's `last_id`, at most `span` ids on. A batch past the last id
+/// marks the table done.
+///
+/// The batch starts where the cursor in 9.1 is, read (and locked) in its
+/// own transaction, not where `cursor` (the caller's last sight of it)
+/// says: a batch whose COMMIT got no answer, the connection lost, may have
+/// committed, and its cursor with it; the next batch then goes on after
+/// it instead of moving its ids again.
 pub async fn move_batch(
     source_71: &Client,
     target_91: &Client,
@@ -350,25 +357,42 @@ pub async fn move_batch(
     span: i64,
 ) -> Result<BatchOutcome> {
     let table = cursor.table;
-    let after = cursor.last_id;
-    let through = after
-        .saturating_add(span.max(1))
-        .min(cursor.max_id)
-        .max(after);
-    let ids = format!(
-        "{id} > {after} AND {id} <= {through}",
-        id = table.id_column().expect("history tables have ids"),
-    );
-    let range = format!(
-        "{ids} AND {time} < {cutoff}",
-        time = table.time_column().expect("history tables have times"),
-        cutoff = timestamp_literal(plan.cutoff),
-    );
     target_91
         .batch_execute("BEGIN")
         .await
         .context("starting a transfer batch on 9.1")?;
     let moved = async {
+        let row = target_91
+            .query_one(
+                &format!(
+                    "SELECT {CURSOR_COLUMNS} FROM upgrade_transfer.cursor \
+                      WHERE table_name = $1 FOR UPDATE"
+                ),
+                &[&table.name()],
+            )
+            .await
+            .with_context(|| format!("reading the transfer cursor of {table} in 9.1"))?;
+        let at = cursor_of(table, &row);
+        if at.last_id != cursor.last_id {
+            tracing::warn!(
+                imss_table = table.name(),
+                "the transfer cursor of {table} is at id {}, not {}: the batch whose COMMIT got no \
+                 answer committed; going on after it",
+                at.last_id,
+                cursor.last_id
+            );
+        }
+        let after = at.last_id;
+        let through = after.saturating_add(span.max(1)).min(at.max_id).max(after);
+        let ids = format!(
+            "{id} > {after} AND {id} <= {through}",
+            id = table.id_column().expect("history tables have ids"),
+        );
+        let range = format!(
+            "{ids} AND {time} < {cutoff}",
+            time = table.time_column().expect("history tables have times"),
+            cutoff = timestamp_literal(plan.cutoff),
+        );
         let began = std::time::Instant::now();
         let mut added = 0;
         let mut refused = Refused::default();
@@ -445,10 +469,16 @@ pub async fn move_batch(
                 )
             })?;
         crate::fail_point!("transfer-batch-settled");
-        target_91
-            .batch_execute("COMMIT")
-            .await
-            .with_context(|| format!("committing a batch of {table} with its cursor"))?;
+        let committed = target_91.batch_execute("COMMIT").await;
+        #[cfg(feature = "failpoints")]
+        let committed = lose_commit_answer(target_91, committed).await;
+        committed.with_context(|| {
+            format!(
+                "committing the batch of {table} ids {after} to {through} with its cursor (with \
+                 the connection lost, whether it committed is unknown: the next batch reads it \
+                 from the cursor)"
+            )
+        })?;
         tracing::debug!(
             imss_table = table.name(),
             "batch of ids {after} to {through}: {added} rows copied and compared in {} ms, \
@@ -470,6 +500,27 @@ pub async fn move_batch(
         let _ = target_91.batch_execute("ROLLBACK").await;
     }
     moved
+}
+
+/// Fail point `transfer-batch-committed`: the batch committed, and its
+/// connection is lost before the COMMIT's answer arrives, as a network
+/// failure or a restart of 9.1's server process would lose it. The server
+/// ends the session, and the COMMIT's result is that loss.
+#[cfg(feature = "failpoints")]
+async fn lose_commit_answer(
+    target_91: &Client,
+    committed: Result<(), tokio_postgres::Error>,
+) -> Result<(), tokio_postgres::Error> {
+    fn armed() -> bool {
+        fail::fail_point!("transfer-batch-committed", |_| true);
+        false
+    }
+    if committed.is_ok() && armed() {
+        return target_91
+            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await;
+    }
+    committed
 }
 
 /// Compares a batch before it commits: the checksum of the 7.1 rows with
