@@ -816,6 +816,63 @@ async fn a_commit_whose_answer_is_lost_is_read_from_the_cursor_and_the_transfer_
     assert_eq!(status["state"], "done", "{status:#}");
 }
 
+/// 9.1's word for an action code goes into the query that turns 7.1's
+/// rows into 9.1's on PostgreSQL 10, and 7.1's server may read literals
+/// with `standard_conforming_strings` off, where a backslash escapes the
+/// next character: a word with a backslash and a quote in it (here 9.1's
+/// word for code 1, which an old 7.1 event has) arrives in 9.1 exactly as
+/// written, and neither ends the query early nor becomes SQL of its own.
+#[tokio::test]
+async fn an_action_word_with_a_backslash_and_a_quote_is_moved_as_written_without_conforming_strings()
+ {
+    const WORD: &str = r"delete\'; DROP TABLE tb_archive; --\";
+    let (server, _payload, ctx) = server(3_000);
+    let root = server.root();
+    let settings = DbSettings::load(&root).unwrap();
+    let source = pg::connect(&settings).await.unwrap();
+    source
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET standard_conforming_strings = off",
+            settings.database
+        ))
+        .await
+        .unwrap();
+    drop(source);
+    let deleted = add_late_old_event(&root, 1).await;
+    let before = checksums_71(&root, &[]).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+
+    let target = pg::connect(&settings).await.unwrap();
+    let word: String = target
+        .query_one("SELECT quote_literal($1::text)", &[&WORD])
+        .await
+        .unwrap()
+        .get(0);
+    target
+        .batch_execute(&format!(
+            "ALTER TABLE policy_event DROP CONSTRAINT policy_event_action_check; \
+             CREATE OR REPLACE FUNCTION compat71.policy_action_names() RETURNS text[] \
+             LANGUAGE sql IMMUTABLE AS $$ \
+                 SELECT ARRAY['pass', {word}, 'quarantine', 'archive', 'tag', 'strip'] $$"
+        ))
+        .await
+        .unwrap();
+
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("0 rejected"), "{output}");
+    let moved: String = target
+        .query_one(
+            "SELECT action FROM policy_event WHERE event_id = $1",
+            &[&deleted],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(moved, WORD);
+    assert_eq!(checksums_91(&root).await, before);
+}
+
 /// 9.1's database stopping under the transfer is a stall with its cause,
 /// "target down"; once it runs again the transfer goes on by itself and
 /// completes with every row once.

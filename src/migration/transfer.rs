@@ -291,11 +291,15 @@ fn known_action(plan: &TransferPlan) -> String {
     format!("action BETWEEN 0 AND {}", plan.last_action_code())
 }
 
-/// An SQL `text[]` literal of `items`.
+/// An SQL `text[]` literal of `items`, each an escape string (`E'…'`)
+/// with its backslashes and quotes escaped: it reads the same whatever the
+/// server's `standard_conforming_strings`, which 7.1's PostgreSQL 10 may
+/// have off, where a backslash in a plain literal escapes the next
+/// character, a quote too. (`COPY (SELECT …)` takes no parameters.)
 fn text_array_literal(items: &[String]) -> String {
     let quoted: Vec<String> = items
         .iter()
-        .map(|item| format!("'{}'", item.replace('\'', "''")))
+        .map(|item| format!("E'{}'", item.replace('\\', r"\\").replace('\'', "''")))
         .collect();
     format!("ARRAY[{}]::text[]", quoted.join(", "))
 }
