@@ -7,7 +7,7 @@ use imss_fixture::harness::{FixtureServer, Payload};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::STATE_DIR;
+use imss_upgrade::support::constants::{STATE_DIR, STEP_JOURNAL_FILE};
 
 /// `imss-upgrade package SCRIPTLET RPM_ARG` on `server`: exit code and
 /// stdout with stderr after it.
@@ -125,4 +125,51 @@ async fn an_inhibited_install_fails_the_scriptlet_with_the_report() {
         "{output}"
     );
     assert_eq!(state(&server), None);
+}
+
+/// A step journal that cannot be read (here not JSON) does not stop the
+/// scriptlets whose decision never reads it: `%pre 2` (an upgrade of the
+/// package), `%preun 1` (the old package erased in that upgrade) and the
+/// helpers' `%preun 1` succeed and do nothing, so that `dnf upgrade`
+/// leaves one version in the rpm database. `%pre 1`, which decides from
+/// the journal, fails with the journal's error, naming the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_journal_fails_only_the_scriptlets_that_decide_from_it() {
+    let server =
+        FixtureServer::build(&["--history-rows", "200", "--tree-mb", "0", "--days", "2"]).unwrap();
+    let payload = Payload::build().unwrap();
+    let target_pg_bin = payload.context(&server).unwrap().target_pg_bin.clone();
+    let state = server.root().resolve(STATE_DIR).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let journal = state.join(STEP_JOURNAL_FILE);
+    std::fs::write(&journal, "{\"format\": 1, \"state\": ").unwrap();
+    let run = |name: &str, arg: &str| scriptlet(&server, &payload, &target_pg_bin, name, arg);
+
+    for (name, arg) in [
+        ("pre-install", "2"),
+        ("pre-uninstall", "1"),
+        ("helpers-pre-uninstall", "1"),
+    ] {
+        let (code, output) = run(name, arg);
+        assert_eq!(code, Some(0), "{name} {arg}: {output}");
+        assert!(
+            output.contains("being upgraded or reinstalled")
+                || output.contains("being reinstalled or upgraded"),
+            "{name} {arg}: {output}"
+        );
+    }
+
+    let (code, output) = run("pre-install", "1");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains(&format!(
+            "{} is not a readable upgrade journal",
+            journal.display()
+        )),
+        "{output}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        "{\"format\": 1, \"state\": "
+    );
 }

@@ -33,8 +33,13 @@ pub async fn scriptlet(ctx: &Context, scriptlet: Scriptlet, rpm_arg: u32) -> Res
     let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut recovered = false;
     loop {
-        let state = run_state(ctx)?;
-        match package::decide(scriptlet, rpm_arg, state) {
+        // Read only where `rpm_arg` leaves the decision to it.
+        let mut state = None;
+        let decision = package::decide(scriptlet, rpm_arg, || {
+            state = run_state(ctx)?;
+            Ok(state)
+        })?;
+        match decision {
             Decision::Nothing(why) => {
                 println!("imss-upgrade: {why}");
                 return Ok(exit::OK);
