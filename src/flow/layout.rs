@@ -112,8 +112,26 @@ pub const MOVED_71_DATA_DIR: &str = "/var/imss/imss_backup_71_to_91/pgdata-71";
 /// stays a link, and leads to the 9.1 cluster after the upgrade). The 9.1
 /// cluster ends up here too, and is staged beside it, on its file system,
 /// so that putting it in place is a rename.
+///
+/// `/var/imss` is the service account's: a link there is followed only when
+/// root made it (the account can make no link of root's). Another one is
+/// the place itself, which a rename replaces and a removal takes away,
+/// never following it; preflight refuses to begin with one there
+/// ([`untrusted_data_dir_link`]).
 pub fn data_dir_in_place(ctx: &Context) -> Result<PathBuf> {
+    if untrusted_data_dir_link(ctx)?.is_some() {
+        return Ok(PathBuf::from(PG71_DATA_DIR));
+    }
     Ok(ctx.root.inside(&ctx.root.resolve(PG71_DATA_DIR)?))
+}
+
+/// A link at the 7.1 data directory's place that root did not make, as a
+/// path on this machine, with what it is.
+pub fn untrusted_data_dir_link(ctx: &Context) -> Result<Option<(PathBuf, Entry)>> {
+    let link = ctx.root.resolve_parent(PG71_DATA_DIR)?;
+    Ok(no_follow::entry_at(&link)?
+        .filter(|entry| entry.kind == EntryKind::Link && entry.uid != 0)
+        .map(|entry| (link, entry)))
 }
 
 /// Where the presync stages the 9.1 cluster, as a path inside the root.
@@ -468,7 +486,7 @@ pub fn source_71(ctx: &Context) -> Result<Cluster> {
             ctx.root.resolve(BUNDLED_PG_DIR)?.join("bin"),
             "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
         )?,
-        data_dir: ctx.root.resolve(PG71_DATA_DIR)?,
+        data_dir: ctx.root.resolve_parent(data_dir_in_place(ctx)?)?,
         socket_dir: ctx.root.resolve(RUN_DIR)?,
         listen_address: DATABASE_HOST.to_string(),
         port: ctx.database()?.port,

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{Entry, scan};
 use crate::support::cmd::Cmd;
 use crate::support::fsutil;
+use crate::support::no_follow;
 use crate::support::root::Root;
 
 /// Copies the tree at `source` to `target` (paths on this machine; `target`
@@ -63,6 +64,9 @@ pub fn move_tree(root: &Root, from: &Path, to: &Path) -> Result<()> {
 pub fn move_back(root: &Root, from: &Path, to: &Path) -> Result<()> {
     let source = root.resolve_parent(from)?;
     let target = root.resolve_parent(to)?;
+    // A link another account planted where the original goes is no data
+    // directory: it goes, and the original comes back in its place.
+    no_follow::remove_planted_link(&source)?;
     let partial = sibling(&target, ".partial");
     let removing = sibling(&source, ".removing");
     if source.exists() {

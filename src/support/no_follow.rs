@@ -165,6 +165,30 @@ pub fn entry_at(path: &Path) -> Result<Option<Entry>> {
     }
 }
 
+/// Removes a link at `path` that another account could have planted (not
+/// root's, in a directory that account can write), never what it leads
+/// to; whether there was one. For a place root is about to fill again,
+/// where such a link would otherwise read as "something is there".
+pub fn remove_planted_link(path: &Path) -> Result<bool> {
+    let (parent, name) = split_parent(path)?;
+    let dir = match walk(parent) {
+        Ok(dir) => dir,
+        Err(err) if err.downcast_ref::<Errno>() == Some(&Errno::NOENT) => return Ok(false),
+        Err(err) => return Err(err.context(format!("opening {}", parent.display()))),
+    };
+    match dir.entry(name)? {
+        Some(entry)
+            if entry.kind == EntryKind::Link
+                && entry.uid != 0
+                && !dir.entry_of_self()?.only_root_can_write() =>
+        {
+            dir.remove_planted(name, &entry.describe())?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 fn split_parent(path: &Path) -> Result<(&Path, &OsStr)> {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if path.is_absolute() => Ok((parent, name)),
@@ -532,8 +556,8 @@ impl Dir {
 
     fn remove_planted(&self, name: &OsStr, what: &str) -> Result<()> {
         tracing::warn!(
-            "{} was {what}, not the service account's own file: root removes the name (not \
-             what it may lead to) and creates the file anew",
+            "{} was {what}, which another account could have planted: root removes the name, \
+             never what it may lead to",
             self.describe(name)
         );
         self.remove_file(name)

@@ -7,9 +7,15 @@
 //! the root: an absolute link target starts again at the root, and a relative
 //! one is taken from the link's directory. A path that names `..`, or a link
 //! whose target climbs above the root, is refused rather than clamped.
+//!
+//! A link is followed only where only root could have made it: in a
+//! directory only root can write, or a link root owns. One that another
+//! account could have planted (in `/var/imss`, the service account's) is
+//! refused, naming it: root never goes where it leads.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
@@ -51,6 +57,18 @@ pub enum RootError {
         root: PathBuf,
         /// Why it is unusable.
         source: std::io::Error,
+    },
+    /// A link on the way that another account could have planted.
+    #[error(
+        "{link} is a symbolic link owned by {owner} in a directory that account can write: \
+         root follows no link another account could have planted. Remove it (if the link is \
+         meant, make it again as root), then run this again"
+    )]
+    UntrustedLink {
+        /// The link, as a path on this machine.
+        link: PathBuf,
+        /// Its owner, named.
+        owner: String,
     },
     /// Reading a link on the way failed.
     #[error("reading {path}")]
@@ -155,6 +173,12 @@ impl Root {
             if !meta.file_type().is_symlink() {
                 continue;
             }
+            if !only_root_could_have_made(&candidate, &meta) {
+                return Err(RootError::UntrustedLink {
+                    owner: crate::support::no_follow::describe_uid(meta.uid()),
+                    link: candidate,
+                });
+            }
             hops += 1;
             if hops > MAX_LINK_HOPS {
                 return Err(RootError::TooManyLinks {
@@ -202,6 +226,17 @@ impl Root {
         path.extend(components);
         path
     }
+}
+
+/// Whether the link `link` (its `meta`) can only have been made by root:
+/// root owns it, or its directory is root's and writable by no one else.
+fn only_root_could_have_made(link: &Path, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.uid() == 0
+        || link
+            .parent()
+            .and_then(|dir| std::fs::metadata(dir).ok())
+            .is_some_and(|dir| dir.uid() == 0 && dir.mode() & 0o022 == 0)
 }
 
 #[cfg(test)]
@@ -279,6 +314,29 @@ mod tests {
         symlink("/var/imss/a", root.dir().join("var/imss/b")).unwrap();
         let err = root.resolve("/var/imss/a/x").unwrap_err();
         assert!(matches!(err, RootError::TooManyLinks { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_link_another_account_could_have_planted_is_refused() {
+        let (_dir, root) = tree();
+        let nobody = uzers::get_user_by_name("nobody").unwrap();
+        let data = root.dir().join("var/imss");
+        std::os::unix::fs::chown(&data, Some(nobody.uid()), None).unwrap();
+        symlink("/data/imss", data.join("run")).unwrap();
+        // Root made this one: followed.
+        assert_eq!(
+            root.resolve("/var/imss/run/x").unwrap(),
+            root.dir().join("data/imss/x")
+        );
+        std::os::unix::fs::lchown(data.join("run"), Some(nobody.uid()), None).unwrap();
+        let err = root.resolve("/var/imss/run/x").unwrap_err();
+        assert!(matches!(err, RootError::UntrustedLink { .. }), "{err}");
+        assert!(err.to_string().contains("nobody"), "{err}");
+        // The link itself, not followed, is still a path.
+        assert_eq!(
+            root.resolve_parent("/var/imss/run").unwrap(),
+            data.join("run")
+        );
     }
 
     #[test]

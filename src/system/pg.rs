@@ -20,7 +20,7 @@ use crate::support::account::ServiceUser;
 use crate::support::cmd::Cmd;
 use crate::support::fsutil::{self, atomic_write_as};
 use crate::support::logging::events;
-use crate::support::no_follow;
+use crate::support::no_follow::{self, EntryKind};
 use crate::support::secret::Secret;
 use crate::system::procfs;
 use nix::sys::signal::Signal;
@@ -295,23 +295,38 @@ impl Cluster {
     /// after a reboot, an unrelated program that got the same pid.
     fn remove_stale_lock_files(&self) -> Result<()> {
         remove_stale_pid_file(&self.data_dir)?;
-        let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
-        let mut socket_lock = socket.clone().into_os_string();
-        socket_lock.push(".lock");
-        let socket_lock = PathBuf::from(socket_lock);
-        let holder = std::fs::read_to_string(&socket_lock)
+        // The socket directory may be in `/var/imss`: reached through a
+        // handle, so that no link planted there leads root to remove
+        // another server's lock.
+        let sockets = match no_follow::open_dir(&self.socket_dir) {
+            Ok(dir) => dir,
+            Err(_) if std::fs::symlink_metadata(&self.socket_dir).is_err() => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let socket = format!(".s.PGSQL.{}", self.port);
+        let socket_lock = format!("{socket}.lock");
+        let holder = sockets
+            .read_file(&socket_lock)
             .ok()
-            .and_then(|text| text.lines().next()?.trim().parse::<i64>().ok())
+            .flatten()
+            .and_then(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .next()?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
             .and_then(|pid| u32::try_from(pid.unsigned_abs()).ok());
         if let Some(pid) = holder
             && !procfs::is_postgres(pid)
         {
             tracing::info!(
                 "removing {}, left by a server that no longer runs",
-                socket_lock.display()
+                sockets.join(&socket_lock).display()
             );
-            fsutil::remove_file_if_present(&socket_lock)?;
-            fsutil::remove_file_if_present(&socket)?;
+            sockets.remove_file(&socket_lock)?;
+            sockets.remove_file(&socket)?;
         }
         Ok(())
     }
@@ -529,13 +544,19 @@ pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
 /// refuses to start while the pid in it is any live process, and after a
 /// reboot that may be an unrelated program that got the same pid.
 pub fn remove_stale_pid_file(data_dir: &Path) -> Result<()> {
-    let pid_file = data_dir.join("postmaster.pid");
-    if pid_file.exists() && !server_running(data_dir) {
+    // A link planted where a data directory goes holds no pid file of ours.
+    if !no_follow::entry_at(data_dir)?.is_some_and(|entry| entry.kind == EntryKind::Directory) {
+        return Ok(());
+    }
+    // Through a handle: a data directory in `/var/imss` may have been
+    // replaced by a link to another server's.
+    let dir = no_follow::open_dir(data_dir)?;
+    if dir.entry("postmaster.pid")?.is_some() && !server_running(data_dir) {
         tracing::info!(
             "removing {}, left by a server that no longer runs",
-            pid_file.display()
+            dir.join("postmaster.pid").display()
         );
-        fsutil::remove_file_if_present(&pid_file)?;
+        dir.remove_file("postmaster.pid")?;
     }
     Ok(())
 }

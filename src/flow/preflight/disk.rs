@@ -49,8 +49,8 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
     report_links(ctx, out)?;
 
     let program_dir = root.resolve(PROGRAM_DIR)?;
-    let pg_data = root.resolve(PG71_DATA_DIR)?;
-    let backup = root.resolve(BACKUP_DIR)?;
+    let pg_data = root.resolve_parent(crate::flow::layout::data_dir_in_place(ctx)?)?;
+    let backup = root.resolve_parent(BACKUP_DIR)?;
     let program_bytes = tree_bytes(&program_dir)?;
     let pg_data_bytes = tree_bytes(&pg_data)?;
     let live_bytes = facts

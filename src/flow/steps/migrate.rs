@@ -34,6 +34,7 @@ use crate::migration::window::{
 };
 use crate::migration::{carry_back, config_export};
 use crate::support::fsutil::{self, atomic_write};
+use crate::support::no_follow;
 use crate::system::pg::{self, Cluster, StopMode};
 
 /// What the migrate step moved, for the report.
@@ -56,6 +57,10 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateRepo
     let (opened, placed) = (old.clone(), new.clone());
     ctx.unblock(move |ctx| {
         layout::open_backup_to(ctx, &opened)?;
+        // The place is empty since the snapshot moved 7.1's away; a link
+        // the service account put there meanwhile goes (a directory is not
+        // renamed over a link).
+        no_follow::remove_planted_link(&placed.data_dir)?;
         fsutil::rename_durably(&staged.data_dir, &placed.data_dir)?;
         placed.start()?;
         layout::start_backup_71_read_only(&opened)
