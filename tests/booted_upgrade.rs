@@ -337,6 +337,17 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
             .is_file(),
         "the recovery registered the rollback"
     );
+    // What follows a completed upgrade follows one a boot finished too.
+    let compressed = host
+        .host
+        .root()
+        .join(&imss_upgrade::support::constants::BACKUP_DIR[1..])
+        .join("snapshot.tar.xz");
+    wait_for(
+        Duration::from_secs(180),
+        "the snapshot's compression",
+        || compressed.is_file(),
+    );
 }
 
 /// Upgrades the host's 7.1 server; panics with the output on a failure.
@@ -655,4 +666,80 @@ fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
         "no"
     );
     assert_eq!(host.journal_events(events::TRANSFER_STARTED).len(), 2);
+
+    forged_state_after_finalize_steers_nothing_at_the_next_boot(&host);
+}
+
+/// The service account cannot steer root across a boot. After `finalize`,
+/// `imss` makes the backup directory again, with a step journal "rolling
+/// back" whose undo removes `/etc` and a record naming process group 1 (on
+/// the host machine this plant could signal every process, so it is made
+/// only here). The recovery unit a boot would start does not run (it is
+/// disabled, and its condition, the journal in the state directory, is
+/// false); `imss-upgrade recover --at-boot` run by hand acts on none of it
+/// either: a bystander unit lives, `/etc` is as it was and 9.1 runs.
+fn forged_state_after_finalize_steers_nothing_at_the_next_boot(host: &ModelHost) {
+    let (code, stdout, stderr) = host
+        .output_of(&["imss-upgrade", "finalize"], Duration::from_secs(300))
+        .unwrap();
+    assert_eq!(code, Some(0), "finalize: {stdout}{stderr}");
+    for unit in [
+        units::RECOVER.name,
+        units::TRANSFER.name,
+        units::COMPRESS.name,
+    ] {
+        assert_eq!(host.enabled(unit), "disabled", "{unit} after finalize");
+    }
+    let plant = r#"set -e
+        mkdir /var/imss/imss_backup_71_to_91
+        cd /var/imss/imss_backup_71_to_91
+        printf '%s' '{"format": 2, "started_at": "2026-01-01T00:00:00Z", "state": "rolling-back", "steps": [{"step": "presync", "status": "done", "started_at": "2026-01-01T00:00:00Z", "changed_at": "2026-01-01T00:00:00Z", "undo": {"undo": "remove-staged-cluster", "data_dir": "/etc"}}]}' > upgrade-state.json
+        printf '1 %s 0
+' "$(cat /proc/sys/kernel/random/boot_id)" > control-script.group"#;
+    let (code, stdout, stderr) = host
+        .output_of(
+            &["runuser", "-u", "imss", "--", "sh", "-c", plant],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(code, Some(0), "planting as imss: {stdout}{stderr}");
+    let etc = "find /etc -xdev -printf '%p %y %U %m %s %l\n' | sort | sha256sum";
+    let etc_before = host.probe(&["sh", "-c", etc]).1;
+
+    // What the next boot would do: the recovery unit (disabled, its
+    // condition now false) does not run.
+    host.host
+        .run(&["systemctl", "start", units::RECOVER.name])
+        .unwrap();
+    assert_eq!(
+        host.probe(&[
+            "systemctl",
+            "show",
+            "--property=ConditionResult",
+            "--value",
+            units::RECOVER.name
+        ])
+        .1,
+        "no",
+        "the recovery would run at boot"
+    );
+    host.host
+        .run(&["systemd-run", "--unit=bystander", "sleep", "infinity"])
+        .unwrap();
+    let (code, stdout, stderr) = host
+        .output_of(
+            &["imss-upgrade", "recover", "--at-boot"],
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(code, Some(0), "recover: {stdout}{stderr}");
+    assert!(stdout.contains("nothing to recover"), "{stdout}{stderr}");
+    assert_eq!(host.active("bystander.service"), "active");
+    assert_eq!(host.probe(&["sh", "-c", etc]).1, etc_before, "/etc changed");
+    for unit in units_91(false) {
+        assert_eq!(host.active(&unit), "active", "{unit} after the plant");
+    }
+    println!(
+        "attack: a forged journal and process group 1 after finalize, then a boot: never acted on"
+    );
 }

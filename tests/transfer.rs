@@ -20,7 +20,7 @@ use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::migration::selection::Selection;
 use imss_upgrade::migration::tables::Table71;
 use imss_upgrade::migration::verify::{Checksum, checksum_rows, checksum_target};
-use imss_upgrade::support::constants::BACKUP_DIR;
+use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 use serde_json::Value;
 
@@ -578,6 +578,20 @@ async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
 async fn finalize_force_before_the_transfer_says_what_goes_with_the_backup() {
     let (server, _payload, ctx) = server(3_000);
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    // A done file that cannot be read (a disk error, an editor) blocks
+    // neither `status` nor `finalize --force`: it is named, not trusted.
+    let done = server
+        .root()
+        .resolve(STATE_DIR)
+        .unwrap()
+        .join("transfer.done");
+    std::fs::write(&done, "{\"tables\": [").unwrap();
+    let (code, output) = helper(&server, &["status"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("transfer.done is not a readable summary"),
+        "{output}"
+    );
     let (code, output) = helper(&server, &["finalize", "--force"]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("Forced"), "{output}");
@@ -1067,4 +1081,48 @@ async fn an_unreadable_source_ends_the_transfer_saying_so_and_keeps_the_cursor()
     let (code, output) = helper(&server, &["transfer", "run"]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(checksums_91(&root).await, before);
+}
+
+/// An `imss-rollback` that is refused (here: the snapshot manifest changed
+/// after the upgrade registered it) has stopped the transfer first; it then
+/// says so, and how to start it again, rather than leave it stopped in
+/// silence.
+#[tokio::test]
+async fn a_refused_rollback_says_how_to_start_the_transfer_it_stopped_again() {
+    let (server, _payload, ctx) = server(20_000);
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let transfer = start_transfer(&server, &["--max-rows-per-sec", "2000"]);
+    wait_for_status(&server, "the middle", |s| rows_done(s) > 0);
+    let manifest = server
+        .root()
+        .resolve(BACKUP_DIR)
+        .unwrap()
+        .join("snapshot-manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("\"mtime_sec\": ", "\"mtime_sec\": 1", 1),
+    )
+    .unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .args(root_arg(&server))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("changed after the upgrade registered it"),
+        "{said}"
+    );
+    assert!(
+        said.contains("start it again with `imss-upgrade transfer run`"),
+        "{said}"
+    );
+    // It was stopped, and stays so until started again.
+    transfer.wait(Duration::from_secs(30)).unwrap();
 }

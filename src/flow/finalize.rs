@@ -92,22 +92,30 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
     };
 
     let export = options.export.clone();
-    let (exported, _transfer_lock) = ctx
+    // Held until the run is forgotten: no transfer starts on a backup
+    // being deleted. Until the backup is set aside nothing is changed, so
+    // a failure before lets the transfer go on.
+    let transfer = ctx.unblock(control::stop_transfer).await?;
+    let exported = ctx
         .unblock(move |ctx| {
-            // Held until the run is forgotten: no transfer starts on a
-            // backup being deleted.
-            let transfer_lock = control::stop_transfer(ctx)?;
             pg::stop_server(
                 &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
                 StopMode::Immediate,
             )?;
-            let exported = match &export {
-                Some(dir) if !deleted_already => Some(export_backup(ctx, dir)?),
-                _ => None,
-            };
-            Ok::<_, anyhow::Error>((exported, transfer_lock))
+            match &export {
+                Some(dir) if !deleted_already => export_backup(ctx, dir).map(Some),
+                _ => Ok(None),
+            }
         })
-        .await?;
+        .await;
+    let exported = match exported {
+        Ok(exported) => exported,
+        Err(err) => {
+            transfer.go_on(ctx);
+            return Err(err);
+        }
+    };
+    let _transfer = transfer;
 
     if !deleted_already {
         let removing = layout::finalizing_backup_dir(ctx)?;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use super::context::Context;
 use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
 use super::lock::UpgradeLock;
-use super::run::{Progress, run_steps};
+use super::run::{Progress, queue_after_work, run_steps};
 use super::steps::switch;
 use super::{health, rollback};
 use crate::support::logging::events;
@@ -87,6 +87,7 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
             if let Err(err) = finished {
                 return Err(rollback::after_failure(ctx, &mut journal, err, lines).await);
             }
+            queue_after_work(ctx);
             Recovery::Finished
         }
         RunState::InProgress if switched(&journal) => {
@@ -110,6 +111,7 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
             if let Err(err) = finished {
                 return Err(rollback::after_failure(ctx, &mut journal, err, lines).await);
             }
+            queue_after_work(ctx);
             Recovery::Finished
         }
         RunState::InProgress => {

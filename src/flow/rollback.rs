@@ -337,7 +337,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
     }
     // The transfer reads the 7.1 database in the backup: it stops first,
     // and none starts until the rollback is done (its lock is held).
-    let _transfer = ctx
+    let transfer = ctx
         .unblock(crate::flow::transfer::control::stop_transfer)
         .await?;
     let line = lines.begin("Checking the backup against its registration");
@@ -345,7 +345,11 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
         .unblock(move |ctx| RollbackManifest::load(&layout::state_dir(ctx)?, &backup).map(drop))
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
-    checked.context("the backup cannot be restored from; 9.1 keeps running")?;
+    if let Err(err) = checked {
+        transfer.go_on(ctx);
+        return Err(err.context("the backup cannot be restored from; 9.1 keeps running"));
+    }
+    let _transfer = transfer;
     crate::fail_point!("rollback-checked");
     roll_back(ctx, &mut journal, Some(RollbackCause::Requested), lines).await
 }

@@ -160,17 +160,7 @@ pub async fn run(
         Ok(()) => {
             let mut report = progress.report(&journal);
             add_what_91_says(ctx, &mut report).await;
-            if let Err(err) = server_units::queue_compression(ctx) {
-                tracing::warn!(
-                    "the snapshot stays a plain tar until `imss-upgrade compress-snapshot` runs: {err:#}"
-                );
-            }
-            if let Err(err) = server_units::queue_transfer(ctx) {
-                tracing::warn!(
-                    "the older history moves at the next boot, or with `systemctl start \
-                     imss-upgrade-transfer.service`: {err:#}"
-                );
-            }
+            queue_after_work(ctx);
             report.bundled_bind = switch::bind_choice(&ctx.root).unwrap_or_else(|err| {
                 tracing::warn!("reading the bundled BIND's ports for the report: {err:#}");
                 None
@@ -242,6 +232,24 @@ fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<Upgrad
     }
     layout::create_backup_dir(ctx)?;
     Ok(lock)
+}
+
+/// Queues what follows a completed upgrade in the background: the
+/// snapshot's compression and the transfer of the older history. Neither
+/// is needed for 9.1 to run, so a failure to queue one only says how to
+/// start it.
+pub(super) fn queue_after_work(ctx: &Context) {
+    if let Err(err) = server_units::queue_compression(ctx) {
+        tracing::warn!(
+            "the snapshot stays a plain tar until `imss-upgrade compress-snapshot` runs: {err:#}"
+        );
+    }
+    if let Err(err) = server_units::queue_transfer(ctx) {
+        tracing::warn!(
+            "the older history moves at the next boot, or with `systemctl start \
+             imss-upgrade-transfer.service`: {err:#}"
+        );
+    }
 }
 
 /// Timings gathered while the steps run.

@@ -46,10 +46,10 @@ pub fn enable_71_units(ctx: &Context, names: &[String]) -> Result<()> {
     systemd::enable(&names.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// Installs the recovery unit and the transfer unit (enabled) and the
-/// compression unit, unless they are there as they should be. Inert
-/// without a step journal to settle, history to transfer or a snapshot to
-/// compress, so they stay after the upgrade.
+/// Installs the recovery, transfer and compression units, enabled, unless
+/// they are there as they should be. Inert without a step journal to
+/// settle, history to transfer or a snapshot to compress; `finalize`
+/// disables them.
 pub fn install_upgrade_units(ctx: &Context) -> Result<()> {
     if !systemd::manages(&ctx.root) {
         return Ok(());
@@ -61,7 +61,7 @@ pub fn install_upgrade_units(ctx: &Context) -> Result<()> {
     if changed {
         systemd::daemon_reload()?;
     }
-    for unit in [units::RECOVER, units::TRANSFER] {
+    for unit in [units::RECOVER, units::TRANSFER, units::COMPRESS] {
         if !systemd::is_enabled(unit.name) {
             systemd::enable(&[unit.name])?;
         }
@@ -76,7 +76,7 @@ pub fn retire_upgrade_units(ctx: &Context) -> Result<()> {
     if !systemd::manages(&ctx.root) {
         return Ok(());
     }
-    let enabled: Vec<&str> = [units::RECOVER, units::TRANSFER]
+    let enabled: Vec<&str> = [units::RECOVER, units::TRANSFER, units::COMPRESS]
         .iter()
         .map(|unit| unit.name)
         .filter(|name| systemd::is_enabled(name))
@@ -151,5 +151,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("WantedBy=multi-user.target"), "{text}");
+    }
+
+    #[test]
+    fn a_transfer_that_keeps_failing_is_not_restarted_for_ever() {
+        let text = units::TRANSFER.text;
+        let unit_section = &text[..text.find("[Service]").unwrap()];
+        let setting = |name: &str| {
+            unit_section
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("no {name} in [Unit]: {text}"))
+        };
+        assert_eq!(setting("StartLimitBurst"), "5");
+        assert_eq!(setting("StartLimitIntervalSec"), "6h");
+        // Five tries fit in the interval: the limit is reached.
+        assert!(text.contains("RestartSec=60s"), "{text}");
     }
 }

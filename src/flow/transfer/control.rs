@@ -13,6 +13,7 @@ use crate::flow::server_units;
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::support::processes;
+use crate::system::systemd;
 
 /// Whether the transfer is paused.
 pub fn is_paused(ctx: &Context) -> Result<bool> {
@@ -81,18 +82,58 @@ fn check_transfer_possible(ctx: &Context) -> Result<()> {
 /// How long a transfer is given to stop by itself before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// A transfer stopped for a rollback or a finalize: its lock, held so that
+/// none starts until the caller is done, and whether one was running.
+#[derive(Debug)]
+pub struct StoppedTransfer {
+    _lock: UpgradeLock,
+    was_running: bool,
+}
+
+impl StoppedTransfer {
+    /// Lets the transfer go on after the command that stopped it refused or
+    /// failed before changing anything: its lock goes, its unit is queued
+    /// again (under systemd), and the administrator is told either way,
+    /// never left with a transfer stopped in silence.
+    pub fn go_on(self, ctx: &Context) {
+        let was_running = self.was_running;
+        drop(self);
+        match server_units::queue_transfer(ctx) {
+            Ok(()) if systemd::manages(&ctx.root) => tracing::warn!(
+                "the transfer of the older history, stopped for this command, goes on again"
+            ),
+            Ok(()) if was_running => tracing::warn!(
+                "the transfer of the older history was stopped for this command: start it \
+                 again with `imss-upgrade transfer run`"
+            ),
+            Ok(()) => {}
+            Err(err) => tracing::warn!(
+                "the transfer of the older history stays stopped ({err:#}): start it again with \
+                 `systemctl start imss-upgrade-transfer.service`"
+            ),
+        }
+    }
+}
+
 /// Stops the transfer, if one runs (its unit, under systemd; the process
-/// that holds its lock, elsewhere), and returns its lock, held, so that
-/// none starts until the caller is done. The 7.1 database the transfer
-/// started in the backup is stopped by the caller, by its data directory:
-/// a transfer killed outright leaves it running.
-pub fn stop_transfer(ctx: &Context) -> Result<UpgradeLock> {
+/// that holds its lock, elsewhere), and returns it stopped, its lock held,
+/// so that none starts until the caller is done. The 7.1 database the
+/// transfer started in the backup is stopped by the caller, by its data
+/// directory: a transfer killed outright leaves it running.
+pub fn stop_transfer(ctx: &Context) -> Result<StoppedTransfer> {
+    let unit_was_active =
+        systemd::manages(&ctx.root) && systemd::is_active(crate::files::units::TRANSFER.name);
     server_units::stop_transfer_unit(ctx)?;
     let deadline = Instant::now() + STOP_GRACE;
     let mut signalled = None;
     loop {
         let holder = match UpgradeLock::try_take_transfer(ctx)? {
-            Ok(lock) => return Ok(lock),
+            Ok(lock) => {
+                return Ok(StoppedTransfer {
+                    _lock: lock,
+                    was_running: unit_was_active || signalled.is_some(),
+                });
+            }
             Err(holder) => holder,
         };
         let Some(pid) = holder.pid().filter(|&pid| processes::is_alive(pid)) else {

@@ -119,14 +119,26 @@ impl From<&Verified> for VerifiedTable {
 }
 
 /// Reads the done file: the summary of a completed transfer, or `None`.
+/// One that cannot be read (a disk error, an editor) is not taken as done,
+/// and blocks nothing (not `status`, not `finalize --force`): it is named,
+/// with how to let the transfer verify again.
 pub fn completed(ctx: &Context) -> Result<Option<TransferSummary>> {
     let path = layout::transfer_files(ctx)?.done;
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("reading {}", path.display())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(summary) => Ok(Some(summary)),
+        Err(err) => {
+            tracing::warn!(
+                "{} is not a readable summary of the transfer ({err}), so the transfer is not \
+                 taken as done: remove it, and the transfer runs again and verifies what moved",
+                path.display()
+            );
+            Ok(None)
+        }
     }
 }
 
