@@ -1099,11 +1099,9 @@ async fn a_refused_rollback_says_how_to_start_the_transfer_it_stopped_again() {
         .unwrap()
         .join("snapshot-manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        text.replacen("\"mtime_sec\": ", "\"mtime_sec\": 1", 1),
-    )
-    .unwrap();
+    let changed = text.replacen("\"mtime_sec\":", "\"mtime_sec\":1", 1);
+    assert_ne!(changed, text, "no entry's mtime to change");
+    std::fs::write(&manifest, changed).unwrap();
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
         .args(root_arg(&server))

@@ -345,11 +345,17 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
         .unblock(move |ctx| RollbackManifest::load(&layout::state_dir(ctx)?, &backup).map(drop))
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
-    if let Err(err) = checked {
+    let rolled_back = match checked {
+        Err(err) => Err(err.context("the backup cannot be restored from; 9.1 keeps running")),
+        Ok(()) => {
+            crate::fail_point!("rollback-checked");
+            roll_back(ctx, &mut journal, Some(RollbackCause::Requested), lines).await
+        }
+    };
+    // Refused before any change (the journal still says completed): 9.1
+    // keeps running, and so does the transfer.
+    if rolled_back.is_err() && journal.state == RunState::Completed {
         transfer.go_on(ctx);
-        return Err(err.context("the backup cannot be restored from; 9.1 keeps running"));
     }
-    let _transfer = transfer;
-    crate::fail_point!("rollback-checked");
-    roll_back(ctx, &mut journal, Some(RollbackCause::Requested), lines).await
+    rolled_back
 }
