@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use imss_fixture::harness::flow;
-use imss_fixture::harness::{FixtureServer, Payload};
+use imss_fixture::harness::{Baseline, FixtureServer, Payload};
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
@@ -15,7 +15,7 @@ use imss_upgrade::flow::health;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
 use imss_upgrade::flow::run::Outcome;
 use imss_upgrade::snapshot;
-use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
+use imss_upgrade::support::constants::{BACKUP_DIR, ODBC_INI, STATE_DIR};
 use imss_upgrade::system::pg;
 
 /// What 9.1 must show of 7.1's configuration, read as sorted text rows.
@@ -360,9 +360,9 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
         let meta = std::fs::symlink_metadata(entry.path()).unwrap();
         let expected = match name.as_str() {
             _ if meta.is_dir() => (0o700, imss.uid, imss.gid),
-            // What PostgreSQL 10 reads when it starts from the backup, and
-            // the log it writes.
-            "pgdata-71.conf" => (0o640, 0, imss.gid),
+            // What PostgreSQL 10 reads when it starts from the backup (its
+            // configuration and who it lets in), and the log it writes.
+            "pgdata-71.conf" | "pgdata-71.hba.conf" => (0o640, 0, imss.gid),
             "pgdata-71.log" => (0o640, imss.uid, imss.gid),
             _ => (0o600, 0, 0),
         };
@@ -540,4 +540,88 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         probe_id > highest_carried,
         "{probe_id} <= {highest_carried}"
     );
+}
+
+/// An administrator changes `sa`'s password on 9.1 after the upgrade, as
+/// the 9.1 console does: in the database and in 9.1's `odbc.ini`. The 7.1
+/// cluster in the backup keeps the old one. `imss-rollback` still starts
+/// both clusters for the carry-back, reaches each, and puts 7.1 back
+/// exactly as it was, reachable with its own password again.
+#[tokio::test]
+async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters() {
+    let server =
+        FixtureServer::build(&["--history-rows", "1000", "--tree-mb", "0", "--days", "3"]).unwrap();
+    server.start().unwrap();
+    let payload = Payload::build().unwrap();
+    let root = server.root();
+    let baseline = Baseline::take(&server).unwrap();
+    let settings_71 = DbSettings::load(&root).unwrap();
+
+    let ctx = payload.context(&server).unwrap();
+    let outcome = flow::upgrade(&ctx).await.unwrap();
+    assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
+
+    // On 9.1, as its console would: the role's password, then odbc.ini.
+    const NEW_PASSWORD: &str = "Changed91Pass7";
+    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    client_91
+        .batch_execute(&format!(
+            "ALTER ROLE {} PASSWORD '{NEW_PASSWORD}'",
+            settings_71.user
+        ))
+        .await
+        .unwrap();
+    drop(client_91);
+    let odbc_ini = root.resolve(ODBC_INI).unwrap();
+    let text = std::fs::read_to_string(&odbc_ini).unwrap();
+    let rewritten: String = text
+        .split_inclusive('\n')
+        .map(|line| {
+            if line.trim_start().starts_with("Password") && line.contains('=') {
+                let end = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+                format!("Password    = {NEW_PASSWORD}{end}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert_ne!(
+        rewritten,
+        text,
+        "{} holds no Password line",
+        odbc_ini.display()
+    );
+    std::fs::write(&odbc_ini, rewritten).unwrap();
+    let settings_91 = DbSettings::load(&root).unwrap();
+    assert_eq!(settings_91.password.expose(), NEW_PASSWORD.as_bytes());
+    pg::connect(&settings_91)
+        .await
+        .expect("9.1 takes its new password");
+
+    let rollback = imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .arg("--root")
+        .arg(root.dir())
+        .arg("--payload")
+        .arg(payload.dir())
+        .arg("--target-pg-bin")
+        .arg(ctx.target_pg_bin.as_path())
+        .output_text();
+    let rollback = match rollback {
+        Ok(output) => output,
+        Err(err) => panic!("imss-rollback failed: {err:#}"),
+    };
+    assert!(rollback.contains("rolled back"), "{rollback}");
+    assert!(
+        !rollback.contains(NEW_PASSWORD),
+        "the password is in the rollback's output: {rollback}"
+    );
+
+    baseline.check_back_on_71(&server, &payload).unwrap();
+    let back = DbSettings::load(&root).unwrap();
+    assert_eq!(back.password.expose(), settings_71.password.expose());
+    pg::connect(&back)
+        .await
+        .expect("7.1 takes its own password after the rollback");
 }

@@ -543,9 +543,13 @@ pub fn extracted_71_postgresql(ctx: &Context) -> Result<PathBuf> {
 /// removes the statistics files it reads at start (7.1's statistics start
 /// afresh after a rollback, as after any crash); the WAL and every
 /// relation file stay as they were.
+///
+/// It asks for no password ([`Cluster::start_private_with`]): the one in
+/// `odbc.ini` may be 9.1's, changed since the upgrade, which this cluster
+/// never had.
 pub fn start_backup_71_read_only(cluster: &Cluster) -> Result<()> {
     let stats = cluster.socket_dir.to_string_lossy().into_owned();
-    cluster.start_with(&[
+    cluster.start_private_with(&[
         ("default_transaction_read_only", "on"),
         ("autovacuum", "off"),
         ("track_counts", "off"),

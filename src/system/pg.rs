@@ -287,6 +287,70 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts the server as [`Cluster::start_with`] does, on its Unix socket
+    /// alone, with a host-based authentication file of this start that
+    /// trusts every connection there ([`Cluster::private_hba_file`]): for a
+    /// cluster the upgrade starts on a socket in the backup directory, which
+    /// only root and the service account reach (the backup directory is
+    /// root's, 0710 to the account's group; the socket directory is the
+    /// account's, 0700), and the account owns the data directory anyway.
+    /// No password is asked for, so one changed on either side since the
+    /// upgrade (9.1's console changes `sa`'s in the database and in 9.1's
+    /// `odbc.ini`; the 7.1 cluster in the backup keeps the old one) does not
+    /// lock the upgrade out of either cluster. Connect with
+    /// [`Cluster::private_socket_settings`].
+    ///
+    /// Refused for a cluster that listens on TCP, or whose socket directory
+    /// another account can reach.
+    pub fn start_private_with(&self, settings: &[(&str, &str)]) -> Result<()> {
+        if !self.listen_address.is_empty() {
+            bail!(
+                "PostgreSQL on {} would listen on {} too: it is started without passwords only \
+                 on a socket the upgrade alone reaches. This is a defect of the upgrade; \
+                 contact support",
+                self.data_dir.display(),
+                self.listen_address
+            );
+        }
+        let sockets = no_follow::entry_at(&self.socket_dir)?;
+        let private = sockets.as_ref().is_some_and(|entry| {
+            entry.kind == EntryKind::Directory
+                && entry.uid == self.owner.uid
+                && entry.mode & 0o077 == 0
+        });
+        if !private {
+            bail!(
+                "{} is not a directory of {}'s that only it can reach ({}): PostgreSQL on {} is \
+                 started without passwords only on a socket there; run this again, which makes \
+                 it so",
+                self.socket_dir.display(),
+                self.owner.name,
+                sockets.map_or_else(|| "absent".to_string(), |entry| entry.describe()),
+                self.data_dir.display()
+            );
+        }
+        let hba = self.private_hba_file();
+        let group =
+            (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid));
+        atomic_write_as(
+            &hba,
+            b"# Written by imss-upgrade for a start on a socket only the upgrade reaches.\n\
+              local all all trust\n",
+            0o640,
+            group,
+        )?;
+        let hba_file = hba.to_string_lossy().into_owned();
+        let mut all = settings.to_vec();
+        all.push(("hba_file", &hba_file));
+        self.start_with(&all)
+    }
+
+    /// The host-based authentication file of a [`Cluster::start_private_with`]
+    /// start, next to the data directory as [`Cluster::start_config_file`].
+    pub fn private_hba_file(&self) -> PathBuf {
+        self.beside_data_dir(".hba.conf")
+    }
+
     /// Removes the lock files a server killed with SIGKILL (or a power
     /// loss) left: `postmaster.pid` when no process works in the data
     /// directory, and the socket's lock when the process it names is gone
@@ -395,7 +459,13 @@ impl Cluster {
         Ok(server_running(&self.data_dir))
     }
 
-    /// Connection settings for this cluster's Unix socket.
+    /// Settings to connect on this cluster's socket to a server started
+    /// with [`Cluster::start_private_with`], which asks for no password:
+    /// none is held.
+    pub fn private_socket_settings(&self, database: &str, user: &str) -> DbSettings {
+        self.socket_settings(database, user, &Secret::new(Vec::new()))
+    }
+
     /// Connection settings for this cluster's Unix socket.
     pub fn socket_settings(&self, database: &str, user: &str, password: &Secret) -> DbSettings {
         DbSettings::new(

@@ -79,8 +79,7 @@ async fn load_target(
 ) -> Result<MigrateReport> {
     let settings = ctx.database()?;
     let source =
-        pg::connect(&old.socket_settings(&settings.database, &settings.user, &settings.password))
-            .await?;
+        pg::connect(&old.private_socket_settings(&settings.database, &settings.user)).await?;
     let mut target =
         pg::connect(&new.socket_settings(&settings.database, &settings.user, &settings.password))
             .await?;
@@ -175,6 +174,13 @@ pub async fn undo(ctx: &Context, data_dir: &Path, carry_back: Option<NaiveDateTi
 /// where it is, the 7.1 one in the backup, each on a socket in the backup
 /// directory), carries 9.1's mail back into 7.1, verifies it, and stops
 /// both cleanly.
+///
+/// Neither start asks for a password ([`Cluster::start_private_with`]):
+/// `sa`'s may have been changed on 9.1 since the upgrade (in the database
+/// and in 9.1's `odbc.ini`, as 9.1's console does) while the 7.1 cluster
+/// keeps the old one, and the settings this run read come from whichever
+/// `odbc.ini` was in place first, 9.1's or the 7.1 one the rollback put
+/// back. One password cannot open both.
 async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> Result<()> {
     let old = layout::backup_71(ctx)?;
     let new = Cluster {
@@ -185,24 +191,16 @@ async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> 
     ctx.unblock(move |ctx| {
         layout::open_backup_to(ctx, &opened)?;
         layout::open_backup_to(ctx, &started)?;
-        started.start()?;
-        opened.start()
+        started.start_private_with(&[])?;
+        opened.start_private_with(&[])
     })
     .await?;
     let carried = async {
         let settings = ctx.database()?;
-        let client_71 = pg::connect(&old.socket_settings(
-            &settings.database,
-            &settings.user,
-            &settings.password,
-        ))
-        .await?;
-        let client_91 = pg::connect(&new.socket_settings(
-            &settings.database,
-            &settings.user,
-            &settings.password,
-        ))
-        .await?;
+        let client_71 =
+            pg::connect(&old.private_socket_settings(&settings.database, &settings.user)).await?;
+        let client_91 =
+            pg::connect(&new.private_socket_settings(&settings.database, &settings.user)).await?;
         // Its message files stay on disk: no later attempt may reuse the
         // ids that name them.
         let used = carry_back::used_91_ids(&client_91).await?;
