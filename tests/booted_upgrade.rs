@@ -651,23 +651,24 @@ fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
     assert_eq!(history_counts(&host, true), before);
 
     // Done is done: the unit's condition keeps it from running again.
-    host.host
-        .run(&["systemctl", "start", units::TRANSFER.name])
-        .unwrap();
-    assert_eq!(
-        host.probe(&[
-            "systemctl",
-            "show",
-            "--property=ConditionResult",
-            "--value",
-            units::TRANSFER.name
-        ])
-        .1,
-        "no"
-    );
+    assert_eq!(condition_when_started(&host, units::TRANSFER.name), "no");
     assert_eq!(host.journal_events(events::TRANSFER_STARTED).len(), 2);
 
     forged_state_after_finalize_steers_nothing_at_the_next_boot(&host);
+}
+
+/// Starts `unit` as a boot would, and says whether its conditions held
+/// (`yes`), or kept it from running (`no`).
+fn condition_when_started(host: &ModelHost, unit: &str) -> String {
+    host.host.run(&["systemctl", "start", unit]).unwrap();
+    host.probe(&[
+        "systemctl",
+        "show",
+        "--property=ConditionResult",
+        "--value",
+        unit,
+    ])
+    .1
 }
 
 /// The service account cannot steer root across a boot. After `finalize`,
@@ -708,18 +709,8 @@ fn forged_state_after_finalize_steers_nothing_at_the_next_boot(host: &ModelHost)
 
     // What the next boot would do: the recovery unit (disabled, its
     // condition now false) does not run.
-    host.host
-        .run(&["systemctl", "start", units::RECOVER.name])
-        .unwrap();
     assert_eq!(
-        host.probe(&[
-            "systemctl",
-            "show",
-            "--property=ConditionResult",
-            "--value",
-            units::RECOVER.name
-        ])
-        .1,
+        condition_when_started(host, units::RECOVER.name),
         "no",
         "the recovery would run at boot"
     );

@@ -220,6 +220,21 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     assert_eq!(journal.state, RunState::Completed);
 }
 
+/// `imss-rollback` on the server under `root`, as an administrator runs it.
+fn imss_rollback(
+    root: &imss_upgrade::support::root::Root,
+    payload: &Payload,
+    ctx: &imss_upgrade::flow::context::Context,
+) -> imss_upgrade::support::cmd::Cmd {
+    imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
+        .arg("--root")
+        .arg(root.dir())
+        .arg("--payload")
+        .arg(payload.dir())
+        .arg("--target-pg-bin")
+        .arg(ctx.target_pg_bin.as_path())
+}
+
 #[tokio::test]
 async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_compressed_snapshot()
 {
@@ -245,15 +260,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     let backup = root.resolve(BACKUP_DIR).unwrap();
     assert!(backup.join("snapshot.tar.xz").is_file() && !backup.join("snapshot.tar").exists());
 
-    let rollback = imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
-        .arg("--root")
-        .arg(root.dir())
-        .arg("--payload")
-        .arg(payload.dir())
-        .arg("--target-pg-bin")
-        .arg(ctx.target_pg_bin.as_path())
-        .output_text()
-        .unwrap();
+    let rollback = imss_rollback(&root, &payload, &ctx).output_text().unwrap();
     assert!(rollback.contains("rolled back"), "{rollback}");
 
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
@@ -600,14 +607,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
         .await
         .expect("9.1 takes its new password");
 
-    let rollback = imss_upgrade::support::cmd::Cmd::new(env!("CARGO_BIN_EXE_imss-rollback"))
-        .arg("--root")
-        .arg(root.dir())
-        .arg("--payload")
-        .arg(payload.dir())
-        .arg("--target-pg-bin")
-        .arg(ctx.target_pg_bin.as_path())
-        .output_text();
+    let rollback = imss_rollback(&root, &payload, &ctx).output_text();
     let rollback = match rollback {
         Ok(output) => output,
         Err(err) => panic!("imss-rollback failed: {err:#}"),
