@@ -604,12 +604,9 @@ pub fn check_only_root_can_write(top: &Path, path: &Path) -> Result<()> {
     })?;
     let mut here = top.to_path_buf();
     let check = |here: &Path| -> Result<()> {
-        let meta = match std::fs::symlink_metadata(here) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", here.display())),
+        let Some(entry) = lstat(here)? else {
+            return Ok(());
         };
-        let entry = Entry::from_metadata(&meta);
         if entry.kind == EntryKind::Link || !entry.only_root_can_write() {
             bail!(
                 "{} is {}; the upgrade's state must be where only root can write, at every \
@@ -630,25 +627,14 @@ pub fn check_only_root_can_write(top: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
-impl Entry {
-    fn from_metadata(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let kind = if meta.file_type().is_symlink() {
-            EntryKind::Link
-        } else if meta.is_dir() {
-            EntryKind::Directory
-        } else if meta.is_file() {
-            EntryKind::File
-        } else {
-            EntryKind::Other
-        };
-        Entry {
-            kind,
-            uid: meta.uid(),
-            mode: meta.mode() & 0o7777,
-            links: meta.nlink(),
-            id: (meta.dev(), meta.ino()),
-        }
+/// What stands at `path` itself, a link not followed (`lstat`); `None`
+/// when nothing. For a path whose directories are root's alone, or to
+/// judge a link before following it; elsewhere [`entry_at`].
+pub fn lstat(path: &Path) -> Result<Option<Entry>> {
+    match rustix::fs::lstat(path) {
+        Ok(stat) => Ok(Some(Entry::from_stat(&stat))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(errno) => Err(errno).with_context(|| format!("reading {}", path.display())),
     }
 }
 

@@ -20,6 +20,8 @@ use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
+use super::no_follow::{self, EntryKind};
+
 /// More link hops than this is a loop (the kernel's own limit is 40).
 const MAX_LINK_HOPS: usize = 40;
 
@@ -175,7 +177,7 @@ impl Root {
             }
             if !only_root_could_have_made(&candidate, &meta) {
                 return Err(RootError::UntrustedLink {
-                    owner: crate::support::no_follow::describe_uid(meta.uid()),
+                    owner: no_follow::describe_uid(meta.uid()),
                     link: candidate,
                 });
             }
@@ -231,12 +233,11 @@ impl Root {
 /// Whether the link `link` (its `meta`) can only have been made by root:
 /// root owns it, or its directory is root's and writable by no one else.
 fn only_root_could_have_made(link: &Path, meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
     meta.uid() == 0
         || link
             .parent()
-            .and_then(|dir| std::fs::metadata(dir).ok())
-            .is_some_and(|dir| dir.uid() == 0 && dir.mode() & 0o022 == 0)
+            .and_then(|dir| no_follow::lstat(dir).ok().flatten())
+            .is_some_and(|dir| dir.kind == EntryKind::Directory && dir.only_root_can_write())
 }
 
 #[cfg(test)]
