@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use imss_fixture::tree::write_program_tree;
 use imss_upgrade::snapshot::{
     self, ArchiveFormat, BackupMismatch, Compression, Entry, EntryKind, MANIFEST_FILE, Manifest,
+    Pin,
 };
 use imss_upgrade::support::root::Root;
 
@@ -35,6 +36,9 @@ struct Server {
     backup: PathBuf,
     /// A directory outside the root that a hostile link points to.
     outside: PathBuf,
+    /// The pin of the last snapshot taken, as the upgrade records it where
+    /// only root can write.
+    pin: std::cell::RefCell<Option<Pin>>,
 }
 
 impl Server {
@@ -57,6 +61,7 @@ impl Server {
             root,
             backup,
             outside,
+            pin: Default::default(),
         };
         server.build_tree();
         server
@@ -112,7 +117,21 @@ impl Server {
     }
 
     fn create(&self) -> Manifest {
-        snapshot::create(&self.root, &self.backup, &PATHS).unwrap()
+        let manifest = snapshot::create(&self.root, &self.backup, &PATHS).unwrap();
+        self.pin.replace(Some(manifest.pin()));
+        manifest
+    }
+
+    fn pin(&self) -> Pin {
+        self.pin.borrow().clone().expect("a snapshot was taken")
+    }
+
+    /// The pin of the manifest now on disk, as if whoever changed it had
+    /// changed root's record too: for reaching the checks behind the pin.
+    fn pin_on_disk(&self) -> Pin {
+        Manifest::read(&self.backup)
+            .map(|manifest| manifest.pin())
+            .unwrap_or_else(|_| serde_json::from_str("\"unreadable\"").unwrap())
     }
 
     fn scan(&self) -> Vec<Entry> {
@@ -120,7 +139,7 @@ impl Server {
     }
 
     fn restore(&self) -> snapshot::RestoreReport {
-        snapshot::restore(&self.root, &self.backup).unwrap()
+        snapshot::restore(&self.root, &self.backup, &self.pin()).unwrap()
     }
 
     /// What the 9.1 install might do to the tree, and worse.
@@ -269,7 +288,10 @@ fn the_manifest_lists_every_entry_with_its_metadata_and_matches_a_scan() {
     assert!(text.contains(
         "\n    {\"path\":\"/etc/systemd/system/imss91-euq.service\",\"type\":\"absent\"}"
     ));
-    assert_eq!(snapshot::verify(&server.backup).unwrap(), manifest);
+    assert_eq!(
+        snapshot::verify(&server.backup, &server.pin()).unwrap(),
+        manifest
+    );
 }
 
 #[test]
@@ -375,7 +397,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     bytes[at + 10] ^= 0x01;
     fs::write(&archive, &bytes).unwrap();
 
-    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    let text = mismatch_text(&snapshot::verify(&server.backup, &server.pin()).unwrap_err());
     for word in [
         "the backup in",
         "does not match its manifest",
@@ -385,7 +407,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     ] {
         assert!(text.contains(word), "{word:?} missing from: {text}");
     }
-    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    let err = snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err();
     assert!(mismatch_text(&err).contains("/opt/trend/imss/bin/policyserver"));
     assert_same_tree(&server.scan(), &before);
 
@@ -393,14 +415,15 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     bytes[at + 10] ^= 0x01;
     bytes[0x9c] ^= 0x01; // the type flag of the first header
     fs::write(&archive, &bytes).unwrap();
-    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    let text =
+        mismatch_text(&snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err());
     assert!(text.contains("snapshot.tar"), "{text}");
     assert_same_tree(&server.scan(), &before);
 
     // A truncated archive.
     bytes[0x9c] ^= 0x01;
     fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
-    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    let text = mismatch_text(&snapshot::verify(&server.backup, &server.pin()).unwrap_err());
     assert!(text.contains("bytes"), "{text}");
 
     // Put back as it was, it restores.
@@ -426,7 +449,22 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
     };
     let forged = "0".repeat(64);
     fs::write(&manifest_path, original.replace(sha256.as_str(), &forged)).unwrap();
-    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    // Against what root recorded when the snapshot was taken, refused
+    // before anything else is read.
+    let text =
+        mismatch_text(&snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err());
+    assert!(
+        text.contains(MANIFEST_FILE)
+            && text.contains("is not the one this upgrade's snapshot wrote")
+            && text.contains(server.pin().as_str()),
+        "{text}"
+    );
+    assert_same_tree(&server.scan(), &before);
+    // Had the forger changed root's record as well, the entries and the
+    // archive still disagree.
+    let text = mismatch_text(
+        &snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err(),
+    );
     for word in [
         "/opt/trend/imss/lib/libvsapi.so.9.850",
         MANIFEST_FILE,
@@ -446,7 +484,7 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
     let forged_line = line.replace("\"mode\":\"0755\"", "\"mode\":\"4755\"");
     assert_ne!(line, forged_line);
     fs::write(&manifest_path, original.replace(line, &forged_line)).unwrap();
-    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    let text = mismatch_text(&snapshot::verify(&server.backup, &server.pin_on_disk()).unwrap_err());
     assert!(text.contains("/opt/trend/imss/bin/imssd: mode"), "{text}");
 
     // An entry pointed outside the snapshotted paths.
@@ -455,7 +493,9 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
         "\"/opt/trend/imss/../../../etc/dtas.ini\"",
     );
     fs::write(&manifest_path, escaped).unwrap();
-    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    let text = mismatch_text(
+        &snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err(),
+    );
     assert!(text.contains("'..'"), "{text}");
 
     // The archive's own hash edited.
@@ -464,30 +504,89 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
         original.replace(&manifest.archive.sha256, &forged),
     )
     .unwrap();
-    let text = mismatch_text(&snapshot::restore(&server.root, &server.backup).unwrap_err());
+    let text = mismatch_text(
+        &snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err(),
+    );
     assert!(text.contains(&forged), "{text}");
     assert_same_tree(&server.scan(), &before);
 
     // No manifest at all: an unfinished snapshot.
     fs::remove_file(&manifest_path).unwrap();
-    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    let err = snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err();
     assert!(format!("{err:#}").contains("never finished"), "{err:#}");
     assert_same_tree(&server.scan(), &before);
+}
+
+/// A backup directory put in the place of the real one, holding a whole,
+/// self-consistent snapshot of another tree (the service account can
+/// rename the directory and make its own), is refused by every reader:
+/// it is not the snapshot root recorded.
+#[test]
+fn a_consistent_snapshot_of_another_tree_is_refused_by_every_reader() {
+    let server = Server::new();
+    let taken = server.create();
+    server.change_like_an_upgrade();
+    let changed = server.scan();
+    let real = server.backup.with_file_name("real-backup");
+    fs::rename(&server.backup, &real).unwrap();
+    let substitute = snapshot::create(&server.root, &server.backup, &PATHS).unwrap();
+    assert_ne!(substitute.pin(), taken.pin());
+    snapshot::verify(&server.backup, &substitute.pin()).unwrap();
+
+    let expect_refused = |err: anyhow::Error, reader: &str| {
+        let text = mismatch_text(&err);
+        assert!(
+            text.contains("is not the one this upgrade's snapshot wrote")
+                && text.contains(taken.pin().as_str()),
+            "{reader}: {text}"
+        );
+    };
+    expect_refused(
+        snapshot::verify(&server.backup, &server.pin()).unwrap_err(),
+        "verify",
+    );
+    expect_refused(
+        snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err(),
+        "restore",
+    );
+    let dest = server.outside.join("extracted");
+    expect_refused(
+        snapshot::extract_subtree(&server.backup, &server.pin(), PROGRAM, &dest).unwrap_err(),
+        "extract",
+    );
+    assert!(!dest.exists());
+    expect_refused(
+        snapshot::recompress(&server.backup, &server.pin()).unwrap_err(),
+        "recompress",
+    );
+    assert_same_tree(&server.scan(), &changed);
+
+    // The real one, put back, restores.
+    fs::remove_dir_all(&server.backup).unwrap();
+    fs::rename(&real, &server.backup).unwrap();
+    server.restore();
+    assert_same_tree(&server.scan(), &taken.entries);
 }
 
 #[test]
 fn a_recompressed_snapshot_verifies_and_restores() {
     let server = Server::new();
     let plain = server.create();
-    let compressed = snapshot::recompress(&server.backup).unwrap();
+    let compressed = snapshot::recompress(&server.backup, &server.pin()).unwrap();
     assert_eq!(compressed.archive.format, ArchiveFormat::TarXz);
     assert_eq!(compressed.archive.file, "snapshot.tar.xz");
     assert!(compressed.archive.size < plain.archive.size);
     assert_eq!(compressed.entries, plain.entries);
     assert!(!server.backup.join("snapshot.tar").exists());
-    assert_eq!(snapshot::verify(&server.backup).unwrap(), compressed);
+    assert_eq!(
+        snapshot::verify(&server.backup, &server.pin()).unwrap(),
+        compressed
+    );
     // Again: nothing to do.
-    assert_eq!(snapshot::recompress(&server.backup).unwrap(), compressed);
+    assert_eq!(
+        snapshot::recompress(&server.backup, &server.pin()).unwrap(),
+        compressed
+    );
 
     server.change_like_an_upgrade();
     server.restore();
@@ -499,7 +598,7 @@ fn a_recompressed_snapshot_verifies_and_restores() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     fs::write(&archive, &bytes).unwrap();
-    let text = mismatch_text(&snapshot::verify(&server.backup).unwrap_err());
+    let text = mismatch_text(&snapshot::verify(&server.backup, &server.pin()).unwrap_err());
     assert!(text.contains("snapshot.tar.xz"), "{text}");
 }
 
@@ -516,6 +615,7 @@ fn an_xz_snapshot_taken_directly_restores() {
         },
     )
     .unwrap();
+    server.pin.replace(Some(manifest.pin()));
     assert_eq!(manifest.archive.file, "snapshot.tar.xz");
     server.change_like_an_upgrade();
     server.restore();
@@ -756,7 +856,7 @@ fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry
     ];
     for (case, entries, named) in cases {
         craft(&server, &entries);
-        let err = snapshot::restore(&server.root, &server.backup)
+        let err = snapshot::restore(&server.root, &server.backup, &server.pin_on_disk())
             .expect_err(&format!("{case}: a hostile backup was restored"));
         let text = format!("{err:#}");
         assert!(text.contains(named), "{case}: {named} is not named: {text}");
@@ -799,7 +899,7 @@ fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry
         },
     );
     edited.write(&server.backup).unwrap();
-    let err = snapshot::restore(&server.root, &server.backup).unwrap_err();
+    let err = snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err();
     let message = format!("{err:#}");
     assert!(
         message.contains("entry /opt/trend/imss/zz-added") && message.contains("do not restore"),

@@ -202,7 +202,9 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     // export and the untouched 7.1 data directory; the state directory,
     // root's alone, the rollback manifest and the journal.
     let backup = root.resolve(BACKUP_DIR).unwrap();
-    let manifest = snapshot::verify(&backup).unwrap();
+    let state = root.resolve(STATE_DIR).unwrap();
+    let journal = StepJournal::load(&state).unwrap().unwrap();
+    let manifest = snapshot::verify(&backup, journal.snapshot_pin().unwrap()).unwrap();
     assert!(manifest.entries.len() > 10);
     for file in ["imsx_config.dat", "pgdata-71/PG_VERSION"] {
         assert!(
@@ -210,7 +212,6 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
             "{file} missing from the backup"
         );
     }
-    let state = root.resolve(STATE_DIR).unwrap();
     assert!(state.join("rollback-manifest.json").is_file());
     assert_eq!(
         std::fs::read_to_string(backup.join("pgdata-71/PG_VERSION")).unwrap(),

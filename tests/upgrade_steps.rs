@@ -123,7 +123,9 @@ async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
         before,
         "the moved 7.1 data directory differs from the original"
     );
-    let manifest = imss_upgrade::snapshot::verify(&backup).unwrap();
+    // The journal, root's alone, records what the snapshot restores.
+    let manifest =
+        imss_upgrade::snapshot::verify(&backup, journal.snapshot_pin().unwrap()).unwrap();
     assert_eq!(
         manifest.entries,
         imss_upgrade::snapshot::scan(&root, SNAPSHOT_PATHS).unwrap()

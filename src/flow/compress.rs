@@ -21,13 +21,14 @@ pub fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Result<u64
             backup.display()
         );
     };
-    match StepJournal::of(ctx)?.map(|journal| journal.state) {
-        Some(RunState::Completed) => {}
+    let journal = match StepJournal::of(ctx)? {
+        Some(journal) if journal.state == RunState::Completed => journal,
         _ => bail!(
             "{} holds no completed upgrade: the snapshot is compressed once the upgrade is done",
             backup.display()
         ),
-    }
-    let manifest = crate::snapshot::recompress_with(&backup, preset, threads)?;
+    };
+    let manifest =
+        crate::snapshot::recompress_with(&backup, journal.snapshot_pin()?, preset, threads)?;
     Ok(manifest.archive.size)
 }

@@ -189,7 +189,7 @@ fn export_backup(ctx: &Context, dir: &Path) -> Result<(PathBuf, u64)> {
     }
     let manifest = crate::snapshot::create(&ctx.root, &dir, &[BACKUP_DIR])
         .with_context(|| format!("exporting {} to {}", backup.display(), dir.display()))?;
-    crate::snapshot::verify(&dir).with_context(|| {
+    crate::snapshot::verify(&dir, &manifest.pin()).with_context(|| {
         format!(
             "the export in {} does not match its manifest; the backup is kept",
             dir.display()

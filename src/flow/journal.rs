@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::Pin;
 use crate::support::constants::STEP_JOURNAL_FILE;
 use crate::support::fsutil::{self, atomic_write};
 
@@ -242,6 +243,10 @@ pub struct StepJournal {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The snapshot's [`Pin`], once the snapshot step has taken it: every
+    /// later read of the snapshot must find this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Pin>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -288,6 +293,7 @@ impl StepJournal {
             state: RunState::InProgress,
             steps: Vec::new(),
             failure: None,
+            snapshot: None,
             path,
         };
         journal.save()?;
@@ -323,6 +329,24 @@ impl StepJournal {
         );
         journal.path = path;
         Ok(Some(journal))
+    }
+
+    /// Records the snapshot just taken, before anything relies on it.
+    pub fn record_snapshot(&mut self, pin: Pin) -> Result<()> {
+        self.snapshot = Some(pin);
+        self.save()
+    }
+
+    /// The snapshot this run took, which every reader of it asks for.
+    pub fn snapshot_pin(&self) -> Result<&Pin> {
+        self.snapshot.as_ref().with_context(|| {
+            format!(
+                "{} records no snapshot, so none is trusted: the run never finished its \
+                 snapshot step, or an earlier imss-upgrade wrote the journal; restore 7.1's \
+                 program tree from your own backup",
+                self.path.display()
+            )
+        })
     }
 
     /// The file the journal lives in.

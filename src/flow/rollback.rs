@@ -181,7 +181,10 @@ fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
         .iter()
         .any(|undo| matches!(undo, Undo::Restart71 { .. }));
     if from_archive {
-        match crate::snapshot::verify(&layout::backup_dir(ctx)?) {
+        match journal
+            .snapshot_pin()
+            .and_then(|pin| crate::snapshot::verify(&layout::backup_dir(ctx)?, pin))
+        {
             Err(err) => missing.push(format!("{err:#}")),
             Ok(manifest) => {
                 missing.extend(
@@ -303,7 +306,7 @@ pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal
             staging,
             replaced,
             created,
-        } => switch::undo(ctx, staging, replaced, created).await,
+        } => switch::undo(ctx, staging, replaced, created, journal.snapshot.as_ref()).await,
         Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
     }
 }

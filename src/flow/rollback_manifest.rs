@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::layout::ROLLBACK_MANIFEST_FILE;
-use crate::snapshot::Manifest;
+use crate::snapshot::{Manifest, Pin};
 use crate::support::fsutil::atomic_write;
 
 /// The manifest's format; a newer one is refused rather than misread.
@@ -43,8 +42,8 @@ pub struct RollbackManifest {
     pub to: Release,
     /// The paths the snapshot holds.
     pub snapshot_paths: Vec<String>,
-    /// SHA-256 of the snapshot manifest's paths and entries.
-    pub snapshot_manifest_sha256: String,
+    /// The snapshot's [`Pin`]: SHA-256 of its manifest's paths and entries.
+    pub snapshot_manifest_sha256: Pin,
     /// The 7.1 data directory: where it belongs, and where it waits.
     pub data_dir_71: (PathBuf, PathBuf),
     /// The 9.1 cluster's data directory, removed by a rollback.
@@ -76,7 +75,7 @@ impl RollbackManifest {
             path.display(),
             manifest.format
         );
-        let now = snapshot_manifest_sha256(backup_dir)?;
+        let now = Manifest::read(backup_dir)?.pin();
         ensure!(
             now == manifest.snapshot_manifest_sha256,
             "the snapshot manifest in {} changed after the upgrade registered it (SHA-256 {now}, \
@@ -94,16 +93,4 @@ impl RollbackManifest {
         json.push(b'\n');
         atomic_write(&state_dir.join(ROLLBACK_MANIFEST_FILE), &json, 0o600)
     }
-}
-
-/// SHA-256 over what the snapshot manifest says to restore: the paths
-/// and where they are restored to, and every entry. The archive's own
-/// record may change (recompression rewrites it; `snapshot::verify` checks
-/// the archive against the entries).
-pub fn snapshot_manifest_sha256(backup_dir: &Path) -> Result<String> {
-    let manifest = Manifest::read(backup_dir)?;
-    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&(
-        &manifest.paths,
-        &manifest.entries,
-    ))?)))
 }

@@ -264,6 +264,7 @@ mod tests {
         dir: tempfile::TempDir,
         root: Root,
         backup: PathBuf,
+        pin: snapshot::Pin,
     }
 
     impl Snapshotted {
@@ -299,8 +300,15 @@ mod tests {
             fs::write(root_dir.join("etc/imss.conf"), "[imss]\n").unwrap();
             let root = Root::new(&root_dir).unwrap();
             let backup = dir.path().join("backup");
-            snapshot::create(&root, &backup, &[PROGRAM, CONF, ABSENT]).unwrap();
-            Self { dir, root, backup }
+            let pin = snapshot::create(&root, &backup, &[PROGRAM, CONF, ABSENT])
+                .unwrap()
+                .pin();
+            Self {
+                dir,
+                root,
+                backup,
+                pin,
+            }
         }
 
         fn pg_host(&self) -> PathBuf {
@@ -394,7 +402,7 @@ mod tests {
     fn a_subtree_comes_out_with_its_bytes_modes_and_links_and_nothing_else() {
         let snap = Snapshotted::new();
         let dest = snap.dest();
-        let files = snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap();
+        let files = snapshot::extract_subtree(&snap.backup, &snap.pin, PG, &dest).unwrap();
         assert_eq!(files, 5);
         let extracted = listing(&dest);
         assert_eq!(extracted, listing(&snap.pg_host()));
@@ -419,7 +427,7 @@ mod tests {
         set_mode(&dest.join("share"), 0o555).unwrap();
         fs::remove_file(dest.join("bin/postgres")).unwrap();
         assert_eq!(
-            snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap(),
+            snapshot::extract_subtree(&snap.backup, &snap.pin, PG, &dest).unwrap(),
             5
         );
         assert_eq!(listing(&dest), listing(&snap.pg_host()));
@@ -429,7 +437,7 @@ mod tests {
         let one = snap.out().join("libpq");
         let path = format!("{PG}/lib/libpq.so.5.10");
         assert_eq!(
-            snapshot::extract_subtree(&snap.backup, &path, &one).unwrap(),
+            snapshot::extract_subtree(&snap.backup, &snap.pin, &path, &one).unwrap(),
             1
         );
         assert_eq!(fs::read(&one).unwrap(), b"libpq 10");
@@ -447,7 +455,7 @@ mod tests {
         let mut bytes = original.clone();
         bytes[at + 10] ^= 0x01;
         fs::write(&archive, &bytes).unwrap();
-        let err = snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap_err();
+        let err = snapshot::extract_subtree(&snap.backup, &snap.pin, PG, &dest).unwrap_err();
         let text = mismatch_text(&err);
         assert!(
             text.contains("/opt/trend/imss/PostgreSQL/bin/postgres"),
@@ -465,7 +473,9 @@ mod tests {
         let mut bytes = original.clone();
         bytes[imssd] ^= 0x01;
         fs::write(&archive, &bytes).unwrap();
-        let text = mismatch_text(&snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap_err());
+        let text = mismatch_text(
+            &snapshot::extract_subtree(&snap.backup, &snap.pin, PG, &dest).unwrap_err(),
+        );
         assert!(text.contains("/opt/trend/imss/bin/imssd"), "{text}");
         assert!(!dest.exists());
 
@@ -483,7 +493,11 @@ mod tests {
         };
         *sha256 = "0".repeat(64);
         manifest.write(&snap.backup).unwrap();
-        let text = mismatch_text(&snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap_err());
+        // As if root's record had been changed too: the entries and the
+        // archive still disagree.
+        let text = mismatch_text(
+            &snapshot::extract_subtree(&snap.backup, &manifest.pin(), PG, &dest).unwrap_err(),
+        );
         assert!(text.contains(&path), "{text}");
         assert!(text.contains(&"0".repeat(64)), "{text}");
         assert!(!dest.exists());
@@ -505,12 +519,14 @@ mod tests {
             "/usr/bin",
             "/opt/trend",
         ] {
-            let err = snapshot::extract_subtree(&snap.backup, inside, &dest).unwrap_err();
+            let err =
+                snapshot::extract_subtree(&snap.backup, &snap.pin, inside, &dest).unwrap_err();
             let text = format!("{err:#}");
             assert!(text.contains(inside), "{text}");
             assert!(!dest.exists() && !snap.out().exists(), "{inside}");
         }
-        let err = snapshot::extract_subtree(&snap.backup, "opt/trend/imss", &dest).unwrap_err();
+        let err = snapshot::extract_subtree(&snap.backup, &snap.pin, "opt/trend/imss", &dest)
+            .unwrap_err();
         assert!(
             format!("{err:#}").contains("not an absolute path"),
             "{err:#}"
@@ -520,11 +536,11 @@ mod tests {
     #[test]
     fn an_xz_snapshot_extracts_the_same() {
         let snap = Snapshotted::new();
-        let manifest = recompress(&snap.backup).unwrap();
+        let manifest = recompress(&snap.backup, &snap.pin).unwrap();
         assert_eq!(manifest.archive.format, snapshot::ArchiveFormat::TarXz);
         let dest = snap.dest();
         assert_eq!(
-            snapshot::extract_subtree(&snap.backup, PG, &dest).unwrap(),
+            snapshot::extract_subtree(&snap.backup, &snap.pin, PG, &dest).unwrap(),
             5
         );
         assert_eq!(listing(&dest), listing(&snap.pg_host()));

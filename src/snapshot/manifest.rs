@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::BackupMismatch;
 use crate::support::fsutil::atomic_write;
@@ -40,6 +41,30 @@ pub struct Manifest {
     /// Every entry, each snapshotted path followed by what is below it
     /// (parents before children, names in byte order).
     pub entries: Vec<Entry>,
+}
+
+/// What a snapshot restores, in one value: the SHA-256 of its manifest's
+/// paths (and where they are restored to) and entries. The archive's own
+/// record is left out, since recompression rewrites it; the archive is
+/// checked member by member against the entries. Recorded where only root
+/// can write when the snapshot is taken, it is asked for by every reader,
+/// so that a backup directory another account swapped in, or a manifest
+/// changed after the check, is never restored from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Pin(String);
+
+impl Pin {
+    /// The hash, in hex.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// One path that was asked for, and where it really was.
@@ -174,18 +199,27 @@ impl Entry {
 }
 
 impl Manifest {
+    /// This manifest's [`Pin`].
+    pub fn pin(&self) -> Pin {
+        let restored = serde_json::to_vec(&(&self.paths, &self.entries))
+            .expect("paths and entries are plain data");
+        Pin(hex::encode(Sha256::digest(restored)))
+    }
+
     /// Reads and checks the manifest in `backup_dir`. A manifest that cannot
     /// be parsed, or whose entries are not a well-formed tree under its
     /// paths, is a [`BackupMismatch`].
     pub fn read(backup_dir: &Path) -> Result<Manifest> {
         let path = backup_dir.join(MANIFEST_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
+        // Not through a link, nor waiting on a FIFO: the backup directory's
+        // parent is the service account's.
+        let Some(text) =
+            crate::support::no_follow::open_dir(backup_dir)?.read_file(MANIFEST_FILE)?
+        else {
+            bail!(
                 "{} has no {MANIFEST_FILE}: the snapshot there was never finished; do not restore from it",
                 backup_dir.display()
-            ),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+            )
         };
         let manifest: Manifest = serde_json::from_slice(&text)
             .map_err(|err| BackupMismatch::new(backup_dir, format!("{MANIFEST_FILE}: {err}")))?;

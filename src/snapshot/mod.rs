@@ -54,7 +54,7 @@ pub use apply::RestoreReport;
 pub use archive::Compression;
 pub use manifest::{
     ArchiveFormat, ArchiveInfo, Entry, EntryKind, FORMAT_VERSION, MANIFEST_FILE, Manifest, Meta,
-    SnapshotPath,
+    Pin, SnapshotPath,
 };
 
 use archive::{ArchiveWriter, FileWriter, Hash, IO_BUFFER, Source, copy_hashed, header_mtime};
@@ -181,8 +181,8 @@ pub fn scan(root: &Root, paths: &[&str]) -> Result<Vec<Entry>> {
 /// (name, type, mode, owner, mtime, size, content hash, link target), in
 /// order, none missing and none extra. Anything else is a
 /// [`BackupMismatch`] naming the file and the entry.
-pub fn verify(backup_dir: &Path) -> Result<Manifest> {
-    let (manifest, archive) = open(backup_dir)?;
+pub fn verify(backup_dir: &Path, pin: &Pin) -> Result<Manifest> {
+    let (manifest, archive) = open(backup_dir, pin)?;
     check_archive(backup_dir, &manifest, &archive)?;
     Ok(manifest)
 }
@@ -198,8 +198,8 @@ pub fn verify(backup_dir: &Path) -> Result<Manifest> {
 /// Idempotent: if it is interrupted, running it again finishes it. The
 /// file systems are synced before it returns. Runs as root (it sets
 /// owners). A running [`recompress`] must be stopped first.
-pub fn restore(root: &Root, backup_dir: &Path) -> Result<RestoreReport> {
-    let (manifest, archive) = open(backup_dir)?;
+pub fn restore(root: &Root, backup_dir: &Path, pin: &Pin) -> Result<RestoreReport> {
+    let (manifest, archive) = open(backup_dir, pin)?;
     check_archive(backup_dir, &manifest, &archive)?;
     (&archive)
         .seek(SeekFrom::Start(0))
@@ -242,8 +242,8 @@ pub fn restore(root: &Root, backup_dir: &Path) -> Result<RestoreReport> {
 /// (`.<name>.imss-replaced`) just before, removed just after. A failed run
 /// leaves `dest` as it was; an interrupted one may leave no `dest`; either
 /// way, running again clears what it left next to it.
-pub fn extract_subtree(backup_dir: &Path, inside: &str, dest: &Path) -> Result<u64> {
-    let (manifest, archive) = open(backup_dir)?;
+pub fn extract_subtree(backup_dir: &Path, pin: &Pin, inside: &str, dest: &Path) -> Result<u64> {
+    let (manifest, archive) = open(backup_dir, pin)?;
     let files = extract::extract(backup_dir, &manifest, &archive, inside, dest)?;
     tracing::info!(
         imss_files = files,
@@ -256,8 +256,8 @@ pub fn extract_subtree(backup_dir: &Path, inside: &str, dest: &Path) -> Result<u
 
 /// Rewrites a plain-tar snapshot as xz preset [`RECOMPRESS_PRESET`] on one
 /// thread (leaving the other cores to mail); see [`recompress_with`].
-pub fn recompress(backup_dir: &Path) -> Result<Manifest> {
-    recompress_with(backup_dir, RECOMPRESS_PRESET, 1)
+pub fn recompress(backup_dir: &Path, pin: &Pin) -> Result<Manifest> {
+    recompress_with(backup_dir, pin, RECOMPRESS_PRESET, 1)
 }
 
 /// Rewrites a plain-tar snapshot as `snapshot.tar.xz` (xz `preset` on
@@ -267,8 +267,13 @@ pub fn recompress(backup_dir: &Path) -> Result<Manifest> {
 /// the manifest replaced atomically, and the tar removed. Interrupted at
 /// any point, the snapshot is still whole and this can run again; on a
 /// snapshot that is already xz it only removes leftovers.
-pub fn recompress_with(backup_dir: &Path, preset: u32, threads: u32) -> Result<Manifest> {
-    let (manifest, tar) = open(backup_dir)?;
+pub fn recompress_with(
+    backup_dir: &Path,
+    pin: &Pin,
+    preset: u32,
+    threads: u32,
+) -> Result<Manifest> {
+    let (manifest, tar) = open(backup_dir, pin)?;
     if manifest.archive.format == ArchiveFormat::TarXz {
         remove_other_archives(backup_dir, ArchiveFormat::TarXz)?;
         return Ok(manifest);
@@ -360,13 +365,24 @@ fn prepare_backup_dir(backup_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads the manifest and opens the archive it names, checking its size.
-/// Should a recompression replace the archive between the two, the
-/// manifest is read again.
-fn open(backup_dir: &Path) -> Result<(Manifest, File)> {
+/// Reads the manifest, which must be the one `pin` was taken of, and opens
+/// the archive it names, checking its size. Should a recompression replace
+/// the archive between the two, the manifest is read again.
+fn open(backup_dir: &Path, pin: &Pin) -> Result<(Manifest, File)> {
     let mut retried = false;
     loop {
         let manifest = Manifest::read(backup_dir)?;
+        let found = manifest.pin();
+        if found != *pin {
+            return Err(BackupMismatch::new(
+                backup_dir,
+                format!(
+                    "{MANIFEST_FILE} is not the one this upgrade's snapshot wrote: what it \
+                     restores hashes to SHA-256 {found}, the upgrade recorded {pin}"
+                ),
+            )
+            .into());
+        }
         if manifest.archive.file != manifest.archive.format.file_name() {
             return Err(BackupMismatch::new(
                 backup_dir,

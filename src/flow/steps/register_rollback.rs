@@ -13,9 +13,7 @@ use chrono::Utc;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
 use crate::flow::layout::{self, MOVED_71_DATA_DIR, ROLLBACK_MANIFEST, SNAPSHOT_PATHS};
-use crate::flow::rollback_manifest::{
-    FORMAT_VERSION, Release, RollbackManifest, snapshot_manifest_sha256,
-};
+use crate::flow::rollback_manifest::{FORMAT_VERSION, Release, RollbackManifest};
 use crate::migration::config_export;
 use crate::snapshot;
 use crate::support::constants::{SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD, TARGET_VERSION};
@@ -29,9 +27,10 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     journal.note_undo(Undo::RemoveRollbackManifest {
         path: PathBuf::from(ROLLBACK_MANIFEST),
     })?;
+    let pin = journal.snapshot_pin()?.clone();
     ctx.unblock(move |ctx| {
         let backup = layout::backup_dir(ctx)?;
-        snapshot::verify(&backup)?;
+        let pin = snapshot::verify(&backup, &pin)?.pin();
         RollbackManifest {
             format: FORMAT_VERSION,
             registered_at: Utc::now(),
@@ -44,7 +43,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
                 build: TARGET_BUILD,
             },
             snapshot_paths: SNAPSHOT_PATHS.iter().map(|p| p.to_string()).collect(),
-            snapshot_manifest_sha256: snapshot_manifest_sha256(&backup)?,
+            snapshot_manifest_sha256: pin,
             data_dir_71: (
                 layout::data_dir_in_place(ctx)?,
                 PathBuf::from(MOVED_71_DATA_DIR),

@@ -18,8 +18,10 @@ use crate::snapshot::{self, tree_move};
 /// Archives the program tree, then moves the stopped 7.1 data directory.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     let backup = layout::backup_dir(ctx)?;
-    ctx.unblock(move |ctx| snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS).map(drop))
+    let manifest = ctx
+        .unblock(move |ctx| snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS))
         .await?;
+    journal.record_snapshot(manifest.pin())?;
     crate::fail_point!("snapshot-archived");
     // Where it really is: a link at /var/imss/pgdata is left as it is.
     let original = layout::data_dir_in_place(ctx)?;

@@ -478,8 +478,15 @@ async fn start_source(ctx: &Context) -> Result<Cluster> {
     ctx.unblock(|ctx| {
         let programs = layout::extracted_71_postgresql(ctx)?;
         if !programs.join("bin").join("postgres").is_file() {
-            crate::snapshot::extract_subtree(&layout::backup_dir(ctx)?, BUNDLED_PG_DIR, &programs)
-                .context("taking 7.1's PostgreSQL 10 out of the snapshot")?;
+            let journal = StepJournal::of(ctx)?
+                .context("the upgrade journal is gone: no snapshot is trusted to start 7.1 from")?;
+            crate::snapshot::extract_subtree(
+                &layout::backup_dir(ctx)?,
+                journal.snapshot_pin()?,
+                BUNDLED_PG_DIR,
+                &programs,
+            )
+            .context("taking 7.1's PostgreSQL 10 out of the snapshot")?;
         }
         let cluster = layout::backup_71_after_switch(ctx)?;
         pg::stop_server(&cluster.data_dir, StopMode::Immediate)?;
