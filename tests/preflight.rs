@@ -352,6 +352,55 @@ fn a_symlinked_var_imss_is_reported_not_refused() {
     );
 }
 
+/// The switch renames the program tree and the staged 9.1 tree beside
+/// `/opt/trend/imss`; through a link to another file system it could
+/// not, and would fail in the downtime. Preflight says so first.
+#[test]
+fn a_program_tree_linked_to_another_file_system_is_an_inhibitor() {
+    let server = FixtureServer::build(&["--history-rows", "1000", "--tree-mb", "0"]).unwrap();
+    let root = server.root_dir();
+    let elsewhere = root.join("srv/imss-disk");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    Cmd::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512m,mode=0755", "tmpfs"])
+        .arg(&elsewhere)
+        .run()
+        .expect("mounting a tmpfs needs root (CI runs the tests as root)");
+    let unmount = Unmount(elsewhere.clone());
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(root.join("opt/trend/imss"))
+        .arg(&elsewhere)
+        .run()
+        .unwrap();
+    std::fs::remove_dir_all(root.join("opt/trend/imss")).unwrap();
+    std::os::unix::fs::symlink("../../srv/imss-disk/imss", root.join("opt/trend/imss")).unwrap();
+    server.start().unwrap();
+    let outcome = preflight(&server);
+    server.stop().unwrap();
+    drop(unmount);
+    assert_eq!(outcome.code, 2, "{}", outcome.text);
+    outcome.assert_finding(
+        "program-tree-on-another-file-system",
+        "inhibitor",
+        &["link the directory above instead", "/opt/trend"],
+    );
+    let found = &outcome.finding("program-tree-on-another-file-system")["found"];
+    assert!(
+        found.as_str().unwrap().contains("/srv/imss-disk/imss"),
+        "{found}"
+    );
+}
+
+/// Unmounts, lazily, when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Cmd::new("umount").arg("-l").arg(&self.0).run();
+    }
+}
+
 #[test]
 fn a_dns_server_on_port_53_is_a_warning_with_the_ports_bind_will_use() {
     let named = NamedServer::start(53).unwrap();

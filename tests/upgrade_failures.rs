@@ -16,6 +16,14 @@ use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 
 fn built_server() -> (FixtureServer, Payload, Baseline) {
+    built_server_arranged(|_| {})
+}
+
+/// A server built, then `arrange`d as an administrator might have it,
+/// then started.
+fn built_server_arranged(
+    arrange: impl FnOnce(&FixtureServer),
+) -> (FixtureServer, Payload, Baseline) {
     if !cfg!(feature = "failpoints") {
         panic!(
             "these tests need the fail points: run them with `--features imss-upgrade/failpoints` (make test does)"
@@ -23,6 +31,7 @@ fn built_server() -> (FixtureServer, Payload, Baseline) {
     }
     let server =
         FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
+    arrange(&server);
     server.start().unwrap();
     let payload = Payload::build().unwrap();
     let before = Baseline::take(&server).unwrap();
@@ -173,6 +182,54 @@ async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() 
         inode_before,
         "the 7.1 tree was rewritten from the archive instead of renamed back"
     );
+}
+
+/// A program tree reached through a link, `/opt/trend/imss ->
+/// imss-7.1.0` (root's, as an administrator who keeps versioned installs
+/// makes it). The swap renamed the tree the link leads to, but its undo
+/// renamed the link: 7.1 came back as a plain directory, the link was
+/// gone, and the 9.1 tree stayed behind in `imss-7.1.0`. Both ways now
+/// go through the link, so a switch that fails after the swap leaves the
+/// link, its 7.1 tree (the same inodes) and nothing else.
+#[tokio::test]
+async fn a_failed_switch_puts_71_back_behind_a_linked_program_tree() {
+    let scenario = fail::FailScenario::setup();
+    let (server, payload, before) = built_server_arranged(|server| {
+        let link = server.root().resolve_parent("/opt/trend/imss").unwrap();
+        std::fs::rename(&link, link.with_file_name("imss-7.1.0")).unwrap();
+        std::os::unix::fs::symlink("imss-7.1.0", &link).unwrap();
+    });
+    let link = server.root().resolve_parent("/opt/trend/imss").unwrap();
+    let imss_ini = link.with_file_name("imss-7.1.0").join("config/imss.ini");
+    let inode_before = imss_fixture::oracle::device_and_inode(&imss_ini).unwrap();
+    fail::cfg("switch-health-check", "return").unwrap();
+    let err = flow::upgrade(&payload.context(&server).unwrap())
+        .await
+        .expect_err("the injected failure must fail the upgrade");
+    scenario.teardown();
+    let text = format!("{err:#}");
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    assert_eq!(
+        std::fs::read_link(&link).ok(),
+        Some(std::path::PathBuf::from("imss-7.1.0")),
+        "/opt/trend/imss is no longer the administrator's link"
+    );
+    assert_eq!(
+        imss_fixture::oracle::device_and_inode(&imss_ini).unwrap(),
+        inode_before,
+        "the 7.1 tree behind the link was not renamed back"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(link.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["imss", "imss-7.1.0"],
+        "the switch left something in /opt/trend"
+    );
+    assert_back_on_71(&server, &payload, &before);
 }
 
 /// Files PostgreSQL rewrites whenever it starts, whatever it is asked: the

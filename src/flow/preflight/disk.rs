@@ -12,6 +12,7 @@ use anyhow::Result;
 use super::database::human_bytes;
 use super::{Facts, Finding, Severity};
 use crate::flow::context::Context;
+use crate::flow::layout::PROGRAM_STAGING_DIR;
 use crate::support::constants::{
     BACKUP_DIR, DATA_DIR, PG71_DATA_DIR, PROGRAM_DIR, VENDOR_SPACE_FACTOR,
 };
@@ -47,6 +48,7 @@ struct FileSystem {
 pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
     let root = &ctx.root;
     report_links(ctx, out)?;
+    check_program_tree_renames(ctx, out)?;
 
     let program_dir = root.resolve(PROGRAM_DIR)?;
     let pg_data = root.resolve_parent(crate::flow::layout::data_dir_in_place(ctx)?)?;
@@ -162,6 +164,41 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
 }
 
 /// Links on the way to the program and data trees are followed, and said.
+/// The switch renames the program tree aside and the 9.1 tree into its
+/// place, beside `/opt/trend/imss`. Through a link to another file system
+/// no rename can do that, and the switch would fail in the downtime.
+fn check_program_tree_renames(ctx: &Context, out: &mut Vec<Finding>) -> Result<()> {
+    let tree = ctx.root.resolve(PROGRAM_DIR)?;
+    let beside = ctx.root.resolve_parent(PROGRAM_STAGING_DIR)?;
+    let Some(staging_parent) = beside.parent() else {
+        return Ok(());
+    };
+    if !tree.exists() || device_of(&tree)? == device_of(staging_parent)? {
+        return Ok(());
+    }
+    let (_, tree_mount, _) = file_system_of(&tree)?;
+    let (_, staging_mount, _) = file_system_of(staging_parent)?;
+    out.push(Finding::new(
+        "program-tree-on-another-file-system",
+        Severity::Inhibitor,
+        format!("{PROGRAM_DIR} leads to another file system"),
+        format!(
+            "{PROGRAM_DIR} is a link to {} on the file system mounted at {}, and the 9.1 tree \
+             is staged beside the link, on {}: the switch renames one into the other's place, \
+             which cannot cross file systems",
+            ctx.root.inside(&tree).display(),
+            tree_mount.display(),
+            staging_mount.display()
+        ),
+        format!(
+            "link the directory above instead ({}), so that the tree and its link share a file \
+             system, or move the tree back under it",
+            ctx.root.inside(staging_parent).display()
+        ),
+    ));
+    Ok(())
+}
+
 fn report_links(ctx: &Context, out: &mut Vec<Finding>) -> Result<()> {
     for path in [
         "/opt",

@@ -26,7 +26,7 @@ pub use services::Wait;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 
 use crate::files::imss_ini::{ProductInfo, imss_ini_91};
 use crate::files::ini::IniFile;
@@ -151,11 +151,19 @@ fn file_name(path: &str) -> &str {
 
 /// Puts the staged tree at `/opt/trend/imss`, the 7.1 tree aside.
 fn swap_in(ctx: &Context) -> Result<()> {
-    let live = ctx.root.resolve(PROGRAM_DIR)?;
+    let live = live_program_tree(ctx)?;
     let staging = ctx.root.resolve_parent(PROGRAM_STAGING_DIR)?;
     let replaced = ctx.root.resolve_parent(PROGRAM_REPLACED_DIR)?;
     fsutil::rename_durably(&live, &replaced)?;
     fsutil::rename_durably(&staging, &live)
+}
+
+/// Where the program tree itself is, the swap's and its undo's alike:
+/// through a link at `/opt/trend/imss` (an administrator's, which root
+/// owns: [`crate::support::root::Root::resolve`] follows no other), so that
+/// the link stays and the tree behind it is swapped.
+fn live_program_tree(ctx: &Context) -> Result<PathBuf> {
+    Ok(ctx.root.resolve(PROGRAM_DIR)?)
 }
 
 /// Stops 9.1 if it was started, and puts the 7.1 program tree back,
@@ -169,11 +177,13 @@ pub async fn undo(
     staging: &Path,
     replaced: &Path,
     created: &[PathBuf],
+    snapshot: Option<&snapshot::Pin>,
 ) -> Result<()> {
     let (staging, replaced) = (staging.to_path_buf(), replaced.to_path_buf());
     let created = created.to_vec();
+    let snapshot = snapshot.cloned();
     ctx.unblock(move |ctx| {
-        let live = ctx.root.resolve_parent(PROGRAM_DIR)?;
+        let live = live_program_tree(ctx)?;
         if systemd::manages(&ctx.root) {
             services::stop_and_remove(ctx, &created)?;
         } else {
@@ -201,7 +211,11 @@ pub async fn undo(
             fsutil::rename_durably(&replaced, &live)?;
             fsutil::remove_tree_if_present(&staging)?;
         } else {
-            snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?)?;
+            let pin = snapshot.as_ref().context(
+                "the 7.1 program tree is gone and the upgrade journal records no snapshot to \
+                 restore it from: restore /opt/trend/imss from your own backup, then run this again",
+            )?;
+            snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?, pin)?;
         }
         Ok(())
     })
