@@ -48,6 +48,24 @@ async fn check_built_server(rows: u64, tree_mb: u64) {
     );
 
     server.start().unwrap();
+    // Nothing the model installs names the checkout it was built from:
+    // sandboxed units would not see it, and a server must not need it.
+    let checkout = env!("CARGO_MANIFEST_DIR");
+    // grep exits 1 when nothing matches: the list is what counts.
+    let naming = std::process::Command::new("grep")
+        .args(["-rIl", "--fixed-strings", "--", checkout])
+        .arg(server.root_dir())
+        .output()
+        .unwrap();
+    assert!(
+        naming.stdout.is_empty(),
+        "files of the model name the checkout {checkout}:\n{}",
+        String::from_utf8_lossy(&naming.stdout)
+    );
+    let control =
+        std::fs::read_to_string(root.resolve("/opt/trend/imss/script/imssctl.sh").unwrap())
+            .unwrap();
+    assert!(control.contains("IMSS 7.1 service control"), "{control}");
     let settings = DbSettings::load(&root).unwrap();
     assert_eq!(count(&settings, "tb_policy_event").await, rows as i64);
     let client = pg::connect(&settings).await.unwrap();
