@@ -151,6 +151,7 @@ APT_PACKAGES=(
     procps
     psmisc
     python3-venv
+    jq
 )
 
 # Keeps packages from creating PostgreSQL's default "main" cluster.
