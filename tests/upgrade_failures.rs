@@ -169,13 +169,7 @@ async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() 
         std::fs::write(&archive, bytes).unwrap();
     })
     .unwrap();
-    fail::cfg("switch-health-check", "return").unwrap();
-    let err = flow::upgrade(&payload.context(&server).unwrap())
-        .await
-        .expect_err("the injected failure must fail the upgrade");
-    scenario.teardown();
-    let text = format!("{err:#}");
-    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    fail_at_the_health_check(scenario, &server, &payload).await;
     assert_back_on_71(&server, &payload, &before);
     assert_eq!(
         imss_fixture::oracle::device_and_inode(&imss_ini).unwrap(),
@@ -202,13 +196,7 @@ async fn a_failed_switch_puts_71_back_behind_a_linked_program_tree() {
     let link = server.root().resolve_parent("/opt/trend/imss").unwrap();
     let imss_ini = link.with_file_name("imss-7.1.0").join("config/imss.ini");
     let inode_before = imss_fixture::oracle::device_and_inode(&imss_ini).unwrap();
-    fail::cfg("switch-health-check", "return").unwrap();
-    let err = flow::upgrade(&payload.context(&server).unwrap())
-        .await
-        .expect_err("the injected failure must fail the upgrade");
-    scenario.teardown();
-    let text = format!("{err:#}");
-    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
+    fail_at_the_health_check(scenario, &server, &payload).await;
     assert_eq!(
         std::fs::read_link(&link).ok(),
         Some(std::path::PathBuf::from("imss-7.1.0")),
@@ -230,6 +218,23 @@ async fn a_failed_switch_puts_71_back_behind_a_linked_program_tree() {
         "the switch left something in /opt/trend"
     );
     assert_back_on_71(&server, &payload, &before);
+}
+
+/// Fails the upgrade of `server` where 9.1 has started and its health
+/// check is next, as a 9.1 that takes no mail would, and checks that the
+/// run says it rolled back. Ends `scenario`.
+async fn fail_at_the_health_check(
+    scenario: fail::FailScenario<'_>,
+    server: &FixtureServer,
+    payload: &Payload,
+) {
+    fail::cfg("switch-health-check", "return").unwrap();
+    let err = flow::upgrade(&payload.context(server).unwrap())
+        .await
+        .expect_err("the injected failure must fail the upgrade");
+    scenario.teardown();
+    let text = format!("{err:#}");
+    assert!(text.contains("was rolled back: 7.1 runs"), "{text}");
 }
 
 /// Files PostgreSQL rewrites whenever it starts, whatever it is asked: the
