@@ -397,6 +397,7 @@ choose_pg10_home() {
         chmod 755 "$(dirname "$PG10_HOME")"
         if [ "$(readlink "$PG10" 2>/dev/null)" != "$PG10_HOME" ]; then
             rm -rf "$PG10"
+            mkdir -p "$TOOLS"
             ln -s "$PG10_HOME" "$PG10"
         fi
     elif [ -L "$PG10" ]; then
