@@ -375,18 +375,27 @@ pg10_present() {
     "$PG10_HOME/bin/postgres" --version 2>/dev/null | grep -q " $PG10_VERSION\$"
 }
 
-# Whether other users can enter every directory from / down to $1.
-traversable_by_others() {
+# Prints the lowest directory from $1 up to / that other users cannot
+# enter, with its mode; fails when there is none.
+closed_to_others() {
     local dir="$1" mode
     while :; do
         mode="$(stat -L -c %A "$dir" 2>/dev/null || echo '')"
         case "${mode:9:1}" in
             x | t) ;;
-            *) return 1 ;;
+            *)
+                echo "$dir (mode ${mode:-?})"
+                return 0
+                ;;
         esac
-        [ "$dir" = / ] && return 0
+        [ "$dir" = / ] && return 1
         dir="$(dirname "$dir")"
     done
+}
+
+# Whether other users can enter every directory from / down to $1.
+traversable_by_others() {
+    ! closed_to_others "$1" >/dev/null
 }
 
 # Chooses PG10_HOME, and makes .tools/pg10 a link to it when it is shared.
@@ -447,16 +456,10 @@ install_pg10() {
 # Warns about parents of PostgreSQL 10's directory that other users cannot
 # enter: the test servers run as an unprivileged user and must reach it.
 check_parents_traversable() {
-    local dir="$PG10_HOME" mode
-    while :; do
-        mode="$(stat -L -c %A "$dir" 2>/dev/null || echo '')"
-        case "${mode:9:1}" in
-            x | t) ;;
-            *) warn "$dir is not searchable by other users (mode ${mode:-?}): the test servers, which run as an unprivileged user, cannot reach $PG10_HOME through it; chmod o+x $dir or check out the repository elsewhere" ;;
-        esac
-        [ "$dir" = / ] && break
-        dir="$(dirname "$dir")"
-    done
+    local closed
+    if closed="$(closed_to_others "$PG10_HOME")"; then
+        warn "$closed is not searchable by other users: the test servers, which run as an unprivileged user, cannot reach $PG10_HOME through it; chmod o+x it or check out the repository elsewhere"
+    fi
 }
 
 # initdb, start, query and stop a throw-away PostgreSQL 10 server, as
