@@ -397,7 +397,8 @@ fn recover_settles_runs_killed_at_random_moments() {
 /// (`before-{step}`, `after-{step}`, `before-undo-{step}`,
 /// `after-undo-{step}`), read from the source text itself, not from a list
 /// kept beside this test. This test's own list, which the kill matrix
-/// walks, must be among them.
+/// walks, must be among them, and every other point must be named by a
+/// test.
 #[test]
 fn the_readme_lists_every_fail_point_in_the_source() {
     let top = env!("CARGO_MANIFEST_DIR");
@@ -466,6 +467,25 @@ fn the_readme_lists_every_fail_point_in_the_source() {
         "the kill matrix names points the source lacks: {unknown:?}"
     );
     assert!(in_source.len() >= 25, "{} fail points", in_source.len());
+
+    // Every point is used: walked by this matrix, or named by a test.
+    let tests = std::process::Command::new("find")
+        .args([&format!("{top}/tests"), "-name", "*.rs"])
+        .output()
+        .unwrap();
+    let test_text: String = String::from_utf8(tests.stdout)
+        .unwrap()
+        .lines()
+        .filter(|file| !file.ends_with("/kill_matrix.rs"))
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect();
+    let unused: Vec<_> = in_source
+        .iter()
+        .filter(|point| {
+            !POINTS.contains(&point.as_str()) && !test_text.contains(&format!("\"{point}"))
+        })
+        .collect();
+    assert!(unused.is_empty(), "no test uses the fail points {unused:?}");
 }
 
 /// Item 9 of the issue: with no lock, `recover`, `imss-rollback` or a

@@ -803,6 +803,47 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
     check_71_less(&root, before, [&quarantine, &archive]).await;
 }
 
+/// SIGKILL once a batch and its cursor are written and checked in 9.1 but
+/// not committed (stopped at the fail point `transfer-batch-settled`): the
+/// kill lands past that point, the open transaction goes with the process,
+/// the cursor stays where it was, and the next run moves the batch again,
+/// ending with every row once.
+#[tokio::test]
+async fn a_transfer_killed_with_a_batch_settled_but_not_committed_moves_it_once_on_the_next_run() {
+    let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
+    let root = server.root();
+    let mut args = root_arg(&server);
+    args.extend(["transfer", "run"].map(OsString::from));
+    let mut transfer = HelperProcess::start(
+        Path::new(HELPER),
+        &args,
+        Some("transfer-batch-settled"),
+        None,
+    )
+    .unwrap();
+    transfer.wait_stopped(Duration::from_secs(120)).unwrap();
+    transfer.kill9().unwrap();
+
+    let target = pg::connect(&DbSettings::load(&root).unwrap())
+        .await
+        .unwrap();
+    let committed: i64 = target
+        .query_one(
+            "SELECT coalesce(sum(committed_rows), 0)::bigint FROM upgrade_transfer.cursor",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(committed, 0, "a batch killed before its COMMIT was counted");
+
+    let (code, output) = helper(&server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(checksums_91(&root).await, before);
+    let status = transfer_status(&server);
+    assert_eq!(status["state"], "done", "{status:#}");
+}
+
 /// A batch that committed, but whose COMMIT's answer was lost with the
 /// connection: the transfer connects again, reads from the cursor
 /// (committed with the batch) that it committed, and goes on after it,
