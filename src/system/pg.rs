@@ -242,10 +242,7 @@ impl Cluster {
             conf.push_str(&format!("{name} = {}\n", conf_quote(value)));
         }
         let conf_path = self.start_config_file();
-        // The server reads it through its group; nobody else needs to.
-        let group =
-            (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid));
-        atomic_write_as(&conf_path, conf.as_bytes(), 0o640, group)?;
+        atomic_write_as(&conf_path, conf.as_bytes(), 0o640, self.start_file_owner())?;
         let log = self.log_file();
         let log_file = self.open_log_file()?;
         let log_end = log_file
@@ -330,19 +327,25 @@ impl Cluster {
             );
         }
         let hba = self.private_hba_file();
-        let group =
-            (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid));
         atomic_write_as(
             &hba,
             b"# Written by imss-upgrade for a start on a socket only the upgrade reaches.\n\
               local all all trust\n",
             0o640,
-            group,
+            self.start_file_owner(),
         )?;
         let hba_file = hba.to_string_lossy().into_owned();
         let mut all = settings.to_vec();
         all.push(("hba_file", &hba_file));
         self.start_with(&all)
+    }
+
+    /// Owner and group of the files a start writes beside the data
+    /// directory (mode 0640): this process's user, and the server
+    /// account's group, through which the server reads them; nobody else
+    /// needs to. `None` when the server runs as this process's user.
+    fn start_file_owner(&self) -> Option<(u32, u32)> {
+        (!self.owner.is_current()).then_some((nix::unistd::getuid().as_raw(), self.owner.gid))
     }
 
     /// The host-based authentication file of a [`Cluster::start_private_with`]
