@@ -163,7 +163,6 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
     Ok(())
 }
 
-/// Links on the way to the program and data trees are followed, and said.
 /// The switch renames the program tree aside and the 9.1 tree into its
 /// place, beside `/opt/trend/imss`. Through a link to another file system
 /// no rename can do that, and the switch would fail in the downtime.
@@ -176,6 +175,7 @@ fn check_program_tree_renames(ctx: &Context, out: &mut Vec<Finding>) -> Result<(
     if !tree.exists() || device_of(&tree)? == device_of(staging_parent)? {
         return Ok(());
     }
+    // Only now the mount points, which take a walk up each path.
     let (_, tree_mount, _) = file_system_of(&tree)?;
     let (_, staging_mount, _) = file_system_of(staging_parent)?;
     out.push(Finding::new(
@@ -199,6 +199,7 @@ fn check_program_tree_renames(ctx: &Context, out: &mut Vec<Finding>) -> Result<(
     Ok(())
 }
 
+/// Links on the way to the program and data trees are followed, and said.
 fn report_links(ctx: &Context, out: &mut Vec<Finding>) -> Result<()> {
     for path in [
         "/opt",

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     let pin = journal.snapshot_pin()?.clone();
     ctx.unblock(move |ctx| {
         let backup = layout::backup_dir(ctx)?;
-        let pin = snapshot::verify(&backup, &pin)?.pin();
+        snapshot::verify(&backup, &pin)?;
         RollbackManifest {
             format: FORMAT_VERSION,
             registered_at: Utc::now(),
