@@ -424,12 +424,19 @@ fn the_readme_lists_every_fail_point_in_the_source() {
 
     let mut in_source = std::collections::BTreeSet::new();
     let mut boundaries = Vec::new();
-    let sources = std::process::Command::new("find")
-        .args([&format!("{top}/src"), "-name", "*.rs"])
-        .output()
-        .unwrap();
-    for file in String::from_utf8(sources.stdout).unwrap().lines() {
-        let text = std::fs::read_to_string(file).unwrap();
+    // Every Rust file below `dir`, by `find`: its path and its text.
+    let rust_files = |dir: &str| -> Vec<(String, String)> {
+        let found = std::process::Command::new("find")
+            .args([&format!("{top}/{dir}"), "-name", "*.rs"])
+            .output()
+            .unwrap();
+        String::from_utf8(found.stdout)
+            .unwrap()
+            .lines()
+            .map(|file| (file.to_string(), std::fs::read_to_string(file).unwrap()))
+            .collect()
+    };
+    for (_, text) in rust_files("src") {
         for call in text.split("fail_point!(").skip(1) {
             let argument = call.trim_start();
             if let Some(quoted) = argument.strip_prefix('"') {
@@ -469,15 +476,10 @@ fn the_readme_lists_every_fail_point_in_the_source() {
     assert!(in_source.len() >= 25, "{} fail points", in_source.len());
 
     // Every point is used: walked by this matrix, or named by a test.
-    let tests = std::process::Command::new("find")
-        .args([&format!("{top}/tests"), "-name", "*.rs"])
-        .output()
-        .unwrap();
-    let test_text: String = String::from_utf8(tests.stdout)
-        .unwrap()
-        .lines()
-        .filter(|file| !file.ends_with("/kill_matrix.rs"))
-        .map(|file| std::fs::read_to_string(file).unwrap())
+    let test_text: String = rust_files("tests")
+        .into_iter()
+        .filter(|(file, _)| !file.ends_with("/kill_matrix.rs"))
+        .map(|(_, text)| text)
         .collect();
     let unused: Vec<_> = in_source
         .iter()

@@ -146,11 +146,24 @@ fn start_transfer(server: &FixtureServer, extra: &[&str]) -> HelperProcess {
 /// Runs `imss-upgrade` with `args` under the server's root: its exit code
 /// and what it printed.
 fn helper(server: &FixtureServer, args: &[&str]) -> (i32, String) {
-    let output = std::process::Command::new(HELPER)
-        .args(root_arg(server))
-        .args(args)
-        .output()
-        .unwrap();
+    run_under_root(HELPER, server, args, None)
+}
+
+/// Runs `program` (`imss-upgrade` or `imss-rollback`) with `args` under the
+/// server's root, with `FAILPOINTS` set to `failpoints` when given: its
+/// exit code and what it printed, standard output then standard error.
+fn run_under_root(
+    program: &str,
+    server: &FixtureServer,
+    args: &[&str],
+    failpoints: Option<&str>,
+) -> (i32, String) {
+    let mut command = std::process::Command::new(program);
+    command.args(root_arg(server)).args(args);
+    if let Some(points) = failpoints {
+        command.env("FAILPOINTS", points);
+    }
+    let output = command.output().unwrap();
     (
         output.status.code().unwrap_or(-1),
         format!(
@@ -853,18 +866,13 @@ async fn a_transfer_killed_with_a_batch_settled_but_not_committed_moves_it_once_
 async fn a_commit_whose_answer_is_lost_is_read_from_the_cursor_and_the_transfer_goes_on() {
     let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
     let root = server.root();
-    let transfer = std::process::Command::new(HELPER)
-        .args(root_arg(&server))
-        .args(["transfer", "run"])
-        .env("FAILPOINTS", "transfer-batch-committed=1*return")
-        .output()
-        .unwrap();
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&transfer.stdout),
-        String::from_utf8_lossy(&transfer.stderr)
+    let (code, output) = run_under_root(
+        HELPER,
+        &server,
+        &["transfer", "run"],
+        Some("transfer-batch-committed=1*return"),
     );
-    assert!(transfer.status.success(), "{output}");
+    assert_eq!(code, 0, "{output}");
     assert!(
         output.contains("the batch whose COMMIT got no answer committed"),
         "{output}"
@@ -1148,16 +1156,8 @@ async fn a_refused_rollback_says_how_to_start_the_transfer_it_stopped_again() {
     assert_ne!(changed, text, "no entry's mtime to change");
     std::fs::write(&manifest, changed).unwrap();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
-        .args(root_arg(&server))
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(output.status.code(), Some(1), "{said}");
+    let (code, said) = run_under_root(env!("CARGO_BIN_EXE_imss-rollback"), &server, &[], None);
+    assert_eq!(code, 1, "{said}");
     assert!(
         said.contains("changed after the upgrade registered it"),
         "{said}"
