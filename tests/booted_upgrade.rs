@@ -553,42 +553,6 @@ fn history_counts(host: &ModelHost, on_91: bool) -> Vec<String> {
         .collect()
 }
 
-/// `imss-upgrade status --json`'s `transfer` object, inside the host.
-fn transfer_status(host: &ModelHost) -> serde_json::Value {
-    let (code, stdout, stderr) =
-        host.run_inside(&[UPGRADE, "status", "--json"], Duration::from_secs(60));
-    assert_eq!(code, Some(0), "status failed:\n{stdout}\n{stderr}");
-    let status: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|err| panic!("status printed no JSON ({err}):\n{stdout}"));
-    status["transfer"].clone()
-}
-
-/// Waits until the transfer's status gives `ready` a value, and returns
-/// it; panics with the unit's journal after 5 minutes.
-fn wait_for_transfer<T>(
-    host: &ModelHost,
-    what: &str,
-    ready: impl Fn(&serde_json::Value) -> Option<T>,
-) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let status = transfer_status(host);
-        if let Some(value) = ready(&status) {
-            return value;
-        }
-        if std::time::Instant::now() > deadline {
-            let journal = host
-                .host
-                .run(&["journalctl", "--no-pager", "-u", units::TRANSFER.name])
-                .unwrap_or_default();
-            panic!(
-                "the transfer did not get {what}; its status:\n{status:#}\nits unit's journal:\n{journal}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// After `imss-upgrade run`, the transfer's unit starts by itself; a power
 /// loss in its middle is survived: at the next boot the unit starts again
 /// and resumes where the last committed batch left it, finishes with every
@@ -616,7 +580,7 @@ fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
     .unwrap();
 
     upgrade(&host);
-    let moved = wait_for_transfer(&host, "to move rows", |status| {
+    let moved = host.wait_for_transfer(UPGRADE, "to move rows", |status| {
         status["progress"]["rows_done"]
             .as_i64()
             .filter(|&rows| rows > 0)
@@ -626,7 +590,7 @@ fn the_transfer_unit_runs_after_the_upgrade_and_resumes_after_a_power_loss() {
 
     host.host.power_loss().unwrap();
     host.host.boot_again().unwrap();
-    wait_for_transfer(&host, "to finish", |status| {
+    host.wait_for_transfer(UPGRADE, "to finish", |status| {
         (status["state"] == "done").then_some(())
     });
     let started = host.journal_events(events::TRANSFER_STARTED);

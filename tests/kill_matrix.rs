@@ -14,7 +14,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess, Payload};
+use imss_fixture::harness::{
+    Baseline, FixtureServer, HelperEnded, HelperProcess, Payload, Upgraded91,
+};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::flow::failpoints::POINTS;
 use imss_upgrade::flow::journal::{RunState, Step, StepJournal};
@@ -27,11 +29,13 @@ const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
 /// Long enough for any step of a small server on a loaded CI machine.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A 7.1 server, the payload to upgrade it with, and what it was before.
+/// A 7.1 server, the payload to upgrade it with, what it was before, and
+/// (once a case ends on 9.1) what an uninterrupted upgrade makes of it.
 struct Site {
     server: FixtureServer,
     payload: Payload,
     baseline: Baseline,
+    uninterrupted: std::cell::OnceCell<Upgraded91>,
 }
 
 /// Which release a settled server ended on.
@@ -64,6 +68,7 @@ impl Site {
             server,
             payload,
             baseline,
+            uninterrupted: std::cell::OnceCell::new(),
         }
     }
 
@@ -153,10 +158,54 @@ impl Site {
         );
         let settled = self.check_settled(case);
         if settled == Settled::On91 {
-            self.complete(ROLLBACK, &[], &format!("imss-rollback after {case}"));
-            self.check_on_71(case);
+            self.check_91_as_uninterrupted_then_roll_back(case);
         }
         settled
+    }
+
+    /// Runs the background transfer of the older history to its end, then
+    /// takes what the upgrade made of the server. Which history the run
+    /// itself migrates depends on its moment (the last 24 hours); what
+    /// 9.1 holds once the rest has moved over does not.
+    fn history_moved_over(&self, case: &str) -> Upgraded91 {
+        let args = [
+            "transfer".into(),
+            "run".into(),
+            "--root".into(),
+            self.server.root_dir().into(),
+        ];
+        let ended = HelperProcess::start(Path::new(UPGRADE), &args, None, None)
+            .unwrap()
+            .wait(HELPER_TIMEOUT)
+            .unwrap();
+        assert!(
+            ended.status.success(),
+            "the transfer after {case} failed ({}):\n{}",
+            ended.status,
+            ended.output
+        );
+        Upgraded91::take(&self.server).unwrap()
+    }
+
+    /// Compares the 9.1 the server is on with what an uninterrupted upgrade
+    /// of the same 7.1 makes (`pg_dumpall` and the program tree), then
+    /// rolls back with imss-rollback, which must bring 7.1 back exactly.
+    /// The uninterrupted upgrade runs the first time, from that 7.1.
+    fn check_91_as_uninterrupted_then_roll_back(&self, case: &str) {
+        let finished = self.history_moved_over(case);
+        self.complete(ROLLBACK, &[], &format!("imss-rollback after {case}"));
+        self.check_on_71(case);
+        let uninterrupted = self.uninterrupted.get_or_init(|| {
+            let why = "the uninterrupted upgrade the finished runs are compared with";
+            self.complete(UPGRADE, &["run"], why);
+            let uninterrupted = self.history_moved_over(why);
+            self.complete(ROLLBACK, &[], why);
+            self.check_on_71(why);
+            uninterrupted
+        });
+        if let Err(err) = finished.check_same_as(uninterrupted) {
+            panic!("{case}: {err:#}");
+        }
     }
 
     /// Fully on 9.1 (journal completed, a mail accepted and logged in
@@ -564,6 +613,7 @@ fn after_a_power_loss_past_the_switch_recover_starts_91_and_keeps_its_mail() {
         kept, 1,
         "the mail 9.1 accepted before the power loss is gone"
     );
+    site.check_91_as_uninterrupted_then_roll_back("power loss past the switch");
 }
 
 /// Item 8 of the issue: across file systems the copy of the 7.1 data

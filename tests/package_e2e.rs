@@ -8,6 +8,7 @@
 //! Needs root, `systemd-container`, rpm, dnf, createrepo-c, rpmlint and
 //! cargo-generate-rpm (`make setup`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -472,7 +473,12 @@ fn dnf_install_under_mail_upgrades_journalctl_tells_the_story_and_rpm_e_loses_no
     let during_erase = sender.finish();
     assert!(!installed(&host, "imss-upgrade"));
     assert_eq!(host.step_journal().state, RunState::RolledBack);
-    host.assert_back_on_71_with_mail_since(&before, "after rpm -e");
+    let taken: BTreeSet<String> = during_install
+        .accepted
+        .union(&during_erase.accepted)
+        .cloned()
+        .collect();
+    host.assert_back_on_71_with_mails(&before, &taken, "after rpm -e");
     host.assert_units(&units_71(), "active", "after rpm -e");
     // Nothing lost: what 9.1 took is carried back into 7.1.
     let in_71 = host.traffic_in("tb_policy_event");
@@ -576,6 +582,18 @@ fn power_losses_during_dnf_install_end_on_91_or_exactly_on_71_and_dnf_install_co
     let _one = one_host_at_a_time();
     let (mut host, _repo) = host_serving_packages("pkg-power", &[]);
     let before = host.baseline();
+    // What an uninterrupted dnf install makes of this 7.1, for the runs
+    // the recovery at boot finishes.
+    let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
+    assert_eq!(code, Some(0), "the uninterrupted dnf install:\n{output}");
+    let uninterrupted = host.upgraded_91_with_history_moved("/usr/sbin/imss-upgrade");
+    let (code, output) = inside(&host, &["rpm", "-e", "imss-upgrade"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "rpm -e after the uninterrupted install:\n{output}"
+    );
+    assert_on_71(&host, &before, "after the uninterrupted install and rpm -e");
 
     // Before the switch is done, the recovery at boot rolls back, and the
     // next dnf install upgrades again from the 7.1 it left.
@@ -598,6 +616,10 @@ fn power_losses_during_dnf_install_end_on_91_or_exactly_on_71_and_dnf_install_co
         dnf_install_cut_at(&mut host, point);
         let when = format!("after a power loss at {point}");
         assert_on_91(&host, &when);
+        let finished = host.upgraded_91_with_history_moved("/usr/sbin/imss-upgrade");
+        if let Err(err) = finished.check_same_as(&uninterrupted) {
+            panic!("{when}: {err:#}");
+        }
         let upgraded_at = host.step_journal().started_at;
         let (code, output) = inside(&host, &["dnf", "install", "-y", "imss-upgrade"]);
         assert_eq!(code, Some(0), "dnf install {when}:\n{output}");

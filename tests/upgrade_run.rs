@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use imss_fixture::harness::flow;
 use imss_fixture::harness::{Baseline, FixtureServer, Payload};
+use imss_fixture::oracle;
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
@@ -403,6 +404,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
     let payload = Payload::build().unwrap();
     let ctx = payload.context(&server).unwrap();
     let root = server.root();
+    let before = server.dump_all().unwrap();
 
     let accepted_log = tempfile::NamedTempFile::new().unwrap();
     let options = TrafficOptions {
@@ -435,6 +437,16 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         .collect();
     assert_eq!(migrated.len(), 2, "the window holds quarantined messages");
     let (released, deleted) = (migrated[0], migrated[1]);
+    let changed_on_91: BTreeSet<String> = client_91
+        .query(
+            "SELECT message_id FROM quarantine_message WHERE quarantine_id = ANY($1)",
+            &[&migrated],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     client_91
         .execute(
             "UPDATE quarantine_message SET released = true, released_at = now() WHERE quarantine_id = $1",
@@ -489,6 +501,20 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         "accepted but not in 7.1 after the rollback ({} of {}): {missing:?}",
         missing.len(),
         accepted.len()
+    );
+    // Apart from the mails taken since and the two messages 9.1 changed,
+    // 7.1's database is as it was before the upgrade.
+    let set_aside: BTreeSet<String> = accepted.union(&changed_on_91).cloned().collect();
+    let (before, after) = (
+        oracle::dump_71_without_mails(&before, &set_aside),
+        oracle::dump_71_without_mails(&server.dump_all().unwrap(), &set_aside),
+    );
+    assert!(
+        before == after,
+        "pg_dumpall of 7.1 after the rollback differs from before the upgrade, apart from \
+         the {} mails taken since and the 2 messages 9.1 changed:\n{}",
+        accepted.len(),
+        oracle::differing_lines(&before, &after, 10)
     );
     let quarantined = |id: i64| {
         let client = &client_71;
