@@ -11,7 +11,8 @@
 //! archive and manifest.
 //!
 //! And the ends of the lifecycle that had no test: finalize stopping a
-//! transfer that runs, and `imss-rollback` after a completed transfer.
+//! transfer that runs, `imss-rollback` after a completed transfer, and
+//! every journal event, with its documented fields, on a booted host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -850,4 +851,140 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
     site.kill_at(ROLLBACK, &[], "carry-back-applied");
     site.complete(UPGRADE, &["recover"], "recover after carry-back-applied");
     check_back_on_71_with(&site, &mail, "killed at carry-back-applied").await;
+}
+
+/// The README's table of journal events: each `MESSAGE_ID` with the
+/// `IMSS_*` fields it documents.
+fn documented_events() -> BTreeMap<String, Vec<String>> {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let table = readme
+        .split("| event | `MESSAGE_ID` | fields |")
+        .nth(1)
+        .expect("the README has the table of journal events");
+    table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').collect();
+            let quoted = |cell: &str| -> Vec<String> {
+                cell.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect()
+            };
+            let id = quoted(cells[2])
+                .into_iter()
+                .next()
+                .expect("an id in each row");
+            let fields = quoted(cells[3])
+                .into_iter()
+                .filter(|name| name.starts_with("IMSS_"))
+                .collect();
+            (id, fields)
+        })
+        .collect()
+}
+
+/// Every journal event id the source defines is documented, and logged
+/// at least once, with every field the README gives it, in what one
+/// server goes through on a booted host (journald, systemd units): an
+/// upgrade that fails and whose rollback fails too, `recover`, an upgrade
+/// that completes, its transfer (a row 9.1 refuses, a pause long enough to
+/// be a stall, the resume) and `finalize`; `imss-fixture` built the server.
+/// Read back with `journalctl -o json MESSAGE_ID=…`.
+#[test]
+fn every_journal_event_is_logged_with_its_documented_fields() {
+    use imss_fixture::model_host::{ModelHost, wait_for};
+    use imss_upgrade::support::logging::events;
+    let documented = documented_events();
+    let undocumented: Vec<&str> = events::ALL
+        .iter()
+        .filter(|(_, id)| !documented.contains_key(*id))
+        .map(|(name, _)| *name)
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "events the README's table lacks: {undocumented:?}"
+    );
+
+    let host = ModelHost::with_71("journal-events", &["--history-rows", "2000", "--days", "3"]);
+    host.fixture(
+        &["payload", "--out", imss_upgrade::flow::context::PAYLOAD_DIR],
+        HELPER_TIMEOUT,
+    )
+    .unwrap_or_else(|err| panic!("writing the payload on the host: {err}"));
+    // What the package installs beside the payload: the helper its units run.
+    std::fs::copy(UPGRADE, host.host.root().join("usr/sbin/imss-upgrade")).unwrap();
+    // An older event with an action code 9.1 has no word for: refused.
+    host.query(
+        "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, recipients, action) \
+         VALUES (now() AT TIME ZONE 'UTC' - interval '2 days', '<refused@example.com>', 'imss71', \
+                 'a@example.com', 'b@example.com', 9)",
+    );
+    // A slow transfer that reports every second and calls a second without
+    // a batch a stall, so that a pause is seen as one.
+    let drop_in = host
+        .host
+        .root()
+        .join("etc/systemd/system/imss-upgrade-transfer.service.d");
+    std::fs::create_dir_all(&drop_in).unwrap();
+    std::fs::write(
+        drop_in.join("test.conf"),
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/imss-upgrade transfer run \
+         --max-rows-per-sec 300 --report-every 1 --stall-after 1\n",
+    )
+    .unwrap();
+    let run = |argv: &[&str], expected: i32| {
+        let (code, stdout, stderr) = host.run_inside(argv, HELPER_TIMEOUT);
+        assert_eq!(code, Some(expected), "{argv:?}:\n{stdout}\n{stderr}");
+    };
+
+    // A run that fails after the quiesce, and whose rollback fails too;
+    // recover finishes the rollback.
+    run(
+        &[
+            "env",
+            "FAILPOINTS=after-quiesce=return;before-undo-quiesce=return",
+            UPGRADE,
+            "run",
+        ],
+        1,
+    );
+    run(&[UPGRADE, "recover"], 0);
+    // The upgrade, then its transfer, paused and resumed, and finalize.
+    run(&[UPGRADE, "run"], 0);
+    run(&[UPGRADE, "transfer", "pause"], 0);
+    wait_for(Duration::from_secs(120), "a stall while paused", || {
+        !host.journal_events(events::TRANSFER_STALLED).is_empty()
+    });
+    run(&[UPGRADE, "transfer", "resume"], 0);
+    wait_for(Duration::from_secs(300), "the transfer to complete", || {
+        !host.journal_events(events::TRANSFER_COMPLETED).is_empty()
+    });
+    run(&[UPGRADE, "finalize"], 0);
+
+    let mut never_seen = Vec::new();
+    let mut without_fields = Vec::new();
+    for (name, id) in events::ALL {
+        let logged = host.journal_events(id);
+        if logged.is_empty() {
+            never_seen.push(*name);
+            continue;
+        }
+        let fields = &documented[*id];
+        if !logged
+            .iter()
+            .any(|event| fields.iter().all(|field| event[field.as_str()].is_string()))
+        {
+            without_fields.push(format!("{name} ({fields:?}): {}", logged[0]));
+        }
+    }
+    assert!(
+        never_seen.is_empty() && without_fields.is_empty(),
+        "events never logged: {never_seen:?}; events never logged with all their documented \
+         fields: {without_fields:#?}"
+    );
 }
