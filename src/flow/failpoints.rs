@@ -22,11 +22,16 @@
 //! file systems, so it is not listed either. Nor is `package-upgraded`,
 //! passed by the package's `%pre` (`imss-upgrade package pre-install`)
 //! once the upgrade it waited for ended on 9.1, before rpm records the
-//! package. The background transfer has three of its own:
-//! `transfer-batch-settled` (a batch with its cursor, not yet committed),
-//! `transfer-batch-committed` (a batch committed; armed, the connection is
-//! lost before the COMMIT's answer) and `transfer-verifying` (every batch
-//! committed, the final comparison not yet made).
+//! package. The background transfer has four of its own:
+//! `transfer-source-started` (PostgreSQL 10 up on the backup, no batch
+//! begun), `transfer-batch-settled` (a batch with its cursor, not yet
+//! committed), `transfer-batch-committed` (a batch committed; armed with
+//! `return`, the connection is lost before the COMMIT's answer) and
+//! `transfer-verifying` (every batch committed, the final comparison not
+//! yet made). The work after an upgrade has its own too, each named in
+//! the README's table and used by `tests/lifecycle_points.rs`: the lock's
+//! (`lock-taken-unnamed`), the rollback's carry-back (`carry-back-*`),
+//! the compression's swap (`compress-*`) and finalize's (`finalize-*`).
 
 /// Every fail point, in the order a run, then its rollback, passes them.
 pub const POINTS: &[&str] = &[

@@ -26,9 +26,10 @@ use super::layout;
 use super::lock::UpgradeLock;
 use super::server_units;
 use super::transfer::{self, control, progress::TransferReport};
+use crate::snapshot::{ArchiveFormat, MANIFEST_FILE};
 use crate::support::constants::BACKUP_DIR;
-use crate::support::fsutil;
 use crate::support::logging::events;
+use crate::support::{fsutil, no_follow};
 use crate::system::pg::{self, StopMode};
 
 /// What `finalize` is asked.
@@ -116,12 +117,13 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
         }
     };
     let _transfer = transfer;
+    crate::fail_point!("finalize-transfer-stopped");
 
     if !deleted_already {
         let removing = layout::finalizing_backup_dir(ctx)?;
         fsutil::rename_durably(&backup, &removing)
             .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
-        fsutil::remove_tree_if_present(&removing)?;
+        delete_set_aside(&removing)?;
     }
     // Nothing of the upgrade runs at boot any more: its units are retired,
     // and the state they would act on is gone, the journal last.
@@ -169,6 +171,9 @@ fn check_transfer(ctx: &Context, force: bool) -> Result<Option<i64>> {
     Ok(Some(left.unwrap_or(-1)))
 }
 
+/// In an export directory while the export is written and not verified.
+const EXPORT_UNFINISHED: &str = "export-unfinished";
+
 /// Writes the backup directory as one archive with its manifest into
 /// `dir`, then verifies it against the manifest; the archive's size.
 fn export_backup(ctx: &Context, dir: &Path) -> Result<(PathBuf, u64)> {
@@ -181,26 +186,64 @@ fn export_backup(ctx: &Context, dir: &Path) -> Result<(PathBuf, u64)> {
             dir.display()
         );
     }
-    if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+    // A finalize killed while it exported left its mark: that export is
+    // written again. Anything else there is not this finalize's to replace.
+    let unfinished = dir.join(EXPORT_UNFINISHED);
+    let holds_files = std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
+    if holds_files && !unfinished.exists() {
+        let finished = dir.join(MANIFEST_FILE).exists();
         bail!(
-            "the export directory {} is not empty: name a new or empty directory",
-            dir.display()
+            "the export directory {} is not empty{}: name a new or empty directory",
+            dir.display(),
+            if finished {
+                " (it holds a finished export: if a finalize of this server wrote it, run                  `imss-upgrade finalize` again without --export)"
+            } else {
+                ""
+            }
         );
     }
+    if !dir.exists() {
+        fsutil::create_dir_with_mode(&dir, 0o700)?;
+    }
+    fsutil::atomic_write(
+        &unfinished,
+        b"an export of the upgrade's backup, not verified yet\n",
+        0o600,
+    )?;
     let manifest = crate::snapshot::create(&ctx.root, &dir, &[BACKUP_DIR])
         .with_context(|| format!("exporting {} to {}", backup.display(), dir.display()))?;
+    crate::fail_point!("finalize-exported");
     crate::snapshot::verify(&dir, &manifest.pin()).with_context(|| {
         format!(
             "the export in {} does not match its manifest; the backup is kept",
             dir.display()
         )
     })?;
+    fsutil::remove_file_if_present(&unfinished)?;
+    fsutil::sync_dir(&dir)?;
     tracing::info!(
         "the backup is exported to {} ({} bytes) and verified",
         dir.display(),
         manifest.archive.size
     );
     Ok((dir, manifest.archive.size))
+}
+
+/// Deletes the backup set aside at `removing`: the snapshot first (its
+/// manifest, then its archive), so that what a kill leaves is no snapshot
+/// anything would restore from, whatever it is named, then the rest.
+fn delete_set_aside(removing: &Path) -> Result<()> {
+    let dir = no_follow::open_dir(removing)?;
+    for name in [
+        MANIFEST_FILE,
+        ArchiveFormat::Tar.file_name(),
+        ArchiveFormat::TarXz.file_name(),
+    ] {
+        dir.remove_file(name)?;
+    }
+    drop(dir);
+    crate::fail_point!("finalize-backup-deleting");
+    fsutil::remove_tree_if_present(removing)
 }
 
 /// Removes what a finalize killed while deleting left.

@@ -19,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::context::Context;
 use super::layout;
+use crate::support::processes;
 
 /// The lock file's name in the state directory.
 pub const LOCK_FILE: &str = "upgrade.lock";
@@ -99,11 +100,13 @@ impl UpgradeLock {
             if here.is_none() || here != held {
                 continue;
             }
+            crate::fail_point!("lock-taken-unnamed");
+            let pid = std::process::id();
             let said = format!(
-                "pid {}, `{}`, since {}",
-                std::process::id(),
+                "pid {pid}, `{}`, since {}\n{}",
                 std::env::args().collect::<Vec<_>>().join(" "),
-                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+                process_line(pid)
             );
             file.set_len(0)
                 .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
@@ -122,24 +125,51 @@ impl UpgradeLock {
     }
 }
 
-/// What a lock's holder wrote into the lock file.
+/// The lock file's second line: which process of which boot wrote it
+/// (`process BOOT_ID START_TICKS`), so that a record is believed only of
+/// the process that wrote it, never of a later one that got its pid.
+fn process_line(pid: u32) -> String {
+    format!(
+        "process {} {}\n",
+        processes::boot_id(),
+        processes::start_time(pid).unwrap_or(0)
+    )
+}
+
+/// What a lock file says of its holder. The kernel hands the lock to the
+/// next taker the moment its holder dies, and the taker writes its own
+/// record only after it has the lock: until then the file still holds a
+/// dead holder's record, whose pid may meanwhile be another program's.
 #[derive(Debug, Clone)]
 pub struct LockHolder(String);
 
 impl LockHolder {
     /// Who holds it, for a message.
     pub fn describe(&self) -> String {
-        let text = self.0.trim();
-        if text.is_empty() {
-            "a command that has not said who it is yet".to_string()
-        } else {
-            text.to_string()
+        match self.writer() {
+            Some(_) => self.0.lines().next().unwrap_or_default().to_string(),
+            None => "a command that has not said who it is yet".to_string(),
         }
     }
 
     /// The holder's process id, once it has written it.
     pub fn pid(&self) -> Option<u32> {
-        self.0.strip_prefix("pid ")?.split(',').next()?.parse().ok()
+        self.writer()
+    }
+
+    /// The pid of the process that wrote the record, if it still runs: its
+    /// start, on this boot, is the one recorded.
+    fn writer(&self) -> Option<u32> {
+        let mut lines = self.0.lines();
+        let pid: u32 = lines
+            .next()?
+            .strip_prefix("pid ")?
+            .split(',')
+            .next()?
+            .parse()
+            .ok()?;
+        let recorded = lines.next()?;
+        (processes::is_alive(pid) && format!("{recorded}\n") == process_line(pid)).then_some(pid)
     }
 }
 

@@ -15,10 +15,11 @@
 //!   transfer has not moved yet were never in 9.1, and stay.
 //!
 //! The upgrade's own health-check mails stay behind: they are the
-//! upgrade's, not the customer's. Every table is copied in one transaction,
-//! above the highest id 7.1 has, so running this again after an
-//! interruption neither loses nor duplicates a row. [`verify_carried_back`]
-//! compares counts and checksums on both sides.
+//! upgrade's, not the customer's. Every table is copied in one transaction
+//! ([`carry_rows`]), above the highest id 7.1 has, so running this again
+//! after an interruption neither loses nor duplicates a row; what 9.1 did
+//! to 7.1's records is applied after the rows ([`apply_91_changes`]).
+//! [`verify_carried_back`] compares counts and checksums on both sides.
 
 use anyhow::{Context, Result, ensure};
 use chrono::NaiveDateTime;
@@ -149,65 +150,71 @@ pub async fn used_91_ids(client_91: &Client) -> Result<IdFloors> {
     })
 }
 
-/// Carries 9.1's mail back into 7.1 (see the module's text). `cutoff` is
-/// the start of the window the migration took.
-pub async fn carry_back(
+/// Carries 9.1's own rows of `table` back into 7.1 (see the module's
+/// text), in one transaction, above what an interrupted carry-back brought
+/// already; then 7.1's ids of `table` are moved past them. The rows
+/// carried.
+pub async fn carry_rows(
     client_71: &Client,
     client_91: &Client,
     before: &IdsBefore,
-    cutoff: NaiveDateTime,
-) -> Result<CarriedBack> {
-    let mut carried = CarriedBack::default();
-    for table in Table71::HISTORY {
-        let id = table.id_column().expect("history tables have ids");
-        // What an interrupted carry-back already brought stays: above it.
-        let done: i64 = client_71
+    table: Table71,
+) -> Result<u64> {
+    let id = table.id_column().expect("history tables have ids");
+    // What an interrupted carry-back already brought stays: above it.
+    let done: i64 = client_71
+        .query_one(
+            &format!(
+                "SELECT coalesce(max({id}), 0)::bigint FROM {}",
+                table.name()
+            ),
+            &[],
+        )
+        .await
+        .with_context(|| format!("reading 7.1's highest id of {table}"))?
+        .get(0);
+    let from = done.max(before.of(table));
+    let columns = table.column_list();
+    let rows = pg::copy_pipe(
+        client_91,
+        &format!(
+            "COPY (SELECT {columns} FROM compat71.{name} WHERE source = '9.1' AND {NOT_A_HEALTH_CHECK} \
+             AND {id} > {from} ORDER BY {id}) TO STDOUT",
+            name = table.name()
+        ),
+        client_71,
+        &format!("COPY {} ({columns}) FROM STDIN", table.name()),
+    )
+    .await
+    .with_context(|| format!("carrying 9.1's {table} back to 7.1"))?;
+    // 7.1 hands out ids after the carried ones.
+    if rows > 0 {
+        client_71
             .query_one(
                 &format!(
-                    "SELECT coalesce(max({id}), 0)::bigint FROM {}",
-                    table.name()
+                    "SELECT setval(s, greatest((SELECT coalesce(max({id}), 1) FROM {name}), \
+                                         coalesce(pg_sequence_last_value(s::regclass), 1))) \
+                   FROM (SELECT pg_get_serial_sequence('{name}', '{id}') AS s) AS serial",
+                    name = table.name(),
                 ),
                 &[],
             )
             .await
-            .with_context(|| format!("reading 7.1's highest id of {table}"))?
-            .get(0);
-        let from = done.max(before.of(table));
-        let columns = table.column_list();
-        let rows = pg::copy_pipe(
-            client_91,
-            &format!(
-                "COPY (SELECT {columns} FROM compat71.{name} WHERE source = '9.1' AND {NOT_A_HEALTH_CHECK} \
-                 AND {id} > {from} ORDER BY {id}) TO STDOUT",
-                name = table.name()
-            ),
-            client_71,
-            &format!("COPY {} ({columns}) FROM STDIN", table.name()),
-        )
-        .await
-        .with_context(|| format!("carrying 9.1's {table} back to 7.1"))?;
-        // 7.1 hands out ids after the carried ones.
-        if rows > 0 {
-            client_71
-                .query_one(
-                    &format!(
-                        "SELECT setval(s, greatest((SELECT coalesce(max({id}), 1) FROM {name}), \
-                                             coalesce(pg_sequence_last_value(s::regclass), 1))) \
-                       FROM (SELECT pg_get_serial_sequence('{name}', '{id}') AS s) AS serial",
-                        name = table.name(),
-                    ),
-                    &[],
-                )
-                .await
-                .with_context(|| format!("moving 7.1's ids of {table} past the carried rows"))?;
-        }
-        match table {
-            Table71::PolicyEvent => carried.policy_events += rows,
-            Table71::Quarantine => carried.quarantine += rows,
-            _ => carried.archive += rows,
-        }
+            .with_context(|| format!("moving 7.1's ids of {table} past the carried rows"))?;
     }
+    Ok(rows)
+}
 
+/// Applies to 7.1 what 9.1 did to the records it had from 7.1 (see the
+/// module's text): the releases, then the deletions; each may run again.
+/// `cutoff` is the start of the window the migration took. The records
+/// released and deleted.
+pub async fn apply_91_changes(
+    client_71: &Client,
+    client_91: &Client,
+    before: &IdsBefore,
+    cutoff: NaiveDateTime,
+) -> Result<(u64, u64)> {
     let released: Vec<i32> = client_91
         .query(
             "SELECT quarantine_id::integer FROM compat71.tb_quarantine WHERE source = '7.1' AND released",
@@ -218,7 +225,7 @@ pub async fn carry_back(
         .iter()
         .map(|row| row.get(0))
         .collect();
-    carried.released = client_71
+    let released = client_71
         .execute(
             "UPDATE tb_quarantine SET released = true WHERE quarantine_id = ANY($1) AND NOT released",
             &[&released],
@@ -226,6 +233,7 @@ pub async fn carry_back(
         .await
         .context("marking in 7.1 the messages 9.1 released")?;
 
+    let mut deleted = 0;
     for table in [Table71::Quarantine, Table71::Archive] {
         let id = table.id_column().expect("history tables have ids");
         let time = table.time_column().expect("history tables have times");
@@ -247,7 +255,7 @@ pub async fn carry_back(
             .collect();
         // Every row 9.1 had from 7.1 may be in `kept`: an anti-join, not
         // a search of the array for each row.
-        carried.deleted += client_71
+        deleted += client_71
             .execute(
                 &format!(
                     "DELETE FROM {name} AS t WHERE {id} <= $1::bigint \
@@ -261,7 +269,7 @@ pub async fn carry_back(
             .await
             .with_context(|| format!("removing from 7.1 the {table} rows 9.1 deleted"))?;
     }
-    Ok(carried)
+    Ok((released, deleted))
 }
 
 /// Compares, table by table, 9.1's own rows (the health checks left out)

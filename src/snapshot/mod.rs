@@ -320,6 +320,7 @@ pub fn recompress_with(
         let _ = std::fs::remove_file(&temp_path);
     })?;
     fsutil::rename_durably(&temp_path, &archive_path)?;
+    crate::fail_point!("compress-archive-swapped");
     let manifest = Manifest {
         archive: ArchiveInfo {
             file: format.file_name().to_string(),
@@ -330,6 +331,7 @@ pub fn recompress_with(
         ..manifest
     };
     manifest.write(backup_dir)?;
+    crate::fail_point!("compress-manifest-written");
     remove_other_archives(backup_dir, format)?;
     tracing::info!(
         imss_archive_bytes = size,

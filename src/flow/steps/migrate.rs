@@ -210,9 +210,23 @@ async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> 
             0o600,
         )?;
         let before = carry_back::ids_before(&client_71, &client_91).await?;
-        let carried = carry_back::carry_back(&client_71, &client_91, &before, cutoff).await?;
+        crate::fail_point!("carry-back-begun");
+        let carry = |table| carry_back::carry_rows(&client_71, &client_91, &before, table);
+        let policy_events = carry(Table71::PolicyEvent).await?;
+        crate::fail_point!("carry-back-events-carried");
+        let quarantine = carry(Table71::Quarantine).await?;
+        let archive = carry(Table71::Archive).await?;
+        let (released, deleted) =
+            carry_back::apply_91_changes(&client_71, &client_91, &before, cutoff).await?;
+        crate::fail_point!("carry-back-applied");
         carry_back::verify_carried_back(&client_71, &client_91, &before).await?;
-        Ok::<_, anyhow::Error>(carried)
+        Ok::<_, anyhow::Error>(carry_back::CarriedBack {
+            policy_events,
+            quarantine,
+            archive,
+            released,
+            deleted,
+        })
     }
     .await;
     ctx.unblock(move |_| {

@@ -137,7 +137,9 @@ pub fn stop_transfer(ctx: &Context) -> Result<StoppedTransfer> {
             Err(holder) => holder,
         };
         let Some(pid) = holder.pid().filter(|&pid| processes::is_alive(pid)) else {
-            // Between its open and its first write: a moment.
+            // Between its flock and its record (the file may still name
+            // an earlier holder, gone, whose pid is no one's to signal):
+            // a moment.
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };

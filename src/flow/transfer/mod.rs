@@ -492,6 +492,7 @@ async fn start_source(ctx: &Context) -> Result<Cluster> {
         pg::stop_server(&cluster.data_dir, StopMode::Immediate)?;
         layout::open_backup_to(ctx, &cluster)?;
         layout::start_backup_71_read_only(&cluster)?;
+        crate::fail_point!("transfer-source-started");
         Ok(cluster)
     })
     .await
