@@ -256,6 +256,16 @@ fn wait_for_status(server: &FixtureServer, what: &str, ready: impl Fn(&Value) ->
     }
 }
 
+/// Whether the transfer is stalled for a cause other than its start:
+/// starting PostgreSQL 10 on a busy machine may take longer than a short
+/// stall limit, and that stall is not the one a test waits for.
+fn stalled_past_start(status: &Value) -> bool {
+    status["state"] == "stalled"
+        && !status["progress"]["cause"]
+            .as_str()
+            .is_some_and(|cause| cause.starts_with("starting"))
+}
+
 fn rows_done(status: &Value) -> i64 {
     status["progress"]["rows_done"].as_i64().unwrap_or(0)
 }
@@ -498,14 +508,8 @@ async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
 
     // Started again, still paused; resumed, it finishes.
     let transfer = start_transfer(&server, &["--stall-after", "1"]);
-    // Starting PostgreSQL 10 on a busy machine may take longer than the
-    // stall limit: a stall while it starts is not the one looked for.
     let stalled = wait_for_status(&server, "a stall while paused", |s| {
-        s["running"] == true
-            && s["state"] == "stalled"
-            && !s["progress"]["cause"]
-                .as_str()
-                .is_some_and(|cause| cause.starts_with("starting"))
+        s["running"] == true && stalled_past_start(s)
     });
     assert!(
         stalled["progress"]["cause"]
@@ -1056,7 +1060,7 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
     wait_for_status(&server, "rows moved", |s| rows_done(s) > 0);
     let target = imss_upgrade::flow::layout::target_91(&ctx).unwrap();
     target.stop(pg::StopMode::Fast).unwrap();
-    let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
+    let stalled = wait_for_status(&server, "a stall", stalled_past_start);
     let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
     assert!(cause.starts_with("target down"), "{stalled:#}");
     assert!(
@@ -1107,7 +1111,7 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
     let window = count(&target, events_from_71).await;
 
     let transfer = start_transfer(&server, &["--stall-after", "2"]);
-    let stalled = wait_for_status(&server, "a stall", |s| s["state"] == "stalled");
+    let stalled = wait_for_status(&server, "a stall", stalled_past_start);
     let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();
     assert!(cause.starts_with("disk full"), "{stalled:#}");
     assert!(cause.contains("free space there"), "{stalled:#}");
