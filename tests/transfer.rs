@@ -126,18 +126,21 @@ fn window_start(
         .unwrap()
 }
 
-/// The tree at `dir` as the oracle sees it, modification times to the
-/// second.
+/// The tree at `dir` as the oracle sees it, paths relative to `dir`,
+/// modification times to the second.
 fn tree_to_the_second(dir: &Path) -> String {
-    oracle::tree_state(dir)
+    let prefix = format!("{}/", dir.display());
+    oracle::tree_entries(dir)
         .unwrap()
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<String> = line.split('\t').map(str::to_string).collect();
-            if let Some(seconds) = fields[4].split('.').next().map(str::to_string) {
-                fields[4] = seconds;
-            }
-            fields.join("\t")
+        .into_iter()
+        .map(|mut entry| {
+            entry.path = entry
+                .path
+                .strip_prefix(&prefix)
+                .unwrap_or_default()
+                .to_string();
+            entry.mtime.1 = 0;
+            entry.to_string()
         })
         .collect::<Vec<_>>()
         .join("\n")
