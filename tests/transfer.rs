@@ -23,7 +23,6 @@ use imss_fixture::harness::{
 use imss_fixture::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::migration::tables::Table71;
 use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 use serde_json::Value;
@@ -738,16 +737,20 @@ async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
     assert!(output.contains("rolled back"), "{output}");
 }
 
-/// Per history table of the 7.1 database, every row as text by its id.
-async fn rows_71(root: &imss_upgrade::support::root::Root) -> Vec<BTreeMap<i64, String>> {
-    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
+/// 7.1's history tables and their ids, as the 7.1 schema names them.
+const HISTORY_71: [(&str, &str); 3] = [
+    ("tb_policy_event", "event_id"),
+    ("tb_quarantine", "quarantine_id"),
+    ("tb_archive", "archive_id"),
+];
+
+/// Per history table of the 7.1 database, every row as text by its id,
+/// read on the oracle's own connection.
+async fn rows_71(server: &FixtureServer) -> Vec<BTreeMap<i64, String>> {
+    let client = oracle::connect(&address(server)).await.unwrap();
     let mut tables = Vec::new();
-    for table in Table71::HISTORY {
-        let sql = format!(
-            "SELECT {}::bigint, t::text FROM {} t",
-            table.id_column().unwrap(),
-            table.name()
-        );
+    for (table, id) in HISTORY_71 {
+        let sql = format!("SELECT {id}::bigint, t::text FROM {table} t");
         let rows = client
             .query(&sql, &[])
             .await
@@ -815,7 +818,7 @@ fn imss_rollback(
 /// quarantine and archive records with ids `deleted` (quarantine, archive),
 /// every other row as it was.
 async fn check_71_less(
-    root: &imss_upgrade::support::root::Root,
+    server: &FixtureServer,
     mut before: Vec<BTreeMap<i64, String>>,
     deleted: [&BTreeSet<i64>; 2],
 ) {
@@ -824,8 +827,8 @@ async fn check_71_less(
             assert!(rows.remove(id).is_some(), "7.1 never had {id}");
         }
     }
-    let after = rows_71(root).await;
-    for ((table, expected), found) in Table71::HISTORY.iter().zip(&before).zip(&after) {
+    let after = rows_71(server).await;
+    for (((table, _), expected), found) in HISTORY_71.iter().zip(&before).zip(&after) {
         let gone: Vec<_> = expected
             .keys()
             .filter(|id| !found.contains_key(id))
@@ -855,7 +858,7 @@ async fn check_71_less(
 async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_deleted() {
     let (server, payload, ctx) = server(4_000);
     let root = server.root();
-    let before = rows_71(&root).await;
+    let before = rows_71(&server).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let (code, output) = helper(&server, &["transfer", "run"]);
     assert_eq!(code, 0, "{output}");
@@ -865,7 +868,7 @@ async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_del
     let archive = delete_in_91(&root, "archive_message", MOVED_ARCHIVE, 2).await;
 
     imss_rollback(&server, &payload, &ctx);
-    check_71_less(&root, before, [&quarantine, &archive]).await;
+    check_71_less(&server, before, [&quarantine, &archive]).await;
 }
 
 /// A rollback after part of the transfer: of the older records, only those
@@ -875,7 +878,7 @@ async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_del
 async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_deleted() {
     let (server, payload, ctx) = server(4_000);
     let root = server.root();
-    let before = rows_71(&root).await;
+    let before = rows_71(&server).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     // Each table fits one batch: the policy events and the quarantine
     // records commit, the archive records' batch fails.
@@ -914,7 +917,7 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
     let archive = BTreeSet::new();
 
     imss_rollback(&server, &payload, &ctx);
-    check_71_less(&root, before, [&quarantine, &archive]).await;
+    check_71_less(&server, before, [&quarantine, &archive]).await;
 }
 
 /// SIGKILL once a batch and its cursor are written and checked in 9.1 but
