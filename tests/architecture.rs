@@ -1,7 +1,7 @@
 //! The rules of ARCHITECTURE.md, checked on the source so that they stay
 //! true: the layers import only downward, steps never import each other,
 //! SQL is written in `migration/` and `system/pg` only, and only
-//! `support/cmd` starts processes.
+//! `support/cmd` starts processes; the tests' oracle uses no code of the product.
 
 use std::path::{Path, PathBuf};
 
@@ -244,6 +244,27 @@ fn owners_and_modes_are_set_on_handles_not_paths() {
     assert!(
         violations.is_empty(),
         "owners or modes set by path (use support::no_follow):\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The tests' oracles judge the product, so they may not use it: a fault
+/// in code they shared would cancel out. `fixture/src/oracle.rs` names
+/// neither the product's crate nor another fixture module (which do use
+/// the product).
+#[test]
+fn the_oracle_calls_no_code_of_the_product() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixture/src/oracle.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let violations: Vec<String> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains("imss_upgrade") || line.contains("crate::"))
+        .map(|(number, line)| format!("{}:{}: {}", path.display(), number + 1, line.trim()))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "the oracle uses the product's code:\n{}",
         violations.join("\n")
     );
 }

@@ -1,13 +1,17 @@
 //! The 7.1 → 9.1 database migration on real servers: a model 7.1 server
 //! (PostgreSQL 10) and a 9.1 database (PostgreSQL 15). The configuration
 //! goes through `imsx_config.dat`, the last 24 hours through the staging
-//! schema; counts come from the 7.1 server itself and checksums are compared
-//! on both sides.
+//! schema. Counts come from the 7.1 server itself; whether 9.1 holds the
+//! history 7.1 had, each row once, is judged by the oracle
+//! (`imss_fixture::oracle`), which maps 7.1's rows with SQL of its own,
+//! and the 7.1 columns are read from the live 7.1 server's catalog. The
+//! product's checksums are exercised, not trusted.
 
 use std::os::unix::fs::PermissionsExt;
 
 use chrono::{Duration, NaiveDateTime, Utc};
-use imss_fixture::harness::{FixtureServer, PgVersion, TestServer};
+use imss_fixture::harness::{self, FixtureServer, PgVersion, TestServer};
+use imss_fixture::oracle::{self, Config71, History71, HistoryOracle, Part, Piece};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::migration;
@@ -38,10 +42,12 @@ const OLD_HIGH_EVENT_ID: i32 = 900_000;
 /// the whole schema, as a 9.1 server in use has it.
 struct Servers {
     fixture: FixtureServer,
-    _pg15: TestServer,
+    pg15: TestServer,
     c71: Client,
     c91: Client,
     cutoff: NaiveDateTime,
+    /// 7.1's history, as the oracle read it.
+    history: History71,
 }
 
 async fn servers(whole_schema: bool) -> Servers {
@@ -88,12 +94,54 @@ async fn servers(whole_schema: bool) -> Servers {
         migration::schema::load_tables(&c91).await.unwrap();
     }
     migration::schema::create_staging(&c91).await.unwrap();
+    let history = History71::capture(&harness::pg_address(
+        &DbSettings::load(&fixture.root()).unwrap(),
+    ))
+    .await
+    .unwrap();
     Servers {
         fixture,
-        _pg15: pg15,
+        pg15,
         c71,
         c91,
-        cutoff: migration::selection::window_cutoff(now),
+        cutoff: (now - Duration::hours(24)).naive_utc(),
+        history,
+    }
+}
+
+/// What the oracle says of the rows 9.1 holds from 7.1: exactly `parts`
+/// of 7.1's history, mapped, or which rows differ.
+async fn oracle_check(s: &Servers, parts: &[Part]) -> anyhow::Result<()> {
+    let pieces: Vec<Piece> = parts.iter().map(|&part| Piece::standard(part)).collect();
+    HistoryOracle::load(&harness::pg_address(&s.pg15.settings("imss")), &s.history)
+        .await?
+        .check(&pieces)
+        .await
+}
+
+/// 7.1's configuration now, as the oracle reads it.
+async fn capture_config_71(s: &Servers) -> Config71 {
+    Config71::capture(&harness::pg_address(
+        &DbSettings::load(&s.fixture.root()).unwrap(),
+    ))
+    .await
+    .unwrap()
+}
+
+/// Checks with the oracle that 9.1 holds exactly the configuration `config`.
+async fn assert_91_has_config(s: &Servers, config: &Config71) {
+    if let Err(err) = config
+        .check_in_91(&harness::pg_address(&s.pg15.settings("imss")))
+        .await
+    {
+        panic!("{err:#}");
+    }
+}
+
+/// Checks with the oracle that 9.1 holds exactly `parts` of 7.1's history.
+async fn assert_91_holds(s: &Servers, parts: &[Part]) {
+    if let Err(err) = oracle_check(s, parts).await {
+        panic!("{err:#}");
     }
 }
 
@@ -154,6 +202,7 @@ async fn the_configuration_and_last_24_hours_arrive_with_matching_counts_and_che
         imported.component_versions,
         scalar_i64(&s.c71, "SELECT count(*) FROM tb_component_version").await as u64
     );
+    assert_91_has_config(&s, &capture_config_71(&s).await).await;
 
     // History: the last 24 hours.
     let window = migration::copy::copy_window_to_staging(&s.c71, &s.c91, s.cutoff)
@@ -209,8 +258,11 @@ async fn the_configuration_and_last_24_hours_arrive_with_matching_counts_and_che
     );
     // The indexes and the recipients' foreign key after the bulk load.
     migration::schema::create_indexes(&s.c91).await.unwrap();
+    // 9.1 holds the window, every row once, as the oracle maps it.
+    assert_91_holds(&s, &[Part::Window(s.cutoff)]).await;
 
-    // Both sides agree, row for row, on the window and on the configuration.
+    // The product's own comparison agrees, row for row, on the window and
+    // on the configuration.
     let mut selections = window_selections(s.cutoff);
     selections.extend(config_selections());
     let verified = migration::verify::verify(&s.c71, &s.c91, &selections)
@@ -303,15 +355,13 @@ async fn rerunning_the_history_transform_neither_loses_nor_duplicates() {
     let s = servers(true).await;
     let first = migrate_window(&s).await;
     assert!(first.policy_events > 0);
-    let selections = window_selections(s.cutoff);
-    let before = migration::verify::verify(&s.c71, &s.c91, &selections)
-        .await
-        .unwrap();
+    assert_91_holds(&s, &[Part::Window(s.cutoff)]).await;
 
     let again = migration::transform::transform_history(&s.c91)
         .await
         .unwrap();
     assert_eq!(again, migration::transform::HistoryCounts::default());
+    assert_91_holds(&s, &[Part::Window(s.cutoff)]).await;
 
     // A run that stopped half-way: part of the rows never arrived.
     s.c91
@@ -328,14 +378,11 @@ async fn rerunning_the_history_transform_neither_loses_nor_duplicates() {
         .await
         .unwrap();
     assert_eq!(resumed.policy_events as i64, missing_events);
-    let after = migration::verify::verify(&s.c71, &s.c91, &selections)
+    assert_91_holds(&s, &[Part::Window(s.cutoff)]).await;
+    // The product's own comparison agrees.
+    migration::verify::verify(&s.c71, &s.c91, &window_selections(s.cutoff))
         .await
         .unwrap();
-    assert_eq!(after, before);
-    assert_eq!(
-        scalar_i64(&s.c91, "SELECT count(*) FROM policy_event").await as u64,
-        first.policy_events
-    );
 }
 
 #[tokio::test]
@@ -414,10 +461,18 @@ async fn new_9_1_rows_get_ids_above_every_7_1_id_including_rows_not_yet_migrated
         .await
         .unwrap();
     assert!(added.policy_events > 0);
-    let all = Selection::all(Table71::PolicyEvent);
-    migration::verify::verify(&s.c71, &s.c91, &[all])
+    // Every 7.1 event, once; the window's quarantine and archive records.
+    let every_event = Piece::standard(Part::All).only(&["tb_policy_event"]);
+    let window_records =
+        Piece::standard(Part::Window(s.cutoff)).only(&["tb_quarantine", "tb_archive"]);
+    let holds = HistoryOracle::load(&harness::pg_address(&s.pg15.settings("imss")), &s.history)
         .await
-        .unwrap();
+        .unwrap()
+        .check(&[every_event, window_records])
+        .await;
+    if let Err(err) = holds {
+        panic!("{err:#}");
+    }
 
     // Setting the floors again with lower maxima never lowers an id.
     let lower =
@@ -458,6 +513,7 @@ async fn recipients_split_in_order_and_the_checksum_sees_their_order() {
             .get(0);
         assert_eq!(&rejoined, recipients);
     }
+    assert_91_holds(&s, &[Part::Window(s.cutoff)]).await;
     let selection = Selection::new(Table71::PolicyEvent, Filter::Since(s.cutoff)).unwrap();
     migration::verify::verify(&s.c71, &s.c91, &[selection])
         .await
@@ -491,6 +547,13 @@ async fn recipients_split_in_order_and_the_checksum_sees_their_order() {
     assert_eq!(mismatch.on_71.rows, mismatch.on_91.rows);
     assert_ne!(mismatch.on_71.sum, mismatch.on_91.sum);
     assert!(err.to_string().contains("tb_policy_event"), "{err}");
+    let oracle = oracle_check(&s, &[Part::Window(s.cutoff)])
+        .await
+        .expect_err("the oracle misses recipients in another order");
+    assert!(
+        format!("{oracle:#}").contains("policy_event_recipient: 2 of 7.1's rows"),
+        "{oracle:#}"
+    );
 }
 
 #[tokio::test]
@@ -559,20 +622,8 @@ async fn importing_into_a_server_that_has_settings_replaces_them_in_one_transact
     // The same export again: exactly the export's settings, nothing else.
     let counts = config_export::import(&mut s.c91, &export).await.unwrap();
     assert_eq!(counts.admin_accounts, export.admin_accounts.len() as u64);
-    migration::verify::verify(&s.c71, &s.c91, &config_selections())
-        .await
-        .unwrap();
-    let before: Vec<migration::verify::Checksum> = {
-        let mut sums = Vec::new();
-        for selection in config_selections() {
-            sums.push(
-                migration::verify::checksum_target(&s.c91, &selection)
-                    .await
-                    .unwrap(),
-            );
-        }
-        sums
-    };
+    let config_71 = capture_config_71(&s).await;
+    assert_91_has_config(&s, &config_71).await;
 
     // An export with a setting 9.1 cannot store fails as a whole, naming it.
     s.c71
@@ -586,18 +637,8 @@ async fn importing_into_a_server_that_has_settings_replaces_them_in_one_transact
     );
     assert!(err.contains("console_port (EUQ)"), "{err}");
     assert!(err.contains("'eighty'"), "{err}");
-    let mut after = Vec::new();
-    for selection in config_selections() {
-        after.push(
-            migration::verify::checksum_target(&s.c91, &selection)
-                .await
-                .unwrap(),
-        );
-    }
-    assert_eq!(
-        after, before,
-        "a failed import must leave the settings as they were"
-    );
+    // A failed import leaves the settings as they were.
+    assert_91_has_config(&s, &config_71).await;
 
     // Spellings 7.1 also accepted stay as written, and mean the same.
     s.c71
@@ -622,25 +663,53 @@ async fn importing_into_a_server_that_has_settings_replaces_them_in_one_transact
         (row.get(0), row.get(1))
     };
     assert_eq!(typed, (true, 120));
-    migration::verify::verify(&s.c71, &s.c91, &config_selections())
-        .await
-        .unwrap();
+    assert_91_has_config(&s, &capture_config_71(&s).await).await;
     // An import of a fresh server (no staging schema) leaves none behind.
     migration::schema::drop_staging(&s.c91).await.unwrap();
     config_export::import(&mut s.c91, &spelled).await.unwrap();
     assert!(!migration::schema::staging_exists(&s.c91).await.unwrap());
 }
 
+/// The columns of `table` in `schema`, in order, with their types, from
+/// the catalog `client` is connected to.
+async fn catalog_columns(client: &Client, schema: &str, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT column_name || ' ' || data_type \
+                    || coalesce('(' || character_maximum_length || ')', '') \
+               FROM information_schema.columns \
+              WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            &[&schema, &table],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The column lists the migration copies and checksums, its staging tables
+/// and the `compat71` views are 7.1's, as the live 7.1 server the model
+/// builds (from `sql/71`) has them in its catalog: every table it has,
+/// every column, in order, with its type.
 #[tokio::test]
 async fn the_copy_and_checksum_column_lists_are_the_7_1_columns() {
+    let fixture = FixtureServer::build(&["--history-rows", "10", "--tree-mb", "0"]).unwrap();
+    fixture.start().unwrap();
+    let live = oracle::connect(&harness::pg_address(
+        &DbSettings::load(&fixture.root()).unwrap(),
+    ))
+    .await
+    .unwrap();
     let pg15 = TestServer::start(PgVersion::V15).unwrap();
     let client = pg::connect(&pg15.settings("postgres")).await.unwrap();
     migration::schema::load_schema(&client).await.unwrap();
     migration::schema::create_staging(&client).await.unwrap();
-    let tables: Vec<String> = client
+
+    let tables_71: Vec<String> = live
         .query(
             "SELECT table_name::text FROM information_schema.tables \
-              WHERE table_schema = 'v71' ORDER BY 1",
+              WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
             &[],
         )
         .await
@@ -654,32 +723,27 @@ async fn the_copy_and_checksum_column_lists_are_the_7_1_columns() {
         .map(|t| t.name().to_string())
         .collect();
     covered.sort();
-    assert_eq!(covered, tables, "every 7.1 table is migrated");
+    assert_eq!(covered, tables_71, "every 7.1 table is migrated");
     for table in Table71::CONFIG.iter().chain(Table71::HISTORY.iter()) {
-        let columns: Vec<String> = client
-            .query(
-                "SELECT column_name::text FROM information_schema.columns \
-                  WHERE table_schema = 'v71' AND table_name = $1 ORDER BY ordinal_position",
-                &[&table.name()],
-            )
-            .await
-            .unwrap()
+        let columns_71 = catalog_columns(&live, "public", table.name()).await;
+        let names_71: Vec<&str> = columns_71
             .iter()
-            .map(|r| r.get(0))
+            .map(|c| c.split(' ').next().unwrap())
             .collect();
-        assert_eq!(table.column_list(), columns.join(", "), "{table}");
+        assert_eq!(table.column_list(), names_71.join(", "), "{table}");
+        // The staging table is 7.1's, types too.
+        assert_eq!(
+            catalog_columns(&client, "v71", table.name()).await,
+            columns_71,
+            "v71.{table}"
+        );
         // The compat71 view starts with the same columns, in the same order.
-        let view: Vec<String> = client
-            .query(
-                "SELECT column_name::text FROM information_schema.columns \
-                  WHERE table_schema = 'compat71' AND table_name = $1 ORDER BY ordinal_position",
-                &[&table.name()],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(view[..columns.len()], columns[..], "compat71.{table}");
+        let view = catalog_columns(&client, "compat71", table.name()).await;
+        let view_names: Vec<&str> = view.iter().map(|c| c.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            view_names[..names_71.len().min(view_names.len())],
+            names_71[..],
+            "compat71.{table}"
+        );
     }
 }

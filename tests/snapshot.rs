@@ -3,7 +3,9 @@
 //! another owner, long names and a system file. Each test changes the tree
 //! the way an upgrade (or a crash during one) would, restores, and
 //! compares the whole tree entry by entry (type, mode, owner, mtime to the
-//! nanosecond, size, SHA-256, link target) with the manifest.
+//! nanosecond, size, SHA-256, link target) with the tree as it was built.
+//! The trees are seen by the oracle (`find` and `sha256sum`), never by the
+//! snapshot engine's own walk, and the manifest is checked against it.
 //!
 //! These tests run as root: the tree holds files of other owners, as an
 //! IMSS tree does, and restore sets owners.
@@ -13,6 +15,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use imss_fixture::oracle;
 use imss_fixture::tree::write_program_tree;
 use imss_upgrade::snapshot::{
     self, ArchiveFormat, BackupMismatch, Compression, Entry, EntryKind, MANIFEST_FILE, Manifest,
@@ -39,6 +42,8 @@ struct Server {
     /// The pin of the last snapshot taken, as the upgrade records it where
     /// only root can write.
     pin: std::cell::RefCell<Option<Pin>>,
+    /// The snapshotted paths as built, as the oracle sees them.
+    built: String,
 }
 
 impl Server {
@@ -62,9 +67,13 @@ impl Server {
             backup,
             outside,
             pin: Default::default(),
+            built: String::new(),
         };
         server.build_tree();
-        server
+        Server {
+            built: server.state(),
+            ..server
+        }
     }
 
     fn host(&self, path: &str) -> PathBuf {
@@ -134,8 +143,66 @@ impl Server {
             .unwrap_or_else(|_| serde_json::from_str("\"unreadable\"").unwrap())
     }
 
-    fn scan(&self) -> Vec<Entry> {
-        snapshot::scan(&self.root, &PATHS).unwrap()
+    /// The snapshotted paths as the oracle sees them (`find` and
+    /// `sha256sum`), one line per entry, paths as inside the root.
+    fn state(&self) -> String {
+        self.state_of(&PATHS)
+    }
+
+    fn state_of(&self, paths: &[&str]) -> String {
+        let root_dir = self.root.dir().to_string_lossy().into_owned();
+        let mut lines = Vec::new();
+        for path in paths {
+            let entries = oracle::tree_entries(&self.host(path)).unwrap();
+            if entries.is_empty() {
+                lines.push(format!("{path}\tabsent"));
+            }
+            for mut entry in entries {
+                entry.path = entry.path[root_dir.len()..].to_string();
+                lines.push(entry.to_string());
+            }
+        }
+        lines.sort();
+        lines.join("\n")
+    }
+
+    /// The manifest on disk, read as plain JSON and written as the oracle
+    /// writes its lines.
+    fn manifest_state(&self) -> String {
+        let text = fs::read_to_string(self.backup.join(MANIFEST_FILE)).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut lines: Vec<String> = manifest["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                let field = |name: &str| entry[name].to_string().trim_matches('"').to_string();
+                let kind = match entry["type"].as_str().unwrap() {
+                    "absent" => return format!("{}\tabsent", field("path")),
+                    "file" => 'f',
+                    "dir" => 'd',
+                    "symlink" => 'l',
+                    other => panic!("a manifest entry of type {other}: {entry}"),
+                };
+                let mut line = format!(
+                    "{}\t{kind}\t{:04o}\t{}:{}\t{}.{:09}",
+                    field("path"),
+                    u32::from_str_radix(&field("mode"), 8).unwrap(),
+                    field("uid"),
+                    field("gid"),
+                    field("mtime_sec"),
+                    entry["mtime_nsec"].as_u64().unwrap(),
+                );
+                match kind {
+                    'f' => line += &format!("\tsize {}\tsha256 {}", field("size"), field("sha256")),
+                    'l' => line += &format!("\t-> {}", field("target")),
+                    _ => {}
+                }
+                line
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
     }
 
     fn restore(&self) -> snapshot::RestoreReport {
@@ -205,19 +272,13 @@ fn set_mtime(path: &Path, secs: u64, nanos: u32) {
         .unwrap();
 }
 
-/// Compares two entry lists and names the first difference, instead of
+/// Compares two states of the tree and names the differences, instead of
 /// printing thousands of lines.
-fn assert_same_tree(live: &[Entry], recorded: &[Entry]) {
-    for (index, (a, b)) in live.iter().zip(recorded).enumerate() {
-        assert_eq!(a, b, "entry {index} differs (live, then recorded)");
-    }
-    assert_eq!(
-        live.len(),
-        recorded.len(),
-        "the live tree has {} entries, the snapshot {}; first extra: {:?}",
-        live.len(),
-        recorded.len(),
-        live.get(recorded.len()).or(recorded.get(live.len()))
+fn assert_same_state(found: &str, expected: &str) {
+    assert!(
+        found == expected,
+        "the tree differs:\n{}",
+        oracle::state_difference(expected, found, 10)
     );
 }
 
@@ -238,10 +299,12 @@ fn entry<'m>(manifest: &'m Manifest, path: &str) -> &'m Entry {
 }
 
 #[test]
-fn the_manifest_lists_every_entry_with_its_metadata_and_matches_a_scan() {
+fn the_manifest_lists_every_entry_with_its_metadata_as_find_and_sha256sum_see_it() {
     let server = Server::new();
     let manifest = server.create();
-    assert_same_tree(&server.scan(), &manifest.entries);
+    // What the manifest on disk lists is what find and sha256sum see.
+    assert_same_state(&server.manifest_state(), &server.state());
+    assert_same_state(&server.state(), &server.built);
 
     assert_eq!(manifest.archive.format, ArchiveFormat::Tar);
     assert_eq!(manifest.archive.file, "snapshot.tar");
@@ -297,12 +360,12 @@ fn the_manifest_lists_every_entry_with_its_metadata_and_matches_a_scan() {
 #[test]
 fn restore_after_an_upgrade_like_change_gives_back_the_tree_exactly() {
     let server = Server::new();
-    let manifest = server.create();
+    server.create();
     server.change_like_an_upgrade();
-    assert_ne!(server.scan(), manifest.entries);
+    assert_ne!(server.state(), server.built);
 
     let report = server.restore();
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
     assert!(report.removed >= 6, "{report:?}");
     assert!(report.files > 20, "{report:?}");
 
@@ -322,7 +385,7 @@ fn restore_after_an_upgrade_like_change_gives_back_the_tree_exactly() {
 #[test]
 fn restore_replaces_a_different_tree_and_a_top_directory_turned_link() {
     let server = Server::new();
-    let manifest = server.create();
+    server.create();
     // The 9.1 tree: other files, other sizes, other contents, moved aside
     // and linked, as a package that installs into a versioned directory.
     let program = server.host(PROGRAM);
@@ -333,7 +396,7 @@ fn restore_replaces_a_different_tree_and_a_top_directory_turned_link() {
 
     server.restore();
     assert!(fs::symlink_metadata(&program).unwrap().is_dir());
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
     // The 9.1 tree it pointed to is not part of the snapshot: left alone.
     assert!(elsewhere.join("bin/imssd").exists());
 }
@@ -347,7 +410,7 @@ fn restore_is_idempotent_and_finishes_an_interrupted_restore() {
     let second = server.restore();
     assert_eq!(second.removed, 0, "{second:?}");
     assert_eq!(second.dirs_created, 0, "{second:?}");
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
 
     // An interrupted restore: half of the files gone, some left under the
     // temporary name, a directory not yet made.
@@ -369,7 +432,7 @@ fn restore_is_idempotent_and_finishes_an_interrupted_restore() {
     fs::remove_dir_all(server.host("/opt/trend/imss/UI")).unwrap();
     server.change_like_an_upgrade_partly();
     server.restore();
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
 }
 
 impl Server {
@@ -387,7 +450,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     let server = Server::new();
     let manifest = server.create();
     server.change_like_an_upgrade();
-    let before = server.scan();
+    let before = server.state();
 
     // Flip one byte inside the contents of bin/policyserver.
     let archive = server.archive_path(&manifest);
@@ -409,7 +472,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     }
     let err = snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err();
     assert!(mismatch_text(&err).contains("/opt/trend/imss/bin/policyserver"));
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
 
     // A flipped byte in a header, where no entry's contents are.
     bytes[at + 10] ^= 0x01;
@@ -418,7 +481,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     let text =
         mismatch_text(&snapshot::restore(&server.root, &server.backup, &server.pin()).unwrap_err());
     assert!(text.contains("snapshot.tar"), "{text}");
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
 
     // A truncated archive.
     bytes[0x9c] ^= 0x01;
@@ -429,7 +492,7 @@ fn a_tampered_archive_is_refused_and_the_tree_left_untouched() {
     // Put back as it was, it restores.
     fs::write(&archive, &bytes).unwrap();
     server.restore();
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
 }
 
 #[test]
@@ -437,7 +500,7 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
     let server = Server::new();
     let manifest = server.create();
     server.change_like_an_upgrade();
-    let before = server.scan();
+    let before = server.state();
     let manifest_path = server.backup.join(MANIFEST_FILE);
     let original = fs::read_to_string(&manifest_path).unwrap();
 
@@ -459,7 +522,7 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
             && text.contains(server.pin().as_str()),
         "{text}"
     );
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
     // Had the forger changed root's record as well, the entries and the
     // archive still disagree.
     let text = mismatch_text(
@@ -474,7 +537,7 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
     ] {
         assert!(text.contains(word), "{word:?} missing from: {text}");
     }
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
 
     // A mode made setuid.
     let line = original
@@ -508,13 +571,13 @@ fn a_tampered_manifest_is_refused_and_the_tree_left_untouched() {
         &snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err(),
     );
     assert!(text.contains(&forged), "{text}");
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
 
     // No manifest at all: an unfinished snapshot.
     fs::remove_file(&manifest_path).unwrap();
     let err = snapshot::restore(&server.root, &server.backup, &server.pin_on_disk()).unwrap_err();
     assert!(format!("{err:#}").contains("never finished"), "{err:#}");
-    assert_same_tree(&server.scan(), &before);
+    assert_same_state(&server.state(), &before);
 }
 
 /// A backup directory put in the place of the real one, holding a whole,
@@ -526,7 +589,7 @@ fn a_consistent_snapshot_of_another_tree_is_refused_by_every_reader() {
     let server = Server::new();
     let taken = server.create();
     server.change_like_an_upgrade();
-    let changed = server.scan();
+    let changed = server.state();
     let real = server.backup.with_file_name("real-backup");
     fs::rename(&server.backup, &real).unwrap();
     let substitute = snapshot::create(&server.root, &server.backup, &PATHS).unwrap();
@@ -559,13 +622,13 @@ fn a_consistent_snapshot_of_another_tree_is_refused_by_every_reader() {
         snapshot::recompress(&server.backup, &server.pin()).unwrap_err(),
         "recompress",
     );
-    assert_same_tree(&server.scan(), &changed);
+    assert_same_state(&server.state(), &changed);
 
     // The real one, put back, restores.
     fs::remove_dir_all(&server.backup).unwrap();
     fs::rename(&real, &server.backup).unwrap();
     server.restore();
-    assert_same_tree(&server.scan(), &taken.entries);
+    assert_same_state(&server.state(), &server.built);
 }
 
 #[test]
@@ -590,7 +653,7 @@ fn a_recompressed_snapshot_verifies_and_restores() {
 
     server.change_like_an_upgrade();
     server.restore();
-    assert_same_tree(&server.scan(), &plain.entries);
+    assert_same_state(&server.state(), &server.built);
 
     // A flipped byte in the compressed archive is refused too.
     let archive = server.archive_path(&compressed);
@@ -619,7 +682,7 @@ fn an_xz_snapshot_taken_directly_restores() {
     assert_eq!(manifest.archive.file, "snapshot.tar.xz");
     server.change_like_an_upgrade();
     server.restore();
-    assert_same_tree(&server.scan(), &manifest.entries);
+    assert_same_state(&server.state(), &server.built);
 
     // A new plain snapshot replaces it and leaves no stale archive behind.
     let plain = server.create();
@@ -812,7 +875,7 @@ fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry
     let outside_before = fs::read_to_string(server.outside.join("keep")).unwrap();
     let passwd = server.host("/etc/passwd");
     fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
-    let tree_before = snapshot::scan(&server.root, &[PROGRAM]).unwrap();
+    let tree_before = server.state_of(&[PROGRAM]);
     let cases: Vec<HostileCase> = vec![
         (
             "an absolute path outside the tree",
@@ -869,10 +932,7 @@ fn hostile_backups_whose_archive_and_manifest_agree_are_refused_naming_the_entry
             fs::read_to_string(server.outside.join("keep")).unwrap(),
             outside_before
         );
-        assert_same_tree(
-            &snapshot::scan(&server.root, &[PROGRAM]).unwrap(),
-            &tree_before,
-        );
+        assert_same_state(&server.state_of(&[PROGRAM]), &tree_before);
     }
 
     // An entry the manifest lists and the archive lacks.
