@@ -459,9 +459,17 @@ async fn a_transfer_killed_at_30_random_moments_ends_with_every_row_once() {
         progress.push(rows_done(&transfer_status(&server)));
     }
     eprintln!("rows done after each kill: {progress:?}");
+    // A kill that lands before a run's first COMMIT proves nothing of a
+    // batch in flight: most must land in runs that had committed some.
+    let after_a_commit = std::iter::once(&0)
+        .chain(&progress)
+        .zip(&progress)
+        .filter(|(before, after)| after > before)
+        .count();
     assert!(
-        progress.last() > progress.first(),
-        "the transfer made no progress between kills: {progress:?}"
+        after_a_commit >= 10,
+        "only {after_a_commit} of 30 kills came after the killed run had committed a batch \
+         (IMSS_KILL_SEED={seed}): {progress:?}"
     );
     assert!(
         progress.windows(2).all(|pair| pair[0] <= pair[1]),

@@ -514,7 +514,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         "pg_dumpall of 7.1 after the rollback differs from before the upgrade, apart from \
          the {} mails taken since and the 2 messages 9.1 changed:\n{}",
         accepted.len(),
-        oracle::differing_lines(&before, &after, 10)
+        oracle::state_difference(&before, &after, 10)
     );
     let quarantined = |id: i64| {
         let client = &client_71;
