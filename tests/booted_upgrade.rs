@@ -99,6 +99,28 @@ fn a_whole_upgrade_and_its_rollback_on_a_booted_host_beside_the_hosts_own_dns_se
 
     // 9.1 runs as units, EUQ's included, as 7.1 had EUQ on; 7.1's are off.
     host.assert_units(&units_91(true), "active", "after the upgrade");
+    // Starting them started the recovery unit they want, while the run
+    // held the lock: it had nothing to do, and no unit of ours failed.
+    assert!(
+        monotonic(
+            &host,
+            units::RECOVER.name,
+            "ExecMainStartTimestampMonotonic"
+        ) > 0,
+        "the 9.1 units did not start the recovery unit"
+    );
+    let (_, failed) = host.probe(&[
+        "systemctl",
+        "list-units",
+        "--failed",
+        "--plain",
+        "--no-legend",
+        "imss*",
+    ]);
+    assert!(
+        failed.trim().is_empty(),
+        "units failed during the upgrade:\n{failed}"
+    );
     for unit in units_91(true) {
         assert_eq!(host.enabled(&unit), "enabled", "{unit} after the upgrade");
     }

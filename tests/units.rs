@@ -218,3 +218,27 @@ fn each_unit_is_exposed_at_most_4_0_and_the_upgrades_own_say_why_they_are_more()
         "exposure above {EXPOSURE_LIMIT}: {too_exposed:?} (only {ABOVE_THE_LIMIT:?} may be)"
     );
 }
+
+/// The units that run an `imss-upgrade` command, which takes the upgrade's
+/// lock and records who holds it with this boot's id
+/// (`/proc/sys/kernel/random/boot_id`): `ProcSubset=pid` hides that file,
+/// and a record without it is never believed, so that every other command
+/// called the holder "a command that has not said who it is yet".
+#[test]
+fn the_units_that_take_the_upgrade_lock_can_read_the_boot_id() {
+    let hidden: Vec<String> = UNITS
+        .iter()
+        .filter_map(|unit| {
+            let text = std::fs::read_to_string(unit_dir().join(unit)).unwrap();
+            let runs_the_helper = text
+                .lines()
+                .any(|line| line.starts_with("ExecStart=/usr/sbin/imss-"));
+            let hides = text.lines().any(|line| line.trim() == "ProcSubset=pid");
+            (runs_the_helper && hides).then(|| unit.to_string())
+        })
+        .collect();
+    assert!(
+        hidden.is_empty(),
+        "these units run the helper with ProcSubset=pid, which hides the boot id: {hidden:?}"
+    );
+}

@@ -13,7 +13,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -43,25 +43,24 @@ impl UpgradeLock {
     /// Takes the lock of an existing state directory; `None` when there is
     /// none (no upgrade was ever made, so there is nothing to lock).
     pub fn take_existing(ctx: &Context) -> Result<Option<Self>> {
+        Self::try_take_existing(ctx)?
+            .map(|taken| taken.map_err(|holder| holder.refusal()))
+            .transpose()
+    }
+
+    /// [`Self::take_existing`], but says who holds it instead of refusing.
+    pub fn try_take_existing(
+        ctx: &Context,
+    ) -> Result<Option<std::result::Result<Self, LockHolder>>> {
         let state = layout::state_dir(ctx)?;
         if !state.exists() {
             return Ok(None);
         }
-        Self::take_in(&state).map(Some)
+        Self::try_take(&state.join(LOCK_FILE)).map(Some)
     }
 
     fn take_in(state: &Path) -> Result<Self> {
-        let path = state.join(LOCK_FILE);
-        match Self::try_take(&path)? {
-            Ok(lock) => Ok(lock),
-            Err(holder) => bail!(
-                "another imss-upgrade command is working on this server ({}; it holds {}): \
-                 wait until it ends, then run this again; `imss-upgrade status` shows where \
-                 the upgrade is",
-                holder.describe(),
-                path.display()
-            ),
-        }
+        Self::try_take(&state.join(LOCK_FILE))?.map_err(|holder| holder.refusal())
     }
 
     /// Takes the background transfer's lock (`layout::TransferFiles::lock`),
@@ -85,9 +84,12 @@ impl UpgradeLock {
             let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    return Ok(Err(LockHolder(holder)));
+                    let mut record = String::new();
+                    let _ = file.read_to_string(&mut record);
+                    return Ok(Err(LockHolder {
+                        record,
+                        lock: path.to_path_buf(),
+                    }));
                 }
                 Err((_, errno)) => {
                     return Err(errno).with_context(|| format!("locking {}", path.display()));
@@ -141,15 +143,29 @@ fn process_line(pid: u32) -> String {
 /// record only after it has the lock: until then the file still holds a
 /// dead holder's record, whose pid may meanwhile be another program's.
 #[derive(Debug, Clone)]
-pub struct LockHolder(String);
+pub struct LockHolder {
+    record: String,
+    lock: PathBuf,
+}
 
 impl LockHolder {
     /// Who holds it, for a message.
     pub fn describe(&self) -> String {
         match self.writer() {
-            Some(_) => self.0.lines().next().unwrap_or_default().to_string(),
+            Some(_) => self.record.lines().next().unwrap_or_default().to_string(),
             None => "a command that has not said who it is yet".to_string(),
         }
+    }
+
+    /// The error of a command refused because this holder works.
+    pub fn refusal(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "another imss-upgrade command is working on this server ({}; it holds {}): \
+             wait until it ends, then run this again; `imss-upgrade status` shows where \
+             the upgrade is",
+            self.describe(),
+            self.lock.display()
+        )
     }
 
     /// The holder's process id, once it has written it.
@@ -160,7 +176,7 @@ impl LockHolder {
     /// The pid of the process that wrote the record, if it still runs: its
     /// start, on this boot, is the one recorded.
     fn writer(&self) -> Option<u32> {
-        let mut lines = self.0.lines();
+        let mut lines = self.record.lines();
         let pid: u32 = lines
             .next()?
             .strip_prefix("pid ")?

@@ -54,8 +54,20 @@ impl Recovery {
 /// Reads the step journal and settles an interrupted run.
 pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
     // Held until recovery returns; refused while a run or rollback works.
-    let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
-        return Ok(finished(Recovery::NothingToDo));
+    let _lock = match UpgradeLock::try_take_existing(ctx)? {
+        None => return Ok(finished(Recovery::NothingToDo)),
+        Some(Ok(lock)) => lock,
+        // The 9.1 units want the recovery unit, so that it runs before them
+        // at boot; a run or rollback that starts them starts it too. That
+        // command is alive and settles the upgrade itself.
+        Some(Err(holder)) if ctx.at_boot => {
+            tracing::info!(
+                "{} works on the upgrade and settles it: nothing for the recovery at boot to do",
+                holder.describe()
+            );
+            return Ok(finished(Recovery::NothingToDo));
+        }
+        Some(Err(holder)) => return Err(holder.refusal()),
     };
     let Some(mut journal) = StepJournal::of(ctx)? else {
         return Ok(finished(Recovery::NothingToDo));
