@@ -96,12 +96,16 @@ pub fn sync_tree(path: &Path) -> Result<()> {
     sync_dir(parent_of(&path)?)
 }
 
-/// Removes the tree (or file, or link) at `path`, if there is one; a link
-/// is removed, never followed.
+/// Removes the tree (or file, or link) at `path`, if there is one, and
+/// makes that durable (its directory fsynced): an undo recorded as done
+/// after it must not meet the tree again after a power loss. A link is
+/// removed, never followed.
 pub fn remove_tree_if_present(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("removing {}", path.display()))?;
+            sync_dir(parent_of(path)?)
         }
         Ok(_) => remove_file_if_present(path),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -109,13 +113,15 @@ pub fn remove_tree_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Removes the file at `path`, if there is one.
+/// Removes the file at `path`, if there is one, and makes that durable
+/// (its directory fsynced).
 pub fn remove_file_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(parent_of(path)?),
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(err).with_context(|| format!("removing {}", path.display()))
         }
-        _ => Ok(()),
+        Err(_) => Ok(()),
     }
 }
 
