@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use imss_fixture::harness::{
     self, Baseline, FixtureServer, HelperProcess, Payload, TmpfsMount, flow,
 };
+use imss_fixture::site::{checksums_71, checksums_91};
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::migration::selection::Selection;
 use imss_upgrade::migration::tables::Table71;
-use imss_upgrade::migration::verify::{Checksum, checksum_rows, checksum_target};
+use imss_upgrade::migration::verify::Checksum;
 use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 use serde_json::Value;
@@ -59,48 +59,6 @@ async fn upgraded_server(
     let before = checksums_71(&server.root(), &[]).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     (server, payload, ctx, before)
-}
-
-/// Per history table, the checksum of every row of 7.1 (before the
-/// upgrade), less the rows with ids in `leave_out`.
-async fn checksums_71(
-    root: &imss_upgrade::support::root::Root,
-    leave_out: &[i64],
-) -> Vec<Checksum> {
-    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
-    let mut sums = Vec::new();
-    for table in Table71::HISTORY {
-        let id = table.id_column().unwrap();
-        let condition = (!leave_out.is_empty()).then(|| {
-            let ids: Vec<String> = leave_out.iter().map(i64::to_string).collect();
-            format!("{id} <> ALL ('{{{}}}'::bigint[])", ids.join(","))
-        });
-        sums.push(
-            checksum_rows(
-                &client,
-                &Selection::all(table),
-                table.name(),
-                condition.as_deref(),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    sums
-}
-
-/// Per history table, the checksum of the rows 9.1 holds from 7.1.
-async fn checksums_91(root: &imss_upgrade::support::root::Root) -> Vec<Checksum> {
-    let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
-    let mut sums = Vec::new();
-    for table in Table71::HISTORY {
-        sums.push(
-            checksum_target(&client, &Selection::all(table))
-                .await
-                .unwrap(),
-        );
-    }
-    sums
 }
 
 /// Adds a policy event ten days old with action code `action` to the
