@@ -26,7 +26,9 @@
 //! `transfer-batch-settled` (a batch with its cursor, not yet committed),
 //! `transfer-batch-committed` (a batch committed; armed, the connection is
 //! lost before the COMMIT's answer) and `transfer-verifying` (every batch
-//! committed, the final comparison not yet made).
+//! committed, the final comparison not yet made); `finalize` two:
+//! `finalize-backup-set-aside` (the backup renamed aside, not deleted)
+//! and `finalize-backup-deleted` (deleted, the run's state still there).
 
 /// Every fail point, in the order a run, then its rollback, passes them.
 pub const POINTS: &[&str] = &[
