@@ -11,236 +11,38 @@
 //! `IMSS_KILL_SEED=N` replays the random sweep with the moments it printed.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use imss_fixture::harness::{
-    Baseline, FixtureServer, HelperEnded, HelperProcess, Payload, Upgraded91,
-};
-use imss_upgrade::files::imss_ini::ProductInfo;
+use imss_fixture::harness::HelperProcess;
+use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
 use imss_upgrade::flow::failpoints::POINTS;
-use imss_upgrade::flow::journal::{RunState, Step, StepJournal};
-use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
+use imss_upgrade::flow::journal::Step;
 use imss_upgrade::system::procfs;
 
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
 
-/// Long enough for any step of a small server on a loaded CI machine.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(300);
+const PROGRAMS: Programs = Programs {
+    upgrade: UPGRADE,
+    rollback: ROLLBACK,
+};
 
-/// A 7.1 server, the payload to upgrade it with, what it was before, and
-/// (once a case ends on 9.1) what an uninterrupted upgrade makes of it.
-struct Site {
-    server: FixtureServer,
-    payload: Payload,
-    baseline: Baseline,
-    uninterrupted: std::cell::OnceCell<Upgraded91>,
+/// A started 7.1 server with `history_rows` policy events, its payload and
+/// baseline.
+fn site(history_rows: &str) -> Site {
+    site_with(&["--history-rows", history_rows])
 }
 
-/// Which release a settled server ended on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settled {
-    On91,
-    On71,
-}
-
-impl Site {
-    fn new(history_rows: &str) -> Self {
-        Self::with(&["--history-rows", history_rows])
-    }
-
-    /// A site built with `extra` arguments to `imss-fixture build`.
-    fn with(extra: &[&str]) -> Self {
-        if !cfg!(feature = "failpoints") {
-            panic!(
-                "the kill tests need the fail points: run them with `--features \
-                 imss-upgrade/failpoints` (make test does)"
-            );
-        }
-        let mut args = vec!["--tree-mb", "1", "--days", "3"];
-        args.extend_from_slice(extra);
-        let server = FixtureServer::build(&args).unwrap();
-        server.start().unwrap();
-        let payload = Payload::build().unwrap();
-        let baseline = Baseline::take(&server).unwrap();
-        Self {
-            server,
-            payload,
-            baseline,
-            uninterrupted: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// The arguments of `command` (none for imss-rollback) on this site.
-    fn args(&self, command: &[&str]) -> Vec<OsString> {
-        let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
-        args.push("--root".into());
-        args.push(self.server.root_dir().into());
-        args.push("--payload".into());
-        args.push(self.payload.dir().into());
-        args.push("--target-pg-bin".into());
-        args.push(imss_fixture::pgbin::pg15().unwrap().bin_dir().into());
-        args
-    }
-
-    fn start(&self, exe: &str, command: &[&str], stop_at: Option<&str>) -> HelperProcess {
-        HelperProcess::start(Path::new(exe), &self.args(command), stop_at, None).unwrap()
-    }
-
-    /// Runs a helper to its end; it must succeed.
-    fn complete(&self, exe: &str, command: &[&str], why: &str) -> HelperEnded {
-        let ended = self.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
-        assert!(
-            ended.status.success(),
-            "{why}: {exe} {command:?} failed ({}):\n{}\nthe scanner's log ends:\n{}",
-            ended.status,
-            ended.output,
-            self.scanner_log_tail()
+/// A site built with `extra` arguments to `imss-fixture build`.
+fn site_with(extra: &[&str]) -> Site {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "the kill tests need the fail points: run them with `--features \
+             imss-upgrade/failpoints` (make test does)"
         );
-        ended
     }
-
-    /// Runs a helper until it stops at `point`, then kills it with SIGKILL.
-    fn kill_at(&self, exe: &str, command: &[&str], point: &str) {
-        let mut helper = self.start(exe, command, Some(point));
-        if let Err(err) = helper.wait_stopped(HELPER_TIMEOUT) {
-            panic!("{err:#}");
-        }
-        helper.kill9().unwrap();
-    }
-
-    fn scanner_log_tail(&self) -> String {
-        let log = self.server.root_dir().join("var/imss/run/scanner.log");
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    fn backup(&self) -> PathBuf {
-        self.server.root().resolve(BACKUP_DIR).unwrap()
-    }
-
-    /// What of a killed helper still works: an `initdb`, a single-user or
-    /// bootstrap server, a `cp` under the root, or any process in the
-    /// staged cluster or in the 7.1 cluster in the backup.
-    fn survivors(&self) -> Vec<String> {
-        let root = self.server.root_dir();
-        let root_text = root.to_string_lossy().into_owned();
-        let mut found: Vec<String> = procfs::processes()
-            .into_iter()
-            .filter(|p| {
-                p.cmdline.contains(&root_text)
-                    && (p.cmdline.contains("initdb") || p.cmdline.starts_with("cp "))
-            })
-            .map(|p| format!("{} {}", p.pid, p.cmdline))
-            .collect();
-        for dir in [
-            root.join("var/imss/pgdata-91.staged"),
-            self.backup().join("pgdata-71"),
-        ] {
-            for pid in procfs::working_in(&dir) {
-                found.push(format!("{pid} working in {}", dir.display()));
-            }
-        }
-        found
-    }
-
-    /// Recovers at once, then checks the server settled on one side, whole;
-    /// a server on 9.1 is then rolled back with imss-rollback, which must
-    /// bring 7.1 back exactly, so the next case starts from 7.1 again.
-    fn recover_and_check(&self, case: &str) -> Settled {
-        self.complete(UPGRADE, &["recover"], &format!("recover after {case}"));
-        let survivors = self.survivors();
-        assert!(
-            survivors.is_empty(),
-            "{case}: processes of the killed run still work after recover: {survivors:?}"
-        );
-        let settled = self.check_settled(case);
-        if settled == Settled::On91 {
-            self.check_91_as_uninterrupted_then_roll_back(case);
-        }
-        settled
-    }
-
-    /// Runs the background transfer of the older history to its end, then
-    /// takes what the upgrade made of the server. Which history the run
-    /// itself migrates depends on its moment (the last 24 hours); what
-    /// 9.1 holds once the rest has moved over does not.
-    fn history_moved_over(&self, case: &str) -> Upgraded91 {
-        let args = [
-            "transfer".into(),
-            "run".into(),
-            "--root".into(),
-            self.server.root_dir().into(),
-        ];
-        let ended = HelperProcess::start(Path::new(UPGRADE), &args, None, None)
-            .unwrap()
-            .wait(HELPER_TIMEOUT)
-            .unwrap();
-        assert!(
-            ended.status.success(),
-            "the transfer after {case} failed ({}):\n{}",
-            ended.status,
-            ended.output
-        );
-        Upgraded91::take(&self.server).unwrap()
-    }
-
-    /// Compares the 9.1 the server is on with what an uninterrupted upgrade
-    /// of the same 7.1 makes (`pg_dumpall` and the program tree), then
-    /// rolls back with imss-rollback, which must bring 7.1 back exactly.
-    /// The uninterrupted upgrade runs the first time, from that 7.1.
-    fn check_91_as_uninterrupted_then_roll_back(&self, case: &str) {
-        let finished = self.history_moved_over(case);
-        self.complete(ROLLBACK, &[], &format!("imss-rollback after {case}"));
-        self.check_on_71(case);
-        let uninterrupted = self.uninterrupted.get_or_init(|| {
-            let why = "the uninterrupted upgrade the finished runs are compared with";
-            self.complete(UPGRADE, &["run"], why);
-            let uninterrupted = self.history_moved_over(why);
-            self.complete(ROLLBACK, &[], why);
-            self.check_on_71(why);
-            uninterrupted
-        });
-        if let Err(err) = finished.check_same_as(uninterrupted) {
-            panic!("{case}: {err:#}");
-        }
-    }
-
-    /// Fully on 9.1 (journal completed, a mail accepted and logged in
-    /// PostgreSQL 15) or fully on 7.1 (as before).
-    fn check_settled(&self, case: &str) -> Settled {
-        let root = self.server.root();
-        let version = ProductInfo::load(&root).unwrap().version;
-        if version != "9.1" {
-            self.check_on_71(case);
-            return Settled::On71;
-        }
-        let journal = StepJournal::load(&self.server.root().resolve(STATE_DIR).unwrap())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            journal.state,
-            RunState::Completed,
-            "{case}: 9.1 is installed but the journal says {}",
-            journal.state.describe()
-        );
-        let ctx = self.payload.context(&self.server).unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        if let Err(err) = runtime.block_on(imss_upgrade::flow::health::check_91_takes_mail(
-            &ctx, "kill",
-        )) {
-            panic!("{case}: 9.1 does not take mail after recover: {err:#}");
-        }
-        Settled::On91
-    }
-
-    fn check_on_71(&self, case: &str) {
-        if let Err(err) = self.baseline.check_back_on_71(&self.server, &self.payload) {
-            panic!("{case}: {err:#}");
-        }
-    }
+    Site::build(PROGRAMS, extra)
 }
 
 fn is_undo_point(point: &str) -> bool {
@@ -252,7 +54,7 @@ fn is_undo_point(point: &str) -> bool {
 /// and the server is whole on one side.
 #[test]
 fn recover_settles_a_run_killed_at_every_fail_point() {
-    let site = Site::new("2000");
+    let site = site("2000");
     let switch_done_from = POINTS
         .iter()
         .position(|p| *p == "before-register-rollback")
@@ -278,7 +80,7 @@ fn recover_settles_a_run_killed_at_every_fail_point() {
 /// killed before the rollback began, finds 9.1 running).
 #[test]
 fn recover_finishes_an_imss_rollback_killed_at_every_fail_point() {
-    let site = Site::new("2000");
+    let site = site("2000");
     for point in POINTS.iter().filter(|p| is_undo_point(p)) {
         let case = format!("imss-rollback killed at {point}");
         site.complete(UPGRADE, &["run"], &case);
@@ -299,7 +101,7 @@ fn recover_finishes_an_imss_rollback_killed_at_every_fail_point() {
 /// killed. The next `recover` ends each cleanly.
 #[test]
 fn a_recovery_killed_at_its_own_points_is_finished_by_the_next() {
-    let site = Site::new("2000");
+    let site = site("2000");
     for (run_point, recover_point, expected) in [
         (
             "migrate-window-copied",
@@ -352,7 +154,7 @@ fn kill_when(site: &Site, case: &str, moment: impl FnMut() -> bool) -> Settled {
 /// failed on `pg_ctl: cannot stop server; single-user server is running`.
 #[test]
 fn a_run_killed_during_initdb_is_rolled_back_with_nothing_left_running() {
-    let site = Site::new("20000");
+    let site = site("20000");
     let staged = site.server.root_dir().join("var/imss/pgdata-91.staged");
     let root_text = site.server.root_dir().to_string_lossy().into_owned();
     for attempt in 0..2 {
@@ -371,7 +173,7 @@ fn a_run_killed_during_initdb_is_rolled_back_with_nothing_left_running() {
 /// with 7.1 stopped, so mail stayed down.
 #[test]
 fn a_run_killed_while_the_backup_cluster_serves_the_migration_is_rolled_back() {
-    let site = Site::new("20000");
+    let site = site("20000");
     let moved = site.backup().join("pgdata-71");
     let settled = kill_when(&site, "killed in the migration", || {
         !procfs::working_in(&moved).is_empty()
@@ -385,7 +187,7 @@ fn a_run_killed_while_the_backup_cluster_serves_the_migration_is_rolled_back() {
 fn recover_settles_runs_killed_at_random_moments() {
     use rand::{Rng, SeedableRng};
     const KILLS: usize = 10;
-    let site = Site::new("2000");
+    let site = site("2000");
     let began = Instant::now();
     site.complete(UPGRADE, &["run"], "the measured run");
     let run_time = began.elapsed();
@@ -545,7 +347,7 @@ fn the_readme_lists_every_fail_point_in_the_source() {
 /// `recover` settles it.
 #[test]
 fn a_second_command_is_refused_while_a_run_works_and_names_it() {
-    let site = Site::new("500");
+    let site = site("500");
     let mut live = site.start(UPGRADE, &["run"], Some("before-migrate"));
     live.wait_stopped(HELPER_TIMEOUT).unwrap();
     let holder = format!("pid {}", live.pid());
@@ -579,7 +381,7 @@ fn a_second_command_is_refused_while_a_run_works_and_names_it() {
 /// what the journal says runs, then check it.
 #[test]
 fn after_a_power_loss_past_the_switch_recover_starts_91_and_keeps_its_mail() {
-    let site = Site::new("500");
+    let site = site("500");
     site.kill_at(UPGRADE, &["run"], "before-register-rollback");
     assert!(site.server.kill_everything().unwrap() > 0);
     let ended = site.complete(UPGRADE, &["recover"], "recover after the power loss");
@@ -623,7 +425,7 @@ fn after_a_power_loss_past_the_switch_recover_starts_91_and_keeps_its_mail() {
 /// its name (and so before the original goes).
 #[test]
 fn across_file_systems_the_copy_is_synced_before_it_replaces_the_original() {
-    let site = Site::new("500");
+    let site = site("500");
     let _tmpfs = imss_fixture::harness::TmpfsMount::mount(&site.backup(), "1g").unwrap();
     let trace_dir = tempfile::tempdir().unwrap();
     let trace = trace_dir.path().join("trace");
@@ -684,7 +486,7 @@ fn across_file_systems_the_copy_is_synced_before_it_replaces_the_original() {
 /// `recover` that has neither the payload nor PostgreSQL 15.
 #[test]
 fn a_rollback_needs_neither_the_payload_nor_postgresql_15() {
-    let site = Site::new("500");
+    let site = site("500");
     site.kill_at(UPGRADE, &["run"], "migrate-window-copied");
     let payload = site.payload.dir();
     let aside = payload.with_file_name("payload-gone");
@@ -793,7 +595,7 @@ fn files_holding(dir: &Path, needles: &[Vec<u8>], allowed: &dyn Fn(&Path) -> boo
 #[test]
 fn the_password_never_leaves_odbc_ini() {
     const PASSWORD: &str = "Zq7!unlikely-secret-4711";
-    let site = Site::with(&["--history-rows", "2000", "--password", PASSWORD]);
+    let site = site_with(&["--history-rows", "2000", "--password", PASSWORD]);
     let encoded = imss_upgrade::files::odbc_password::DsnPassword::encode(
         &imss_upgrade::support::secret::Secret::new(PASSWORD),
     );
@@ -886,7 +688,7 @@ fn status_field(pid: u32, name: &str) -> String {
 #[test]
 fn the_helper_keeps_only_the_capabilities_it_needs_and_the_servers_run_as_imss() {
     use imss_upgrade::support::privileges::{Work, mask};
-    let site = Site::new("500");
+    let site = site("500");
     let mut helper = site.start(UPGRADE, &["run"], Some("migrate-config-imported"));
     helper.wait_stopped(HELPER_TIMEOUT).unwrap();
     let pid = helper.pid();
@@ -943,7 +745,7 @@ fn the_helper_keeps_only_the_capabilities_it_needs_and_the_servers_run_as_imss()
 /// SIGSTOP, as a slow disk would hold it) so that `recover` meets it.
 #[test]
 fn a_run_killed_while_71_shuts_down_is_rolled_back_with_71_serving() {
-    let site = Site::new("2000");
+    let site = site("2000");
     let pid_file = site
         .server
         .root_dir()

@@ -123,7 +123,9 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
         let removing = layout::finalizing_backup_dir(ctx)?;
         fsutil::rename_durably(&backup, &removing)
             .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
+        crate::fail_point!("finalize-backup-set-aside");
         delete_set_aside(&removing)?;
+        crate::fail_point!("finalize-backup-deleted");
     }
     // Nothing of the upgrade runs at boot any more: its units are retired,
     // and the state they would act on is gone, the journal last.

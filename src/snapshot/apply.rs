@@ -10,8 +10,9 @@
 //! Whatever a directory holds that the manifest does not list is removed
 //! when the directory is reached. Directories get their owner, mode and
 //! mtime last, children first, since writing into a directory changes its
-//! mtime. Nothing is synced file by file: one `syncfs` per file system at
-//! the end, and running the restore again after a crash redoes it all.
+//! mtime. Nothing is synced while it is written: at the end each restored
+//! tree is made durable whole ([`fsutil::sync_tree`]), and running the
+//! restore again after a crash redoes it all.
 
 use std::collections::HashSet;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -28,6 +29,7 @@ use serde::Serialize;
 use super::archive::{IO_BUFFER, Source, member_name};
 use super::manifest::{Entry, EntryKind, Manifest, Meta, SnapshotPath, is_below};
 use super::walk::Progress;
+use crate::support::fsutil;
 use crate::support::root::Root;
 
 /// What a restore did.
@@ -134,7 +136,7 @@ pub(crate) fn apply(
         set_mtime(host, meta)?;
     }
     for (_, host) in &tops {
-        sync_file_system(host)?;
+        sync_restored(host)?;
     }
     restorer.progress.done();
     Ok(restorer.report)
@@ -336,11 +338,21 @@ fn set_mtime(path: &Path, meta: &Meta) -> Result<()> {
     .with_context(|| format!("setting the mtime of {}", path.display()))
 }
 
-/// Flushes the file system that holds `host` (or its nearest existing parent).
-fn sync_file_system(host: &Path) -> Result<()> {
-    let dir = host
+/// Makes what the restore left at `host` durable, with its name (or its
+/// removal): a tree whole, a file, or the directory that no longer holds
+/// anything there.
+fn sync_restored(host: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(host) {
+        Ok(meta) if meta.is_dir() => return fsutil::sync_tree(host),
+        Ok(meta) if meta.is_file() => File::open(host)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("syncing {}", host.display()))?,
+        _ => {}
+    }
+    let parent = host
         .ancestors()
+        .skip(1)
         .find(|dir| dir.is_dir())
         .unwrap_or(Path::new("/"));
-    crate::support::fsutil::sync_file_system(dir)
+    fsutil::sync_dir(parent)
 }

@@ -70,7 +70,7 @@ pub(crate) fn extract(
         .and_then(|()| extractor.set_dir_modes())
         // On disk before it takes its name: a power loss must not leave
         // empty files under a name that looks complete.
-        .and_then(|()| fsutil::sync_file_system(parent));
+        .and_then(|()| fsutil::sync_tree(&extracting));
     if let Err(err) = written {
         let _ = remove_extracted(&extracting);
         return Err(err.context(format!(

@@ -145,7 +145,7 @@ fn copy_verified(root: &Root, from: &Path, to: &Path) -> Result<()> {
     }
     // On disk before it takes its name, since the original goes next: a
     // power loss must not leave empty files in the only copy.
-    fsutil::sync_file_system(&partial)?;
+    fsutil::sync_tree(&partial)?;
     fsutil::rename_durably(&partial, &target)
 }
 

@@ -81,21 +81,31 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing {}", dir.display()))
 }
 
-/// Writes everything of the file system `path` is on to disk (`syncfs`):
-/// for a tree written by another program (`cp`), whose files this process
-/// cannot fsync one by one without opening each again.
-pub fn sync_file_system(path: &Path) -> Result<()> {
-    File::open(path)
+/// Makes the tree at `path` (a directory another program wrote: `cp`, an
+/// extraction) durable, and its name in its directory: one `syncfs` first,
+/// which writes it all out in one go where the file system takes it, then
+/// an `fsync` of every file and directory in it (cheap once they are
+/// clean), since `syncfs` promises nothing where the kernel does not pass
+/// it to the file system (FUSE).
+pub fn sync_tree(path: &Path) -> Result<()> {
+    let path = std::path::absolute(path).with_context(|| format!("syncing {}", path.display()))?;
+    File::open(&path)
         .and_then(|file| nix::unistd::syncfs(&file).map_err(io::Error::from))
-        .with_context(|| format!("syncing the file system of {}", path.display()))
+        .with_context(|| format!("syncing the file system of {}", path.display()))?;
+    no_follow::open_dir(&path)?.sync_tree()?;
+    sync_dir(parent_of(&path)?)
 }
 
-/// Removes the tree (or file, or link) at `path`, if there is one; a link
-/// is removed, never followed.
+/// Removes the tree (or file, or link) at `path`, if there is one, and
+/// makes that durable (its directory fsynced): an undo recorded as done
+/// after it must not meet the tree again after a power loss. A link is
+/// removed, never followed.
 pub fn remove_tree_if_present(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("removing {}", path.display()))?;
+            sync_dir(parent_of(path)?)
         }
         Ok(_) => remove_file_if_present(path),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -103,13 +113,15 @@ pub fn remove_tree_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Removes the file at `path`, if there is one.
+/// Removes the file at `path`, if there is one, and makes that durable
+/// (its directory fsynced).
 pub fn remove_file_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(parent_of(path)?),
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(err).with_context(|| format!("removing {}", path.display()))
         }
-        _ => Ok(()),
+        Err(_) => Ok(()),
     }
 }
 
@@ -171,6 +183,23 @@ mod tests {
         let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         assert!(create_dir_with_mode(&backup, 0o700).is_err());
+    }
+
+    #[test]
+    fn a_tree_is_synced_file_by_file_and_no_link_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("a"), "a").unwrap();
+        std::fs::write(tree.join("sub/b"), "b").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("c"), "c").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
+        nix::unistd::mkfifo(&tree.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let synced = no_follow::open_dir(&tree).unwrap().sync_tree().unwrap();
+        assert_eq!(synced, 2);
+        sync_tree(&tree).unwrap();
     }
 
     #[test]

@@ -81,6 +81,12 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     } else {
         health::check_91_takes_mail(ctx, "switch").await?;
     }
+    // The 9.1 tree (copied by `cp`, never synced) is on disk before the
+    // 7.1 tree goes: past this step a power loss is settled by starting
+    // 9.1 from it. Synced once mail flows again, so that the downtime does
+    // not wait for it.
+    let live = live_program_tree(ctx)?;
+    ctx.unblock(move |_| fsutil::sync_tree(&live)).await?;
     // Renamed before it is deleted: a tree under the first name is whole,
     // and only a whole tree is ever renamed back.
     let removing = ctx.root.resolve_parent(PROGRAM_REMOVING_DIR)?;
