@@ -576,17 +576,9 @@ async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
 
 /// Per history table of 7.1, every row as text by its id.
 async fn rows_71(site: &Site) -> Vec<BTreeMap<i64, String>> {
-    let client = site.database().await;
-    let mut tables = Vec::new();
-    for (table, id, _, _) in HISTORY {
-        let sql = format!("SELECT {id}::bigint, t::text FROM {table} t");
-        let rows = client
-            .query(&sql, &[])
-            .await
-            .unwrap_or_else(|err| panic!("{sql}: {err}"));
-        tables.push(rows.iter().map(|row| (row.get(0), row.get(1))).collect());
-    }
-    tables
+    imss_fixture::oracle::history_71_by_id(&site.database().await)
+        .await
+        .unwrap()
 }
 
 /// What 9.1 did after an upgrade, for a rollback to carry back.

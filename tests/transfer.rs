@@ -745,27 +745,11 @@ async fn a_rollback_in_the_middle_of_the_transfer_ends_on_71_exactly() {
     assert!(output.contains("rolled back"), "{output}");
 }
 
-/// 7.1's history tables and their ids, as the 7.1 schema names them.
-const HISTORY_71: [(&str, &str); 3] = [
-    ("tb_policy_event", "event_id"),
-    ("tb_quarantine", "quarantine_id"),
-    ("tb_archive", "archive_id"),
-];
-
 /// Per history table of the 7.1 database, every row as text by its id,
 /// read on the oracle's own connection.
 async fn rows_71(server: &FixtureServer) -> Vec<BTreeMap<i64, String>> {
     let client = oracle::connect(&address(server)).await.unwrap();
-    let mut tables = Vec::new();
-    for (table, id) in HISTORY_71 {
-        let sql = format!("SELECT {id}::bigint, t::text FROM {table} t");
-        let rows = client
-            .query(&sql, &[])
-            .await
-            .unwrap_or_else(|err| panic!("{sql}: {err}"));
-        tables.push(rows.iter().map(|row| (row.get(0), row.get(1))).collect());
-    }
-    tables
+    oracle::history_71_by_id(&client).await.unwrap()
 }
 
 /// Deletes in 9.1, as its users would, up to `limit` records of `table`
@@ -836,7 +820,7 @@ async fn check_71_less(
         }
     }
     let after = rows_71(server).await;
-    for (((table, _), expected), found) in HISTORY_71.iter().zip(&before).zip(&after) {
+    for (((table, _), expected), found) in oracle::HISTORY_71_IDS.iter().zip(&before).zip(&after) {
         let gone: Vec<_> = expected
             .keys()
             .filter(|id| !found.contains_key(id))
