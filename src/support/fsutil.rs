@@ -82,7 +82,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Makes the tree at `path` (a directory another program wrote: `cp`, an
-/// extraction) durable, and its name in its directory: one `syncfs` first,
+/// extraction; or a single file or link) durable, and its name in its
+/// directory: one `syncfs` first,
 /// which writes it all out in one go where the file system takes it, then
 /// an `fsync` of every file and directory in it (cheap once they are
 /// clean), since `syncfs` promises nothing where the kernel does not pass
@@ -92,7 +93,17 @@ pub fn sync_tree(path: &Path) -> Result<()> {
     File::open(&path)
         .and_then(|file| nix::unistd::syncfs(&file).map_err(io::Error::from))
         .with_context(|| format!("syncing the file system of {}", path.display()))?;
-    no_follow::open_dir(&path)?.sync_tree()?;
+    let (parent, name) = no_follow::open_parent(&path)?;
+    match parent.entry(&name)?.map(|entry| entry.kind) {
+        Some(no_follow::EntryKind::Directory) => {
+            parent.open_subdir(&name)?.sync_tree()?;
+        }
+        Some(no_follow::EntryKind::File) => {
+            parent.sync_file(&name)?;
+        }
+        // A link has nothing of its own to sync: its directory holds it.
+        _ => {}
+    }
     sync_dir(parent_of(&path)?)
 }
 

@@ -577,25 +577,28 @@ impl Dir {
         for name in names {
             match self.entry(&name)?.map(|entry| entry.kind) {
                 Some(EntryKind::Directory) => files += self.open_subdir(&name)?.sync_tree()?,
-                Some(EntryKind::File) => {
-                    let synced = self
-                        .open_existing(&name, OFlags::RDONLY)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|file| match file {
-                            Some(file) if file.metadata()?.is_file() => {
-                                file.sync_all()?;
-                                Ok(true)
-                            }
-                            _ => Ok(false),
-                        })
-                        .with_context(|| format!("syncing {}", self.describe(&name)))?;
-                    files += u64::from(synced);
-                }
+                Some(EntryKind::File) => files += u64::from(self.sync_file(&name)?),
                 _ => {}
             }
         }
         rustix::fs::fsync(&self.fd).with_context(|| format!("syncing {}", self.path.display()))?;
         Ok(files)
+    }
+
+    /// Fsyncs the regular file `name` in this directory, never following a
+    /// link; whether there was one to sync.
+    pub fn sync_file(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        self.open_existing(name, OFlags::RDONLY)
+            .map_err(anyhow::Error::from)
+            .and_then(|file| match file {
+                Some(file) if file.metadata()?.is_file() => {
+                    file.sync_all()?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+            .with_context(|| format!("syncing {}", self.describe(name)))
     }
 
     fn remove_planted(&self, name: &OsStr, what: &str) -> Result<()> {
