@@ -338,16 +338,12 @@ fn set_mtime(path: &Path, meta: &Meta) -> Result<()> {
     .with_context(|| format!("setting the mtime of {}", path.display()))
 }
 
-/// Makes what the restore left at `host` durable, with its name (or its
-/// removal): a tree whole, a file, or the directory that no longer holds
-/// anything there.
+/// Makes what the restore left at `host` durable, with its name
+/// ([`fsutil::sync_tree`]), or its removal: the nearest directory that is
+/// still there no longer holds it.
 fn sync_restored(host: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(host) {
-        Ok(meta) if meta.is_dir() => return fsutil::sync_tree(host),
-        Ok(meta) if meta.is_file() => File::open(host)
-            .and_then(|file| file.sync_all())
-            .with_context(|| format!("syncing {}", host.display()))?,
-        _ => {}
+    if crate::support::no_follow::lstat(host)?.is_some() {
+        return fsutil::sync_tree(host);
     }
     let parent = host
         .ancestors()

@@ -74,11 +74,11 @@ pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes the renames and removals in `dir` durable.
+/// Makes the renames and removals in `dir` durable; `dir` is opened
+/// without following a link another account could have made.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    let handle = no_follow::open_dir(dir)?;
+    rustix::fs::fsync(&handle).with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Makes the tree at `path` (a directory another program wrote: `cp`, an
@@ -90,13 +90,14 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// it to the file system (FUSE).
 pub fn sync_tree(path: &Path) -> Result<()> {
     let path = std::path::absolute(path).with_context(|| format!("syncing {}", path.display()))?;
-    File::open(&path)
-        .and_then(|file| nix::unistd::syncfs(&file).map_err(io::Error::from))
-        .with_context(|| format!("syncing the file system of {}", path.display()))?;
     let (parent, name) = no_follow::open_parent(&path)?;
     match parent.entry(&name)?.map(|entry| entry.kind) {
         Some(no_follow::EntryKind::Directory) => {
-            parent.open_subdir(&name)?.sync_tree()?;
+            let tree = parent.open_subdir(&name)?;
+            nix::unistd::syncfs(&tree)
+                .map_err(io::Error::from)
+                .with_context(|| format!("syncing the file system of {}", path.display()))?;
+            tree.sync_tree()?;
         }
         Some(no_follow::EntryKind::File) => {
             parent.sync_file(&name)?;
@@ -104,7 +105,7 @@ pub fn sync_tree(path: &Path) -> Result<()> {
         // A link has nothing of its own to sync: its directory holds it.
         _ => {}
     }
-    sync_dir(parent_of(&path)?)
+    rustix::fs::fsync(&parent).with_context(|| format!("syncing {}", parent.path().display()))
 }
 
 /// Removes the tree (or file, or link) at `path`, if there is one, and
