@@ -157,7 +157,7 @@ fn lines_breaking(checked: impl Fn(&str) -> bool, breaks: impl Fn(&str) -> bool)
 #[test]
 fn no_step_imports_another_step() {
     let violations = lines_breaking(
-        |file| file.starts_with("flow/steps/") && !file.ends_with("mod.rs"),
+        |file| file.starts_with("flow/upgrade/steps/") && !file.ends_with("mod.rs"),
         |line| line.contains("flow::steps") || line.contains("super::"),
     );
     assert!(
@@ -201,7 +201,7 @@ fn the_checks_see_the_code_they_check() {
     assert!(
         sources
             .iter()
-            .filter(|(f, _)| f.starts_with("flow/steps/"))
+            .filter(|(f, _)| f.starts_with("flow/upgrade/steps/"))
             .count()
             >= 6
     );

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
 use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::support::cmd::Cmd;
 use imss_upgrade::support::constants::{BACKUP_DIR, PG71_DATA_DIR, SERVICE_USER, STATE_DIR};
 use imss_upgrade::system::pg;
@@ -94,8 +94,11 @@ fn run_state(server: &FixtureServer) -> imss_upgrade::flow::journal::RunState {
 fn still_on_91(server: &FixtureServer, payload: &Payload) {
     use imss_upgrade::files::imss_ini::ProductInfo;
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-    imss_upgrade::flow::health::send_test_mail(&payload.context(server).unwrap(), "refused")
-        .expect("9.1 takes mail after the refusal");
+    imss_upgrade::flow::upgrade::health::send_test_mail(
+        &payload.context(server).unwrap(),
+        "refused",
+    )
+    .expect("9.1 takes mail after the refusal");
     assert_eq!(
         run_state(server),
         imss_upgrade::flow::journal::RunState::Completed
@@ -258,7 +261,7 @@ async fn a_data_directory_linked_to_another_file_system_comes_back_exactly() {
 /// The id of the policy event 9.1 logged for a test mail sent now.
 async fn logged_event_id(server: &FixtureServer, payload: &Payload, purpose: &str) -> i64 {
     let ctx = payload.context(server).unwrap();
-    let message_id = imss_upgrade::flow::health::send_test_mail(&ctx, purpose).unwrap();
+    let message_id = imss_upgrade::flow::upgrade::health::send_test_mail(&ctx, purpose).unwrap();
     pg::connect(&DbSettings::load(&server.root()).unwrap())
         .await
         .unwrap()

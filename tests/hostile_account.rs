@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use imss_fixture::harness::{FixtureServer, Payload, flow, unprivileged_user};
-use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::support::cmd::Cmd;
 
 /// Files root must never change, outside the server's data tree: in the

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use imss_fixture::harness::HelperProcess;
 use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
-use imss_upgrade::flow::failpoints::POINTS;
 use imss_upgrade::flow::journal::Step;
+use imss_upgrade::support::failpoints::POINTS;
 use imss_upgrade::system::procfs;
 
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");

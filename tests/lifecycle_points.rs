@@ -159,8 +159,10 @@ impl Site {
     /// Whether the server takes mail (a sender and a recipient; no
     /// message is sent, so no database changes).
     fn takes_mail(&self) -> bool {
-        imss_upgrade::flow::health::check_accepting(&self.payload.context(&self.server).unwrap())
-            .is_ok()
+        imss_upgrade::flow::upgrade::health::check_accepting(
+            &self.payload.context(&self.server).unwrap(),
+        )
+        .is_ok()
     }
 }
 

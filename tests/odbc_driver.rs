@@ -10,8 +10,8 @@ use imss_fixture::harness::{FixtureServer, Payload, flow};
 use imss_fixture::odbc::{self, HARD_PASSWORDS};
 use imss_upgrade::files::odbc_ini::{DbSettings, ODBC_91, ODBC_SECTION};
 use imss_upgrade::files::odbc_password::{DsnPassword, ReadingKind};
-use imss_upgrade::flow::preflight;
-use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::flow::upgrade::preflight;
+use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::support::constants::ODBC_INI;
 use imss_upgrade::support::secret::Secret;
 

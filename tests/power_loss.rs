@@ -242,9 +242,9 @@ use imss_fixture::lossyfs::PowerCut;
 use imss_fixture::oracle::{History71, HistoryOracle, Part, Piece};
 use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
 use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::flow::failpoints::POINTS;
 use imss_upgrade::flow::journal::StepJournal;
 use imss_upgrade::support::constants::{BACKUP_DIR, DATABASE_HOST, STATE_DIR};
+use imss_upgrade::support::failpoints::POINTS;
 
 const PROGRAMS: Programs = Programs {
     upgrade: env!("CARGO_BIN_EXE_imss-upgrade"),
@@ -530,7 +530,7 @@ impl Sweep {
         );
         check_91_kept(site, &case, &[MAIL_BEFORE]);
         let ctx = site.payload.context(&site.server).unwrap();
-        block_on(imss_upgrade::flow::health::check_91_takes_mail(
+        block_on(imss_upgrade::flow::upgrade::health::check_91_takes_mail(
             &ctx,
             "finalized",
         ))

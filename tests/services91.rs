@@ -19,7 +19,7 @@ use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::journal::{Step, StepJournal};
 use imss_upgrade::flow::layout;
-use imss_upgrade::flow::steps::{migrate, presync, quiesce, snapshot};
+use imss_upgrade::flow::upgrade::steps::{migrate, presync, quiesce, snapshot};
 use imss_upgrade::support::account::ServiceUser;
 use imss_upgrade::support::cmd::{Cmd, CmdError};
 use imss_upgrade::support::constants::{

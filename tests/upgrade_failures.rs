@@ -11,7 +11,7 @@ use imss_fixture::harness::flow;
 use imss_fixture::harness::{Baseline, FixtureServer, Payload};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::StepJournal;
-use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 

@@ -6,8 +6,8 @@
 
 use imss_fixture::harness::{FixtureServer, Payload, flow};
 use imss_upgrade::files::imss_ini::ProductInfo;
-use imss_upgrade::flow::health;
-use imss_upgrade::flow::run::Outcome;
+use imss_upgrade::flow::upgrade::health;
+use imss_upgrade::flow::upgrade::run::Outcome;
 
 /// Short enough for the sockets in the backup directory (a Unix socket's
 /// path holds at most 107 bytes).

@@ -6,11 +6,11 @@ use imss_fixture::harness::{FixtureServer, TmpfsMount};
 use imss_fixture::oracle::device_and_inode;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
-use imss_upgrade::flow::health;
 use imss_upgrade::flow::journal::{RollbackCause, Step, StepJournal};
 use imss_upgrade::flow::layout::{self, SNAPSHOT_PATHS};
-use imss_upgrade::flow::rollback::{roll_back, undo_step};
-use imss_upgrade::flow::steps::quiesce;
+use imss_upgrade::flow::upgrade::health;
+use imss_upgrade::flow::upgrade::rollback::{roll_back, undo_step};
+use imss_upgrade::flow::upgrade::steps::quiesce;
 use imss_upgrade::support::step_lines::StepLines;
 use imss_upgrade::system::pg;
 
@@ -85,7 +85,7 @@ enum Move {
 /// compared by `find` and `sha256sum` (the oracle), not by the snapshot's
 /// own walk.
 async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
-    use imss_upgrade::flow::steps::snapshot as snapshot_step;
+    use imss_upgrade::flow::upgrade::steps::snapshot as snapshot_step;
     let ctx = Context::new(server.root());
     let root = server.root();
     let backup = layout::create_backup_dir(&ctx).unwrap();
@@ -192,7 +192,7 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
             "this test needs the fail points: run it with `--features imss-upgrade/failpoints` (make test does)"
         );
     }
-    use imss_upgrade::flow::steps::snapshot as snapshot_step;
+    use imss_upgrade::flow::upgrade::steps::snapshot as snapshot_step;
     let scenario = fail::FailScenario::setup();
     let server = FixtureServer::build(&["--history-rows", "200", "--tree-mb", "0"]).unwrap();
     let tmpfs = backup_on_tmpfs(&server);
@@ -238,7 +238,7 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
 
 #[tokio::test]
 async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_undo_removes_it() {
-    use imss_upgrade::flow::steps::{migrate, presync, snapshot as snapshot_step};
+    use imss_upgrade::flow::upgrade::steps::{migrate, presync, snapshot as snapshot_step};
     let server =
         FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
     server.start().unwrap();

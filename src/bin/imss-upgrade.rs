@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use imss_upgrade::cli::{self, PayloadArgs, config, package, status, transfer, upgrade};
+use imss_upgrade::flow::after::finalize::FinalizeOptions;
+use imss_upgrade::flow::after::transfer::TransferOptions;
 use imss_upgrade::flow::context::Context;
-use imss_upgrade::flow::finalize::FinalizeOptions;
 use imss_upgrade::flow::package::Scriptlet;
-use imss_upgrade::flow::transfer::TransferOptions;
 use imss_upgrade::support::exit;
 use imss_upgrade::support::logging::{SYSLOG_IDENTIFIER, StderrLevel};
 use imss_upgrade::support::privileges::Work;

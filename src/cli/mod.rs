@@ -56,7 +56,7 @@ where
 {
     // Without a subscriber an error is still written to stderr, by hand.
     let _ = logging::init(LogOptions { identifier, stderr });
-    crate::flow::failpoints::arm_from_environment();
+    crate::support::failpoints::arm_from_environment();
     let result = work
         .map_or(Ok(()), privileges::keep_only)
         .and_then(|()| {

@@ -7,13 +7,13 @@ use serde::Serialize;
 
 use std::io::IsTerminal;
 
+use crate::flow::after::transfer::progress::TransferStatus;
 use crate::flow::context::Context;
 use crate::flow::journal::{RunState, Step, StepJournal, StepStatus};
-use crate::flow::transfer::progress::TransferStatus;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::files::odbc_ini::{DatabaseView, DbSettings};
-use crate::flow::steps::switch::{self, BindChoice};
+use crate::flow::upgrade::steps::switch::{self, BindChoice};
 use crate::migration::probe::{self, InstalledComponent};
 use crate::support::exit;
 use crate::support::root::Root;

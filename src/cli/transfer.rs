@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 
+use crate::flow::after::transfer::{self, TransferEnd, TransferOptions, control};
 use crate::flow::context::Context;
-use crate::flow::transfer::{self, TransferEnd, TransferOptions, control};
 use crate::support::exit;
 
 /// Runs the transfer until it is done or stopped; prints how it ended.

@@ -4,11 +4,12 @@
 
 use anyhow::Result;
 
+use crate::flow::after::compress;
+use crate::flow::after::finalize::FinalizeOptions;
 use crate::flow::context::Context;
-use crate::flow::finalize::FinalizeOptions;
-use crate::flow::preflight::{self, Report};
-use crate::flow::run::Outcome;
-use crate::flow::{compress, recover, rollback, run};
+use crate::flow::upgrade::preflight::{self, Report};
+use crate::flow::upgrade::run::Outcome;
+use crate::flow::upgrade::{recover, rollback, run};
 use crate::support::exit;
 use crate::support::step_lines::StepLines;
 
@@ -78,7 +79,7 @@ pub async fn compress_snapshot(ctx: &Context, preset: u32, threads: u32) -> Resu
 
 /// `imss-upgrade finalize`: prints what it removed and exported.
 pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<u8> {
-    let report = crate::flow::finalize::finalize(ctx, options).await?;
+    let report = crate::flow::after::finalize::finalize(ctx, options).await?;
     if let Some((dir, size)) = &report.exported {
         println!(
             "The backup was exported to {} ({} MiB, archive and manifest, verified).",

@@ -302,9 +302,9 @@ impl StepJournal {
     }
 
     /// This server's journal, from the state directory, checked first
-    /// ([`super::layout::state_dir`]: only root can write it), if there is one.
-    pub fn of(ctx: &super::context::Context) -> Result<Option<Self>> {
-        Self::load(&super::layout::state_dir(ctx)?)
+    /// ([`crate::flow::layout::state_dir`]: only root can write it), if there is one.
+    pub fn of(ctx: &crate::flow::context::Context) -> Result<Option<Self>> {
+        Self::load(&crate::flow::layout::state_dir(ctx)?)
     }
 
     /// Reads the journal in `state_dir`, if there is one.

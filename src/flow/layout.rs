@@ -29,8 +29,8 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::context::Context;
-use super::journal;
+use crate::flow::context::Context;
+use crate::flow::journal;
 use crate::support::constants::{
     BACKUP_DIR, BUNDLED_PG_DIR, CONFIG_EXPORT_FILE, DATABASE_HOST, PG71_DATA_DIR, PROGRAM_DIR,
     RUN_DIR, STATE_DIR, STEP_JOURNAL_FILE,

@@ -17,8 +17,8 @@ use anyhow::{Context as _, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::context::Context;
-use super::layout;
+use crate::flow::context::Context;
+use crate::flow::layout;
 use crate::support::processes;
 
 /// The lock file's name in the state directory.

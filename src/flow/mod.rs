@@ -1,22 +1,13 @@
-//! The upgrade flow (DESIGN.md section 3): preflight, the steps in order,
-//! the step journal that makes them crash-safe, the layout that alone knows
-//! where every cluster and backup file lives, and the ways into the
-//! journal: run, rollback (on failure and on request) and recover.
+//! The upgrade flow, in rooms by lifetime: [`upgrade`] (preflight, the
+//! steps, run, rollback, recover), [`after`] (the transfer, compression,
+//! finalize) and [`package`] (what the rpm scriptlets decide), over what
+//! they share: the context, the layout of places, the step journal and
+//! the lock.
 
-pub mod compress;
+pub mod after;
 pub mod context;
-pub mod failpoints;
-pub mod finalize;
-pub mod health;
 pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod package;
-pub mod preflight;
-pub mod recover;
-pub mod rollback;
-pub mod rollback_manifest;
-pub mod run;
-pub mod server_units;
-pub mod steps;
-pub mod transfer;
+pub mod upgrade;

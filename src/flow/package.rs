@@ -12,7 +12,7 @@
 
 use anyhow::Result;
 
-use super::journal::RunState;
+use crate::flow::journal::RunState;
 
 /// The scriptlet asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

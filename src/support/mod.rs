@@ -7,6 +7,7 @@ pub mod account;
 pub mod cmd;
 pub mod constants;
 pub mod exit;
+pub mod failpoints;
 pub mod filesystems;
 pub mod fsutil;
 pub mod logging;

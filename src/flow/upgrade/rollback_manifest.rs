@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::layout::ROLLBACK_MANIFEST_FILE;
+use crate::flow::layout::ROLLBACK_MANIFEST_FILE;
 use crate::snapshot::{Manifest, Pin};
 use crate::support::fsutil::atomic_write;
 

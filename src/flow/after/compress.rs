@@ -4,10 +4,10 @@
 
 use anyhow::{Result, bail};
 
-use super::context::Context;
-use super::journal::{RunState, StepJournal};
-use super::layout;
-use super::lock::UpgradeLock;
+use crate::flow::context::Context;
+use crate::flow::journal::{RunState, StepJournal};
+use crate::flow::layout;
+use crate::flow::lock::UpgradeLock;
 
 /// Rewrites the completed upgrade's snapshot as xz `preset` on `threads`
 /// threads; safe to interrupt and run again. Returns the archive's size in

@@ -5,12 +5,12 @@
 
 use anyhow::{Context as _, Result};
 
-use super::context::Context;
-use super::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
-use super::lock::UpgradeLock;
-use super::run::{Progress, queue_after_work, run_steps};
-use super::steps::switch;
-use super::{health, rollback};
+use crate::flow::context::Context;
+use crate::flow::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus};
+use crate::flow::lock::UpgradeLock;
+use crate::flow::upgrade::run::{Progress, queue_after_work, run_steps};
+use crate::flow::upgrade::steps::switch;
+use crate::flow::upgrade::{health, rollback};
 use crate::support::logging::events;
 use crate::support::step_lines::StepLines;
 

@@ -1,7 +1,7 @@
 //! The upgrade run (DESIGN.md section 3): preflight, then the steps in
 //! order, each recorded in the step journal before and after; on any
 //! failure after the first change, the steps begun are undone newest first
-//! ([`super::rollback`]) and the server is back on 7.1 before the command
+//! ([`crate::flow::upgrade::rollback`]) and the server is back on 7.1 before the command
 //! returns.
 
 use std::time::{Duration, Instant};
@@ -10,13 +10,14 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::context::Context;
-use super::journal::{RunState, Step, StepJournal};
-use super::lock::UpgradeLock;
-use super::steps::switch::{self, BindChoice};
-use super::steps::{migrate, presync, quiesce, register_rollback, snapshot};
-use super::{layout, preflight, rollback, server_units};
 use crate::files::imss_ini::ProductInfo;
+use crate::flow::context::Context;
+use crate::flow::journal::{RunState, Step, StepJournal};
+use crate::flow::layout;
+use crate::flow::lock::UpgradeLock;
+use crate::flow::upgrade::steps::switch::{self, BindChoice};
+use crate::flow::upgrade::steps::{migrate, presync, quiesce, register_rollback, snapshot};
+use crate::flow::upgrade::{preflight, rollback, server_units};
 use crate::migration::copy::WindowCounts;
 use crate::migration::probe::{self, InstalledComponent};
 use crate::support::constants::{SOURCE_VERSION, TARGET_VERSION};

@@ -13,9 +13,10 @@
 use anyhow::{Result, ensure};
 
 use crate::flow::context::Context;
-use crate::flow::health;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::{layout, server_units};
+use crate::flow::layout;
+use crate::flow::upgrade::health;
+use crate::flow::upgrade::server_units;
 use crate::system::imssctl::Action;
 
 /// Stops the 7.1 server, and disables its units where systemd manages it.

@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::context::Context;
-use super::journal::{RunState, StepJournal};
-use super::layout;
-use super::lock::UpgradeLock;
-use super::server_units;
-use super::transfer::{self, control, progress::TransferReport};
+use crate::flow::after::transfer::{self, control, progress::TransferReport};
+use crate::flow::context::Context;
+use crate::flow::journal::{RunState, StepJournal};
+use crate::flow::layout;
+use crate::flow::lock::UpgradeLock;
+use crate::flow::upgrade::server_units;
 use crate::snapshot::{ArchiveFormat, MANIFEST_FILE};
 use crate::support::constants::BACKUP_DIR;
 use crate::support::logging::events;

@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use self::progress::{Tracker, TransferState};
-use super::context::Context;
-use super::journal::{RunState, StepJournal};
-use super::layout;
-use super::lock::UpgradeLock;
 use crate::files::odbc_ini::DbSettings;
+use crate::flow::context::Context;
+use crate::flow::journal::{RunState, StepJournal};
+use crate::flow::layout;
+use crate::flow::lock::UpgradeLock;
 use crate::migration::selection::window_cutoff;
 use crate::migration::transfer as batches;
 use crate::migration::verify::Verified;

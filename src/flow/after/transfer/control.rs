@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::flow::context::Context;
 use crate::flow::layout;
 use crate::flow::lock::UpgradeLock;
-use crate::flow::server_units;
+use crate::flow::upgrade::server_units;
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::support::processes;

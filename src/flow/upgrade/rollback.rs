@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::context::Context;
-use super::journal::{RollbackCause, RunState, Step, StepJournal, StepRecord, StepStatus, Undo};
-use super::layout;
-use super::lock::UpgradeLock;
-use super::rollback_manifest::RollbackManifest;
-use super::server_units;
-use super::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
+use crate::flow::context::Context;
+use crate::flow::journal::{
+    RollbackCause, RunState, Step, StepJournal, StepRecord, StepStatus, Undo,
+};
+use crate::flow::layout;
+use crate::flow::lock::UpgradeLock;
+use crate::flow::upgrade::rollback_manifest::RollbackManifest;
+use crate::flow::upgrade::server_units;
+use crate::flow::upgrade::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
 use crate::migration::selection::window_cutoff;
 use crate::snapshot::EntryKind;
 use crate::support::constants::{BUNDLED_PG_DIR, PROGRAM_DIR};
@@ -341,7 +343,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
     // The transfer reads the 7.1 database in the backup: it stops first,
     // and none starts until the rollback is done (its lock is held).
     let transfer = ctx
-        .unblock(crate::flow::transfer::control::stop_transfer)
+        .unblock(crate::flow::after::transfer::control::stop_transfer)
         .await?;
     let line = lines.begin("Checking the backup against its registration");
     let checked = ctx

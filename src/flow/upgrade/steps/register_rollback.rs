@@ -1,5 +1,5 @@
 //! Step 6, register rollback: the rollback manifest
-//! ([`crate::flow::rollback_manifest`]) goes into the backup directory,
+//! ([`crate::flow::upgrade::rollback_manifest`]) goes into the backup directory,
 //! after the snapshot it names is verified, so that `imss-rollback` (and
 //! `rpm -e`) can put 7.1 back.
 //!
@@ -13,7 +13,7 @@ use chrono::Utc;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
 use crate::flow::layout::{self, MOVED_71_DATA_DIR, ROLLBACK_MANIFEST, SNAPSHOT_PATHS};
-use crate::flow::rollback_manifest::{FORMAT_VERSION, Release, RollbackManifest};
+use crate::flow::upgrade::rollback_manifest::{FORMAT_VERSION, Release, RollbackManifest};
 use crate::migration::config_export;
 use crate::snapshot;
 use crate::support::constants::{SOURCE_VERSION, STEP_JOURNAL_FILE, TARGET_BUILD, TARGET_VERSION};

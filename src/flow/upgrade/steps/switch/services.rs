@@ -17,8 +17,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::files::units::{self, Unit};
 use crate::flow::context::Context;
-use crate::flow::health;
 use crate::flow::layout::{self, UNIT_DIR};
+use crate::flow::upgrade::health;
 use crate::migration::probe;
 use crate::support::fsutil;
 use crate::support::logging::events;

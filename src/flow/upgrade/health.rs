@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::context::Context;
-use super::layout;
 use crate::files::imss_ini::ProductInfo;
+use crate::flow::context::Context;
+use crate::flow::layout;
 use crate::migration::probe;
 use crate::support::constants::DATABASE_HOST;
 use crate::system::imssctl::{self, Action};
