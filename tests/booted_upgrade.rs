@@ -354,7 +354,7 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
     assert!(
         host.host
             .root()
-            .join(&imss_upgrade::support::constants::STATE_DIR[1..])
+            .join(&imss_upgrade::flow::layout::STATE_DIR[1..])
             .join("rollback-manifest.json")
             .is_file(),
         "the recovery registered the rollback"
@@ -363,7 +363,7 @@ fn a_power_loss_after_the_switch_is_finished_at_boot_before_any_imss_unit_starts
     let compressed = host
         .host
         .root()
-        .join(&imss_upgrade::support::constants::BACKUP_DIR[1..])
+        .join(&imss_upgrade::flow::layout::BACKUP_DIR[1..])
         .join("snapshot.tar.xz");
     wait_for(
         Duration::from_secs(180),

@@ -6,9 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 
 use imss_fixture::harness::{Baseline, FixtureServer, Payload, TmpfsMount, flow};
 use imss_upgrade::files::odbc_ini::DbSettings;
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::{BACKUP_DIR, PG71_DATA_DIR, SERVICE_USER, STATE_DIR};
+use imss_upgrade::support::constants::{PG71_DATA_DIR, SERVICE_USER};
 use imss_upgrade::system::pg;
 
 /// A small running 7.1 server, its payload, and what it was.

@@ -18,8 +18,8 @@ use imss_fixture::harness::{
 };
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
+use imss_upgrade::flow::layout::BACKUP_DIR;
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::BACKUP_DIR;
 use imss_upgrade::system::{pg, procfs};
 
 fn needs_failpoints() {

@@ -24,8 +24,9 @@ use imss_fixture::oracle::tree_state;
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::{BACKUP_DIR, PROGRAM_DIR, STATE_DIR};
+use imss_upgrade::support::constants::PROGRAM_DIR;
 use imss_upgrade::support::processes;
 use imss_upgrade::system::{pg, procfs};
 

@@ -6,8 +6,8 @@
 use imss_fixture::harness::{FixtureServer, Payload};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::layout::{STATE_DIR, STEP_JOURNAL_FILE};
 use imss_upgrade::support::cmd::Cmd;
-use imss_upgrade::support::constants::{STATE_DIR, STEP_JOURNAL_FILE};
 
 /// `imss-upgrade package SCRIPTLET RPM_ARG` on `server`: exit code and
 /// stdout with stderr after it.

@@ -243,7 +243,8 @@ use imss_fixture::oracle::{History71, HistoryOracle, Part, Piece};
 use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::StepJournal;
-use imss_upgrade::support::constants::{BACKUP_DIR, DATABASE_HOST, STATE_DIR};
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
+use imss_upgrade::support::constants::DATABASE_HOST;
 use imss_upgrade::support::failpoints::POINTS;
 
 const PROGRAMS: Programs = Programs {

@@ -18,7 +18,6 @@ use imss_upgrade::files::ini::IniFile;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::journal::{Step, StepJournal};
-use imss_upgrade::flow::layout;
 use imss_upgrade::flow::upgrade::steps::{migrate, presync, quiesce, snapshot};
 use imss_upgrade::support::account::ServiceUser;
 use imss_upgrade::support::cmd::{Cmd, CmdError};
@@ -188,8 +187,10 @@ impl Drop for StopOnDrop {
 /// Presync, quiesce, snapshot and migrate on a started 7.1 model: afterwards its
 /// database runs in PostgreSQL 15, in the 9.1 schema, where 7.1's did.
 async fn migrate_to_postgres_15(ctx: &Context) -> StopOnDrop {
-    layout::create_backup_dir(ctx).unwrap();
-    let mut journal = StepJournal::create(&layout::state_dir(ctx).unwrap()).unwrap();
+    imss_upgrade::flow::layout::backup::BackupDir::of(&ctx.layout)
+        .create()
+        .unwrap();
+    let mut journal = StepJournal::create(&ctx.layout.state_dir().unwrap()).unwrap();
     journal.begin(Step::Presync).unwrap();
     presync::run(ctx, &mut journal).await.unwrap();
     journal.finish(Step::Presync).unwrap();
@@ -200,7 +201,7 @@ async fn migrate_to_postgres_15(ctx: &Context) -> StopOnDrop {
     snapshot::run(ctx, &mut journal).await.unwrap();
     journal.finish(Step::Snapshot).unwrap();
     journal.begin(Step::Migrate).unwrap();
-    let guard = StopOnDrop(layout::target_91(ctx).unwrap());
+    let guard = StopOnDrop(imss_upgrade::flow::clusters::target_91(ctx).unwrap());
     migrate::run(ctx, &mut journal).await.unwrap();
     journal.finish(Step::Migrate).unwrap();
     guard

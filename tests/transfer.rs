@@ -23,7 +23,7 @@ use imss_fixture::harness::{
 use imss_fixture::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
 use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 use serde_json::Value;
 
@@ -1064,7 +1064,7 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
         &["--max-rows-per-sec", "2000", "--stall-after", "2"],
     );
     wait_for_status(&server, "rows moved", |s| rows_done(s) > 0);
-    let target = imss_upgrade::flow::layout::target_91(&ctx).unwrap();
+    let target = imss_upgrade::flow::clusters::target_91(&ctx).unwrap();
     target.stop(pg::StopMode::Fast).unwrap();
     let stalled = wait_for_status(&server, "a stall", stalled_past_start);
     let cause = stalled["progress"]["cause"].as_str().unwrap_or_default();

@@ -11,8 +11,8 @@ use imss_fixture::harness::flow;
 use imss_fixture::harness::{Baseline, FixtureServer, Payload};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::StepJournal;
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::flow::upgrade::run::Outcome;
-use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
 
 fn built_server() -> (FixtureServer, Payload, Baseline) {

@@ -13,10 +13,11 @@ use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::flow::upgrade::health;
 use imss_upgrade::flow::upgrade::run::Outcome;
 use imss_upgrade::snapshot;
-use imss_upgrade::support::constants::{BACKUP_DIR, ODBC_INI, STATE_DIR};
+use imss_upgrade::support::constants::ODBC_INI;
 use imss_upgrade::system::pg;
 
 /// What 9.1 must show of 7.1's configuration, read as sorted text rows.

@@ -7,9 +7,10 @@ use imss_fixture::oracle::device_and_inode;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::journal::{RollbackCause, Step, StepJournal};
-use imss_upgrade::flow::layout::{self, SNAPSHOT_PATHS};
+use imss_upgrade::flow::layout::SNAPSHOT_PATHS;
 use imss_upgrade::flow::upgrade::health;
-use imss_upgrade::flow::upgrade::rollback::{roll_back, undo_step};
+use imss_upgrade::flow::upgrade::rollback::roll_back;
+use imss_upgrade::flow::upgrade::runbook::undo_noted as undo_step;
 use imss_upgrade::flow::upgrade::steps::quiesce;
 use imss_upgrade::support::step_lines::StepLines;
 use imss_upgrade::system::pg;
@@ -43,7 +44,12 @@ async fn quiesce_stops_the_71_server_and_its_undo_brings_it_back_accepting_mail(
     quiesce::run(&ctx, &mut journal).await.unwrap();
     journal.finish(Step::Quiesce).unwrap();
     assert!(!smtp_answers(server.smtp_port), "the scanner must be down");
-    assert!(!layout::source_71(&ctx).unwrap().is_running().unwrap());
+    assert!(
+        !imss_upgrade::flow::clusters::source_71(&ctx)
+            .unwrap()
+            .is_running()
+            .unwrap()
+    );
     let probe = health::check_accepting(&ctx).unwrap_err();
     assert!(
         format!("{probe:#}").contains("does not accept mail"),
@@ -88,11 +94,13 @@ async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
     use imss_upgrade::flow::upgrade::steps::snapshot as snapshot_step;
     let ctx = Context::new(server.root());
     let root = server.root();
-    let backup = layout::create_backup_dir(&ctx).unwrap();
+    let backup = imss_upgrade::flow::layout::backup::BackupDir::of(&ctx.layout)
+        .create()
+        .unwrap();
     let data_dir = root.resolve("/var/imss/pgdata").unwrap();
     let before = server.tree_state("/var/imss/pgdata").unwrap();
     let original = device_and_inode(&data_dir).unwrap();
-    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
+    let mut journal = StepJournal::create(&ctx.layout.state_dir().unwrap()).unwrap();
     skip_presync(&mut journal);
     for step in [Step::Quiesce, Step::Snapshot] {
         journal.begin(step).unwrap();
@@ -206,8 +214,10 @@ async fn across_file_systems_a_copy_that_differs_is_refused_and_the_original_kep
     .unwrap();
     // The mount point is the backup directory: empty and root's, it is
     // taken as this run's.
-    layout::create_backup_dir(&ctx).unwrap();
-    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
+    imss_upgrade::flow::layout::backup::BackupDir::of(&ctx.layout)
+        .create()
+        .unwrap();
+    let mut journal = StepJournal::create(&ctx.layout.state_dir().unwrap()).unwrap();
     skip_presync(&mut journal);
     journal.begin(Step::Quiesce).unwrap();
     journal.finish(Step::Quiesce).unwrap();
@@ -258,8 +268,10 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
     drop(client);
     let dump_before = server.dump_all().unwrap();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
-    let backup = layout::create_backup_dir(&ctx).unwrap();
-    let mut journal = StepJournal::create(&layout::state_dir(&ctx).unwrap()).unwrap();
+    let backup = imss_upgrade::flow::layout::backup::BackupDir::of(&ctx.layout)
+        .create()
+        .unwrap();
+    let mut journal = StepJournal::create(&ctx.layout.state_dir().unwrap()).unwrap();
     journal.begin(Step::Presync).unwrap();
     let presynced = presync::run(&ctx, &mut journal).await.unwrap();
     journal.finish(Step::Presync).unwrap();
@@ -290,7 +302,12 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
         0o600
     );
     // The 9.1 cluster runs, and answers where 7.1 did, with the same password.
-    assert!(layout::target_91(&ctx).unwrap().is_running().unwrap());
+    assert!(
+        imss_upgrade::flow::clusters::target_91(&ctx)
+            .unwrap()
+            .is_running()
+            .unwrap()
+    );
     let new = pg::connect(&settings).await.unwrap();
     let version: String = new
         .query_one("SHOW server_version", &[])

@@ -19,7 +19,6 @@ use chrono::{DateTime, Utc};
 use crate::files::units::{self, Unit};
 use crate::flow::context::Context;
 use crate::flow::journal::{RunState, StepJournal};
-use crate::flow::layout;
 use crate::flow::package::{self, Decision, Scriptlet};
 use crate::support::exit;
 use crate::system::systemd;
@@ -58,7 +57,7 @@ pub async fn scriptlet(ctx: &Context, scriptlet: Scriptlet, rpm_arg: u32) -> Res
             Decision::RecoverFirst => anyhow::bail!(
                 "the upgrade journal in {} still says {} after recovery: run \
                  `imss-upgrade recover` and read its message",
-                layout::backup_dir(ctx)?.display(),
+                ctx.layout.backup_dir()?.display(),
                 state.map_or("nothing", RunState::describe)
             ),
             Decision::Upgrade => {

@@ -45,7 +45,8 @@ pub struct UpgradeProgress {
 impl UpgradeProgress {
     /// From the step journal under `root`, if there is one.
     pub fn load(root: &Root) -> Result<Option<Self>> {
-        let journal = StepJournal::load(&crate::flow::layout::state_dir_under(root)?)?;
+        let journal =
+            StepJournal::load(&crate::flow::layout::Layout::new(root.clone()).state_dir()?)?;
         Ok(journal.map(|journal| {
             let last = journal.steps.last();
             Self {
@@ -77,7 +78,7 @@ impl UpgradeProgress {
             "step {number} of {}: {} ({}), {} for {seconds} s",
             self.steps,
             step.name(),
-            step.title(),
+            crate::flow::upgrade::runbook::entry(step).title,
             status.describe(),
         ))
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::files::odbc_ini::DbSettings;
+use crate::flow::layout::Layout;
 use crate::support::account::ServiceUser;
 use crate::support::constants::SERVICE_USER;
 use crate::support::root::Root;
@@ -35,6 +36,8 @@ pub const PAYLOAD_BIND_SBIN: &str = "bind/sbin";
 pub struct Context {
     /// The root the server is installed under.
     pub root: Root,
+    /// Where the upgrade keeps and moves everything under the root.
+    pub layout: Layout,
     /// The 9.1 program tree the switch lays down at `/opt/trend/imss`.
     pub payload_dir: PathBuf,
     /// The PostgreSQL 15 programs that create and run the 9.1 cluster.
@@ -61,6 +64,7 @@ impl Context {
     pub fn with_payload(root: Root, dir: impl Into<PathBuf>) -> Self {
         let payload_dir = dir.into();
         Self {
+            layout: Layout::new(root.clone()),
             root,
             target_pg_bin: payload_dir.join(PAYLOAD_PG_BIN),
             service_timeout: imssctl::DEFAULT_TIMEOUT,

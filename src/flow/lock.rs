@@ -18,7 +18,6 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::flow::context::Context;
-use crate::flow::layout;
 use crate::support::processes;
 
 /// The lock file's name in the state directory.
@@ -37,7 +36,7 @@ impl UpgradeLock {
     /// 0700) if it is missing. Refuses, naming the holder, when another
     /// command holds it.
     pub fn take_creating(ctx: &Context) -> Result<Self> {
-        Self::take_in(&layout::state_dir_creating(ctx)?)
+        Self::take_in(&ctx.layout.state_dir_creating()?)
     }
 
     /// Takes the lock of an existing state directory; `None` when there is
@@ -52,7 +51,7 @@ impl UpgradeLock {
     pub fn try_take_existing(
         ctx: &Context,
     ) -> Result<Option<std::result::Result<Self, LockHolder>>> {
-        let state = layout::state_dir(ctx)?;
+        let state = ctx.layout.state_dir()?;
         if !state.exists() {
             return Ok(None);
         }
@@ -68,7 +67,7 @@ impl UpgradeLock {
     /// finalize holds it once it stopped the transfer, so that none starts
     /// under it.
     pub fn try_take_transfer(ctx: &Context) -> Result<std::result::Result<Self, LockHolder>> {
-        Self::try_take(&layout::transfer_files(ctx)?.lock)
+        Self::try_take(&ctx.layout.transfer_files()?.lock)
     }
 
     fn try_take(path: &Path) -> Result<std::result::Result<Self, LockHolder>> {

@@ -5,7 +5,9 @@
 //! the lock.
 
 pub mod after;
+pub mod clusters;
 pub mod context;
+pub mod gate;
 pub mod journal;
 pub mod layout;
 pub mod lock;

@@ -15,20 +15,6 @@ pub const TARGET_VERSION: &str = "9.1";
 /// The 9.1 build this package installs.
 pub const TARGET_BUILD: u32 = 1195;
 
-/// Where the upgrade keeps everything rollback needs (seed, item 3).
-pub const BACKUP_DIR: &str = "/var/imss/imss_backup_71_to_91";
-
-/// Where the upgrade keeps what decides what root does: the step journal,
-/// the locks, the rollback manifest, the record of a running process group
-/// and of the backup directory's identity, the transfer's control files.
-/// Only root can write it, at every level from `/`, and that is checked
-/// whenever it is read; the backup directory's parent, `/var/imss`,
-/// belongs to the service account, so nothing there is trusted as state.
-pub const STATE_DIR: &str = "/var/lib/imss-upgrade";
-
-/// The portable configuration export inside the backup directory (seed, item 1).
-pub const CONFIG_EXPORT_FILE: &str = "imsx_config.dat";
-
 /// The program tree of both versions.
 pub const PROGRAM_DIR: &str = "/opt/trend/imss";
 
@@ -112,13 +98,6 @@ pub const REQUIRED_PACKAGES: &[&str] = &[
 /// The rpm database inside the root (RHEL 7 to 9; set explicitly because
 /// the rpm that runs the query may have been built with another default).
 pub const RPM_DB_PATH: &str = "/var/lib/rpm";
-
-/// The step journal in the state directory: while it exists, an upgrade
-/// is in progress or not yet finalized.
-pub const STEP_JOURNAL_FILE: &str = "upgrade-state.json";
-
-/// The preflight report, as JSON, under the root.
-pub const PREFLIGHT_REPORT: &str = "/var/log/imss-upgrade/preflight.json";
 
 /// Where the 7.1 services keep mail that is waiting to be processed or
 /// delivered; the quiesce step waits for it to drain.

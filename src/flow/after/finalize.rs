@@ -22,12 +22,11 @@ use serde::Serialize;
 
 use crate::flow::after::transfer::{self, control, progress::TransferReport};
 use crate::flow::context::Context;
-use crate::flow::journal::{RunState, StepJournal};
-use crate::flow::layout;
-use crate::flow::lock::UpgradeLock;
+use crate::flow::gate;
+use crate::flow::journal::RunState;
+use crate::flow::layout::BACKUP_DIR;
 use crate::flow::upgrade::server_units;
 use crate::snapshot::{ArchiveFormat, MANIFEST_FILE};
-use crate::support::constants::BACKUP_DIR;
 use crate::support::logging::events;
 use crate::support::{fsutil, no_follow};
 use crate::system::pg::{self, StopMode};
@@ -56,35 +55,12 @@ pub struct FinalizeReport {
 
 /// Finalizes the completed upgrade as `options` ask.
 pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<FinalizeReport> {
-    let backup = layout::backup_dir(ctx)?;
+    let backup = ctx.layout.backup_dir()?;
     // The compression holds the upgrade lock, at idle priority, for as long
     // as it works after an upgrade: it gives way first (it may run again).
     server_units::stop_compression(ctx)?;
-    let Some(_lock) = UpgradeLock::take_existing(ctx)? else {
-        bail!(
-            "nothing to finalize: {} does not exist (the upgrade was finalized already, or never made)",
-            layout::state_dir(ctx)?.display()
-        );
-    };
+    let _admitted = gate::require(ctx, &[RunState::Completed], "finalize")?;
     remove_leftover_of_earlier(ctx)?;
-    let Some(journal) = StepJournal::of(ctx)? else {
-        bail!(
-            "nothing to finalize: {} holds no upgrade journal (the upgrade was finalized already, \
-             or never made)",
-            layout::state_dir(ctx)?.display()
-        );
-    };
-    match journal.state {
-        RunState::Completed => {}
-        RunState::InProgress | RunState::RollingBack => bail!(
-            "the upgrade {} records did not complete: run `imss-upgrade recover` first",
-            journal.path().display()
-        ),
-        RunState::RolledBack => bail!(
-            "the upgrade {} records was rolled back: 7.1 runs, and there is nothing to finalize",
-            journal.path().display()
-        ),
-    }
     let deleted_already = !backup.exists();
     let rows_left_behind = if deleted_already {
         None
@@ -100,7 +76,7 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
     let exported = ctx
         .unblock(move |ctx| {
             pg::stop_server(
-                &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
+                &ctx.root.resolve(ctx.layout.moved_71_data_dir())?,
                 StopMode::Immediate,
             )?;
             match &export {
@@ -120,7 +96,7 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
     crate::fail_point!("finalize-transfer-stopped");
 
     if !deleted_already {
-        let removing = layout::finalizing_backup_dir(ctx)?;
+        let removing = ctx.layout.finalizing_backup_dir()?;
         fsutil::rename_durably(&backup, &removing)
             .with_context(|| format!("setting {} aside to delete it", backup.display()))?;
         crate::fail_point!("finalize-backup-set-aside");
@@ -130,7 +106,7 @@ pub async fn finalize(ctx: &Context, options: &FinalizeOptions) -> Result<Finali
     // Nothing of the upgrade runs at boot any more: its units are retired,
     // and the state they would act on is gone, the journal last.
     server_units::retire_upgrade_units(ctx)?;
-    layout::forget_run(ctx)?;
+    crate::flow::layout::backup::BackupDir::of(&ctx.layout).forget_run()?;
     tracing::info!(
         message_id = events::FINALIZED,
         imss_export = %exported
@@ -152,7 +128,7 @@ fn check_transfer(ctx: &Context, force: bool) -> Result<Option<i64>> {
     if transfer::completed(ctx)?.is_some() {
         return Ok(None);
     }
-    let report = TransferReport::load(&layout::transfer_files(ctx)?.progress)?;
+    let report = TransferReport::load(&ctx.layout.transfer_files()?.progress)?;
     let left = report.as_ref().map(|report| report.rows.rows_left);
     let what = match (&report, left) {
         (Some(report), Some(left)) => format!(
@@ -180,7 +156,7 @@ const EXPORT_UNFINISHED: &str = "export-unfinished";
 /// `dir`, then verifies it against the manifest; the archive's size.
 fn export_backup(ctx: &Context, dir: &Path) -> Result<(PathBuf, u64)> {
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let backup = layout::backup_dir(ctx)?;
+    let backup = ctx.layout.backup_dir()?;
     if dir.starts_with(&backup) {
         bail!(
             "the export directory {} is inside the backup directory, which finalize deletes: \
@@ -250,7 +226,7 @@ fn delete_set_aside(removing: &Path) -> Result<()> {
 
 /// Removes what a finalize killed while deleting left.
 fn remove_leftover_of_earlier(ctx: &Context) -> Result<()> {
-    let leftover = layout::finalizing_backup_dir(ctx)?;
+    let leftover = ctx.layout.finalizing_backup_dir()?;
     if leftover.exists() {
         tracing::info!(
             "removing {}, which an interrupted finalize left",

@@ -9,7 +9,6 @@ use anyhow::{Result, bail};
 
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
-use crate::flow::layout;
 use crate::migration::probe;
 use crate::support::constants::DATABASE_HOST;
 use crate::system::imssctl::{self, Action};
@@ -21,7 +20,7 @@ use crate::system::{pg, smtp};
 /// stop what a killed run's script left working.
 pub fn control_services(ctx: &Context, action: Action) -> Result<()> {
     // Without a state directory there is no upgrade to recover either.
-    let record = layout::control_record(ctx)?;
+    let record = ctx.layout.control_record()?;
     let record = record
         .parent()
         .is_some_and(std::path::Path::is_dir)

@@ -8,5 +8,6 @@ pub mod recover;
 pub mod rollback;
 pub mod rollback_manifest;
 pub mod run;
+pub mod runbook;
 pub mod server_units;
 pub mod steps;

@@ -5,20 +5,14 @@
 //! interrupted before the switch, or the administrator asked for it with
 //! `imss-rollback` ([`roll_back_completed`]).
 
-use std::time::Instant;
-
 use anyhow::{Context as _, Result, bail};
 
 use crate::flow::context::Context;
-use crate::flow::journal::{
-    RollbackCause, RunState, Step, StepJournal, StepRecord, StepStatus, Undo,
-};
-use crate::flow::layout;
-use crate::flow::lock::UpgradeLock;
+use crate::flow::gate;
+use crate::flow::journal::{RollbackCause, RunState, Step, StepJournal, StepStatus, Undo};
 use crate::flow::upgrade::rollback_manifest::RollbackManifest;
+use crate::flow::upgrade::runbook::undo_steps;
 use crate::flow::upgrade::server_units;
-use crate::flow::upgrade::steps::{migrate, presync, quiesce, register_rollback, snapshot, switch};
-use crate::migration::selection::window_cutoff;
 use crate::snapshot::EntryKind;
 use crate::support::constants::{BUNDLED_PG_DIR, PROGRAM_DIR};
 use crate::support::filesystems::file_system_of;
@@ -87,42 +81,7 @@ pub async fn roll_back(
         imss_cause = journal.failure.as_deref().unwrap_or("unknown"),
         "rolling back to 7.1"
     );
-    for record in journal.steps_to_undo() {
-        let step = record.step;
-        let line = lines.begin(step.undo_title());
-        let began = Instant::now();
-        journal.begin_undo(step)?;
-        tracing::info!(
-            message_id = events::UNDO_STARTED,
-            imss_step = step.name(),
-            "undoing step {step}: {}",
-            step.undo_title()
-        );
-        let undone = async {
-            crate::fail_point!(&format!("before-undo-{step}"));
-            undo_step(ctx, &record, journal).await?;
-            crate::fail_point!(&format!("after-undo-{step}"));
-            Ok::<(), anyhow::Error>(())
-        }
-        .await;
-        if let Err(err) = undone {
-            lines.end(line, "failed");
-            tracing::error!(
-                message_id = events::ROLLBACK_FAILED,
-                imss_step = step.name(),
-                "the rollback stopped while undoing step {step}"
-            );
-            return Err(err.context(format!("undoing step {step}")));
-        }
-        journal.finish_undo(step)?;
-        lines.end(line, "ok");
-        tracing::info!(
-            message_id = events::UNDO_FINISHED,
-            imss_step = step.name(),
-            imss_duration_ms = began.elapsed().as_millis() as u64,
-            "step {step} undone"
-        );
-    }
+    undo_steps(ctx, journal, lines).await?;
     journal.finish_rollback()?;
     tracing::info!(
         message_id = events::ROLLBACK_COMPLETED,
@@ -137,7 +96,7 @@ pub async fn roll_back(
 /// left shutting down, which would otherwise go down under the restart
 /// that follows.
 pub(super) fn settle_survivors(ctx: &Context) -> Result<()> {
-    let stopped = crate::support::cmd::stop_recorded_group(&layout::control_record(ctx)?)
+    let stopped = crate::support::cmd::stop_recorded_group(&ctx.layout.control_record()?)
         .context("stopping what the interrupted run's control script left running")?;
     if stopped > 0 {
         tracing::warn!(
@@ -145,9 +104,9 @@ pub(super) fn settle_survivors(ctx: &Context) -> Result<()> {
         );
     }
     for data_dir in [
-        layout::data_dir_in_place(ctx)?,
-        layout::staged_91_data_dir(ctx)?,
-        std::path::PathBuf::from(layout::MOVED_71_DATA_DIR),
+        ctx.layout.data_dir_in_place()?,
+        ctx.layout.staged_91_data_dir()?,
+        ctx.layout.moved_71_data_dir(),
     ] {
         crate::system::pg::wait_for_shutdown(&ctx.root.resolve_parent(&data_dir)?)?;
     }
@@ -185,7 +144,7 @@ fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
     if from_archive {
         match journal
             .snapshot_pin()
-            .and_then(|pin| crate::snapshot::verify(&layout::backup_dir(ctx)?, pin))
+            .and_then(|pin| crate::snapshot::verify(&ctx.layout.backup_dir()?, pin))
         {
             Err(err) => missing.push(format!("{err:#}")),
             Ok(manifest) => {
@@ -284,62 +243,18 @@ fn check_ready(ctx: &Context, journal: &StepJournal) -> Result<()> {
 /// The programs of 7.1's bundled PostgreSQL that starting 7.1 needs.
 const POSTGRESQL_71_PROGRAMS: [&str; 2] = ["initdb", "postgres"];
 
-/// Undoes one step as its record's note says (nothing when the step made
-/// no change yet).
-pub async fn undo_step(ctx: &Context, record: &StepRecord, journal: &StepJournal) -> Result<()> {
-    let Some(undo) = &record.undo else {
-        // The step made no change yet.
-        return Ok(());
-    };
-    match undo {
-        Undo::RemoveStagedCluster { data_dir } => presync::undo(ctx, data_dir).await,
-        Undo::Restart71 { disabled_71_units } => quiesce::undo(ctx, disabled_71_units).await,
-        Undo::MoveDataDirBack { original, moved_to } => {
-            snapshot::undo(ctx, original, moved_to).await
-        }
-        Undo::RemoveTargetCluster { data_dir } => {
-            // 9.1 took mail once the switch began: it goes back to 7.1.
-            let carry_back = journal
-                .record(Step::Switch)
-                .map(|_| window_cutoff(journal.started_at));
-            migrate::undo(ctx, data_dir, carry_back).await
-        }
-        Undo::RestoreProgramTree {
-            staging,
-            replaced,
-            created,
-        } => switch::undo(ctx, staging, replaced, created, journal.snapshot.as_ref()).await,
-        Undo::RemoveRollbackManifest { path } => register_rollback::undo(ctx, path).await,
-    }
-}
-
 /// Reverts a completed upgrade (`imss-rollback`), after checking that the
 /// backup is the one the upgrade registered.
 pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()> {
-    let backup = layout::backup_dir(ctx)?;
+    let backup = ctx.layout.backup_dir()?;
     // The background compression gives way (it may be interrupted and run
     // again); it holds the lock while it works.
     server_units::stop_compression(ctx)?;
     // Held until the rollback returns; refused while a run or recovery works.
-    let lock = UpgradeLock::take_existing(ctx)?;
-    let (Some(_lock), Some(mut journal)) = (lock, StepJournal::of(ctx)?) else {
-        bail!(
-            "nothing to roll back: {} holds no upgrade journal, so no upgrade was made under {}",
-            backup.display(),
-            ctx.root.dir().display()
-        );
-    };
-    match journal.state {
-        RunState::Completed => {}
-        RunState::RolledBack => bail!(
-            "the upgrade in {} was rolled back already: 7.1 runs",
-            backup.display()
-        ),
-        RunState::InProgress | RunState::RollingBack => bail!(
-            "the upgrade in {} did not complete: run `imss-upgrade recover`, which rolls it back",
-            backup.display()
-        ),
-    }
+    let gate::Admitted {
+        lock: _lock,
+        mut journal,
+    } = gate::require(ctx, &[RunState::Completed], "roll back")?;
     // The transfer reads the 7.1 database in the backup: it stops first,
     // and none starts until the rollback is done (its lock is held).
     let transfer = ctx
@@ -347,7 +262,7 @@ pub async fn roll_back_completed(ctx: &Context, lines: &StepLines) -> Result<()>
         .await?;
     let line = lines.begin("Checking the backup against its registration");
     let checked = ctx
-        .unblock(move |ctx| RollbackManifest::load(&layout::state_dir(ctx)?, &backup).map(drop))
+        .unblock(move |ctx| RollbackManifest::load(&ctx.layout.state_dir()?, &backup).map(drop))
         .await;
     lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
     let rolled_back = match checked {

@@ -4,19 +4,17 @@
 //! ([`crate::flow::upgrade::rollback`]) and the server is back on 7.1 before the command
 //! returns.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
+use crate::flow::gate;
 use crate::flow::journal::{RunState, Step, StepJournal};
-use crate::flow::layout;
 use crate::flow::lock::UpgradeLock;
+use crate::flow::upgrade::runbook::{Progress, run_steps};
 use crate::flow::upgrade::steps::switch::{self, BindChoice};
-use crate::flow::upgrade::steps::{migrate, presync, quiesce, register_rollback, snapshot};
 use crate::flow::upgrade::{preflight, rollback, server_units};
 use crate::migration::copy::WindowCounts;
 use crate::migration::probe::{self, InstalledComponent};
@@ -143,7 +141,7 @@ pub async fn run(
     let _lock = prepare_backup_dir(ctx, held)?;
     // Before the journal exists: a boot at any later moment settles the run.
     server_units::install_upgrade_units(ctx)?;
-    let mut journal = StepJournal::create(&layout::state_dir(ctx)?)?;
+    let mut journal = StepJournal::create(&ctx.layout.state_dir()?)?;
     tracing::info!(
         message_id = events::UPGRADE_STARTED,
         imss_build = product.build,
@@ -159,7 +157,7 @@ pub async fn run(
     .await;
     match ran {
         Ok(()) => {
-            let mut report = progress.report(&journal);
+            let mut report = upgrade_report(progress, &journal);
             add_what_91_says(ctx, &mut report).await;
             queue_after_work(ctx);
             report.bundled_bind = switch::bind_choice(&ctx.root).unwrap_or_else(|err| {
@@ -213,25 +211,15 @@ fn prepare_backup_dir(ctx: &Context, held: Option<UpgradeLock>) -> Result<Upgrad
         None => UpgradeLock::take_creating(ctx)?,
     };
     if let Some(earlier) = StepJournal::of(ctx)? {
-        match earlier.state {
-            RunState::RolledBack => {
-                let kept = layout::keep_rolled_back_attempt(ctx, earlier.started_at)?;
-                tracing::info!(
-                    "the rolled-back earlier attempt is kept in {}",
-                    kept.display()
-                );
-            }
-            RunState::Completed => bail!(
-                "this server was already upgraded ({} says so): run imss-rollback to go back to 7.1 first",
-                earlier.path().display()
-            ),
-            RunState::InProgress | RunState::RollingBack => bail!(
-                "an earlier upgrade run was interrupted ({}): run `imss-upgrade recover` first",
-                earlier.path().display()
-            ),
-        }
+        let earlier = gate::admit(ctx, Some(earlier), &[RunState::RolledBack], "upgrade")?;
+        let kept = crate::flow::layout::backup::BackupDir::of(&ctx.layout)
+            .keep_rolled_back_attempt(earlier.started_at)?;
+        tracing::info!(
+            "the rolled-back earlier attempt is kept in {}",
+            kept.display()
+        );
     }
-    layout::create_backup_dir(ctx)?;
+    crate::flow::layout::backup::BackupDir::of(&ctx.layout).create()?;
     Ok(lock)
 }
 
@@ -253,97 +241,22 @@ pub(super) fn queue_after_work(ctx: &Context) {
     }
 }
 
-/// Timings gathered while the steps run.
-#[derive(Debug, Default)]
-pub(super) struct Progress {
-    steps: Vec<(Step, u64)>,
-    downtime_started: Option<Instant>,
-    downtime: Option<Duration>,
-    migrate: Option<migrate::MigrateReport>,
-}
-
-impl Progress {
-    fn report(self, journal: &StepJournal) -> UpgradeReport {
-        let migrate = self.migrate;
-        UpgradeReport {
-            started_at: journal.started_at,
-            finished_at: Utc::now(),
-            mail_downtime_ms: self.downtime.map_or(0, |d| d.as_millis() as u64),
-            steps: self.steps,
-            window: migrate.as_ref().map(|m| m.window).unwrap_or_default(),
-            verified: migrate.map_or(0, |m| m.verified.len()),
-            pattern_and_engine_versions: Vec::new(),
-            bundled_bind: None,
-            euq_enabled: None,
-        }
+/// The report of the steps `progress` saw run, in the run `journal` records.
+fn upgrade_report(progress: Progress, journal: &StepJournal) -> UpgradeReport {
+    let migrate = progress.migrate;
+    UpgradeReport {
+        started_at: journal.started_at,
+        finished_at: Utc::now(),
+        mail_downtime_ms: progress.downtime.map_or(0, |d| d.as_millis() as u64),
+        steps: progress
+            .steps
+            .into_iter()
+            .map(|(step, took)| (step, took.as_millis() as u64))
+            .collect(),
+        window: migrate.as_ref().map(|m| m.window).unwrap_or_default(),
+        verified: migrate.map_or(0, |m| m.verified.len()),
+        pattern_and_engine_versions: Vec::new(),
+        bundled_bind: None,
+        euq_enabled: None,
     }
-}
-
-/// Runs the steps from the journal's next one to the last.
-pub(super) async fn run_steps(
-    ctx: &Context,
-    journal: &mut StepJournal,
-    progress: &mut Progress,
-    lines: &StepLines,
-) -> Result<()> {
-    while let Some(step) = journal.next_step() {
-        let line = lines.begin(step.title());
-        let began = Instant::now();
-        journal.begin(step)?;
-        tracing::info!(
-            message_id = events::STEP_STARTED,
-            imss_step = step.name(),
-            "step {step} begins: {}",
-            step.title()
-        );
-        if step == Step::Quiesce {
-            progress.downtime_started = Some(began);
-        }
-        let done = run_step(ctx, journal, progress, step).await;
-        if let Err(err) = done {
-            lines.end(line, "failed");
-            tracing::error!(
-                message_id = events::STEP_FAILED,
-                imss_step = step.name(),
-                "step {step} failed; the cause follows"
-            );
-            return Err(err.context(format!("step {step}")));
-        }
-        journal.finish(step)?;
-        let took = began.elapsed();
-        if step == Step::Switch {
-            progress.downtime = progress.downtime_started.map(|t| t.elapsed());
-        }
-        progress.steps.push((step, took.as_millis() as u64));
-        lines.end(line, "ok");
-        tracing::info!(
-            message_id = events::STEP_FINISHED,
-            imss_step = step.name(),
-            imss_duration_ms = took.as_millis() as u64,
-            "step {step} done in {:.2} s",
-            took.as_secs_f64()
-        );
-    }
-    Ok(())
-}
-
-async fn run_step(
-    ctx: &Context,
-    journal: &mut StepJournal,
-    progress: &mut Progress,
-    step: Step,
-) -> Result<()> {
-    crate::fail_point!(&format!("before-{step}"));
-    match step {
-        Step::Presync => presync::run(ctx, journal).await.map(drop),
-        Step::Quiesce => quiesce::run(ctx, journal).await,
-        Step::Snapshot => snapshot::run(ctx, journal).await,
-        Step::Migrate => migrate::run(ctx, journal)
-            .await
-            .map(|report| progress.migrate = Some(report)),
-        Step::Switch => switch::run(ctx, journal).await,
-        Step::RegisterRollback => register_rollback::run(ctx, journal).await,
-    }?;
-    crate::fail_point!(&format!("after-{step}"));
-    Ok(())
 }

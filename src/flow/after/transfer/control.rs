@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::flow::context::Context;
-use crate::flow::layout;
 use crate::flow::lock::UpgradeLock;
 use crate::flow::upgrade::server_units;
 use crate::support::fsutil;
@@ -17,7 +16,7 @@ use crate::system::systemd;
 
 /// Whether the transfer is paused.
 pub fn is_paused(ctx: &Context) -> Result<bool> {
-    Ok(layout::transfer_files(ctx)?.paused.exists())
+    Ok(ctx.layout.transfer_files()?.paused.exists())
 }
 
 /// Pauses the transfer (a running one stops between two batches within a
@@ -25,7 +24,7 @@ pub fn is_paused(ctx: &Context) -> Result<bool> {
 /// running already is not needed: the pause is a file.
 pub fn pause(ctx: &Context) -> Result<()> {
     check_transfer_possible(ctx)?;
-    let paused = layout::transfer_files(ctx)?.paused;
+    let paused = ctx.layout.transfer_files()?.paused;
     if paused.exists() {
         tracing::info!("the transfer is paused already");
         return Ok(());
@@ -47,7 +46,7 @@ pub fn pause(ctx: &Context) -> Result<()> {
 /// Lets a paused transfer go on.
 pub fn resume(ctx: &Context) -> Result<()> {
     check_transfer_possible(ctx)?;
-    let paused = layout::transfer_files(ctx)?.paused;
+    let paused = ctx.layout.transfer_files()?.paused;
     if !paused.exists() {
         tracing::info!("the transfer is not paused");
         return Ok(());
@@ -63,8 +62,8 @@ pub fn resume(ctx: &Context) -> Result<()> {
 }
 
 fn check_transfer_possible(ctx: &Context) -> Result<()> {
-    let files = layout::transfer_files(ctx)?;
-    let backup = layout::backup_dir(ctx)?;
+    let files = ctx.layout.transfer_files()?;
+    let backup = ctx.layout.backup_dir()?;
     if !backup.exists() {
         bail!(
             "{} does not exist: no upgrade left history to transfer (or it was finalized)",

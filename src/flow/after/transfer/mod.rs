@@ -35,8 +35,8 @@ use tokio_postgres::Client;
 use self::progress::{Tracker, TransferState};
 use crate::files::odbc_ini::DbSettings;
 use crate::flow::context::Context;
+use crate::flow::gate;
 use crate::flow::journal::{RunState, StepJournal};
-use crate::flow::layout;
 use crate::flow::lock::UpgradeLock;
 use crate::migration::selection::window_cutoff;
 use crate::migration::transfer as batches;
@@ -123,7 +123,7 @@ impl From<&Verified> for VerifiedTable {
 /// and blocks nothing (not `status`, not `finalize --force`): it is named,
 /// with how to let the transfer verify again.
 pub fn completed(ctx: &Context) -> Result<Option<TransferSummary>> {
-    let path = layout::transfer_files(ctx)?.done;
+    let path = ctx.layout.transfer_files()?.done;
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -157,7 +157,7 @@ const RETRY: Duration = Duration::from_secs(5);
 /// signal stops it. Refuses without a completed upgrade, and while another
 /// transfer runs.
 pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<TransferEnd> {
-    let files = layout::transfer_files(ctx)?;
+    let files = ctx.layout.transfer_files()?;
     let _lock = match UpgradeLock::try_take_transfer(ctx) {
         Ok(Ok(lock)) => lock,
         Ok(Err(holder)) => bail!(
@@ -194,7 +194,7 @@ pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<TransferEnd
     let stopped = ctx
         .unblock(|ctx| {
             pg::stop_server(
-                &ctx.root.resolve(layout::MOVED_71_DATA_DIR)?,
+                &ctx.root.resolve(ctx.layout.moved_71_data_dir())?,
                 StopMode::Immediate,
             )
         })
@@ -220,32 +220,20 @@ pub async fn run(ctx: &Context, options: &TransferOptions) -> Result<TransferEnd
     result
 }
 
-/// The step journal of a completed upgrade; refuses otherwise.
+/// The step journal of a completed upgrade whose backup is still there;
+/// refuses otherwise.
 fn check_completed_upgrade(ctx: &Context) -> Result<StepJournal> {
-    let backup = layout::backup_dir(ctx)?;
-    let journal = if backup.exists() {
+    let journal = if ctx.layout.backup_dir()?.exists() {
         StepJournal::of(ctx)?
     } else {
         None
     };
-    let Some(journal) = journal else {
-        bail!(
-            "{} holds no upgrade: there is no 7.1 history to transfer (the upgrade was finalized, \
-             or never made)",
-            backup.display()
-        );
-    };
-    match journal.state {
-        RunState::Completed => Ok(journal),
-        RunState::InProgress => bail!(
-            "the upgrade in {} is not complete: the older history moves once 9.1 runs",
-            backup.display()
-        ),
-        RunState::RollingBack | RunState::RolledBack => bail!(
-            "the upgrade in {} was rolled back: 7.1 keeps its history, and nothing is transferred",
-            backup.display()
-        ),
-    }
+    gate::admit(
+        ctx,
+        journal,
+        &[RunState::Completed],
+        "transfer the older history",
+    )
 }
 
 async fn transfer(
@@ -383,7 +371,7 @@ async fn transfer(
         completed_at: chrono::Utc::now(),
     };
     fsutil::atomic_write(
-        &layout::transfer_files(ctx)?.done,
+        &ctx.layout.transfer_files()?.done,
         &serde_json::to_vec_pretty(&summary)?,
         0o600,
     )?;
@@ -476,22 +464,22 @@ async fn recover_from(
 /// backup read-only on its socket there.
 async fn start_source(ctx: &Context) -> Result<Cluster> {
     ctx.unblock(|ctx| {
-        let programs = layout::extracted_71_postgresql(ctx)?;
+        let programs = ctx.layout.extracted_71_postgresql()?;
         if !programs.join("bin").join("postgres").is_file() {
             let journal = StepJournal::of(ctx)?
                 .context("the upgrade journal is gone: no snapshot is trusted to start 7.1 from")?;
             crate::snapshot::extract_subtree(
-                &layout::backup_dir(ctx)?,
+                &ctx.layout.backup_dir()?,
                 journal.snapshot_pin()?,
                 BUNDLED_PG_DIR,
                 &programs,
             )
             .context("taking 7.1's PostgreSQL 10 out of the snapshot")?;
         }
-        let cluster = layout::backup_71_after_switch(ctx)?;
+        let cluster = crate::flow::clusters::backup_71_after_switch(ctx)?;
         pg::stop_server(&cluster.data_dir, StopMode::Immediate)?;
-        layout::open_backup_to(ctx, &cluster)?;
-        layout::start_backup_71_read_only(&cluster)?;
+        crate::flow::clusters::open_backup_to(ctx, &cluster)?;
+        crate::flow::clusters::start_backup_71_read_only(&cluster)?;
         crate::fail_point!("transfer-source-started");
         Ok(cluster)
     })

@@ -431,8 +431,8 @@ impl TransferStatus {
     /// From the backup directory's transfer files; `None` when no upgrade
     /// left history to transfer.
     pub fn load(ctx: &crate::flow::context::Context) -> Result<Option<Self>> {
-        let files = crate::flow::layout::transfer_files(ctx)?;
-        if !crate::flow::layout::backup_dir(ctx)?.exists() {
+        let files = ctx.layout.transfer_files()?;
+        if !ctx.layout.backup_dir()?.exists() {
             return Ok(None);
         }
         let report = TransferReport::load(&files.progress)?;

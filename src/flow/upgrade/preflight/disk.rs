@@ -12,10 +12,9 @@ use anyhow::Result;
 use super::database::human_bytes;
 use super::{Facts, Finding, Severity};
 use crate::flow::context::Context;
+use crate::flow::layout::BACKUP_DIR;
 use crate::flow::layout::PROGRAM_STAGING_DIR;
-use crate::support::constants::{
-    BACKUP_DIR, DATA_DIR, PG71_DATA_DIR, PROGRAM_DIR, VENDOR_SPACE_FACTOR,
-};
+use crate::support::constants::{DATA_DIR, PG71_DATA_DIR, PROGRAM_DIR, VENDOR_SPACE_FACTOR};
 use crate::support::filesystems::{device_of, file_system_of, tree_bytes};
 
 /// Room for the new cluster's write-ahead log while it is loaded.
@@ -51,7 +50,7 @@ pub async fn check(ctx: &Context, facts: &mut Facts, out: &mut Vec<Finding>) -> 
     check_program_tree_renames(ctx, out)?;
 
     let program_dir = root.resolve(PROGRAM_DIR)?;
-    let pg_data = root.resolve_parent(crate::flow::layout::data_dir_in_place(ctx)?)?;
+    let pg_data = root.resolve_parent(ctx.layout.data_dir_in_place()?)?;
     let backup = root.resolve_parent(BACKUP_DIR)?;
     let program_bytes = tree_bytes(&program_dir)?;
     let pg_data_bytes = tree_bytes(&pg_data)?;

@@ -114,9 +114,7 @@ pub async fn run(ctx: &Context) -> Result<Report> {
 
 /// Writes the report as JSON to its place under the root.
 pub fn save(ctx: &Context, report: &Report) -> Result<()> {
-    let path = ctx
-        .root
-        .resolve(crate::support::constants::PREFLIGHT_REPORT)?;
+    let path = ctx.root.resolve(crate::flow::layout::PREFLIGHT_REPORT)?;
     let dir = path.parent().expect("the report has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut json = serde_json::to_vec_pretty(report)?;

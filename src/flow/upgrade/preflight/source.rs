@@ -9,10 +9,8 @@ use super::{Facts, Finding, Severity};
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{RunState, StepJournal};
-use crate::flow::layout;
-use crate::support::constants::{
-    BACKUP_DIR, IMSS_INI, MIN_SOURCE_BUILD, SOURCE_VERSION, TARGET_VERSION,
-};
+use crate::flow::layout::BACKUP_DIR;
+use crate::support::constants::{IMSS_INI, MIN_SOURCE_BUILD, SOURCE_VERSION, TARGET_VERSION};
 
 /// Version, build, and whether an upgrade is already in progress.
 pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
@@ -35,7 +33,7 @@ pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) ->
             "nothing to do: the next run keeps that backup beside the new one, \
              as imss_backup_71_to_91.rolled-back-<time>; delete it when no longer needed",
         )),
-        Ok(None) if layout::backup_dir_is_fresh(ctx)? => {}
+        Ok(None) if crate::flow::layout::backup::BackupDir::of(&ctx.layout).is_fresh()? => {}
         Ok(None) => out.push(Finding::new(
             "backup-dir-exists",
             Severity::Inhibitor,

@@ -9,7 +9,6 @@ use anyhow::Result;
 
 use super::{Facts, Finding, Severity};
 use crate::flow::context::Context;
-use crate::flow::layout;
 use crate::support::no_follow;
 use crate::system::systemd;
 
@@ -18,8 +17,10 @@ use crate::system::systemd;
 /// directory the presync stages the 9.1 cluster in (a run that was rolled
 /// back removed it).
 pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) -> Result<()> {
-    let mut in_the_way = layout::switch_targets_in_the_way(ctx, systemd::manages(&ctx.root))?;
-    let staged = ctx.root.resolve_parent(layout::staged_91_data_dir(ctx)?)?;
+    let mut in_the_way = ctx
+        .layout
+        .switch_targets_in_the_way(systemd::manages(&ctx.root))?;
+    let staged = ctx.root.resolve_parent(ctx.layout.staged_91_data_dir()?)?;
     if let Some(entry) = no_follow::entry_at(&staged)? {
         in_the_way.push((staged, entry));
     }
@@ -39,7 +40,7 @@ pub async fn check(ctx: &Context, _facts: &mut Facts, out: &mut Vec<Finding>) ->
             ),
         ));
     }
-    if let Some((link, entry)) = layout::untrusted_data_dir_link(ctx)? {
+    if let Some((link, entry)) = ctx.layout.untrusted_data_dir_link()? {
         out.push(Finding::new(
             "data-dir-link-untrusted",
             Severity::Inhibitor,

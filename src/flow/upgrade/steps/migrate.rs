@@ -12,7 +12,7 @@
 //! May touch: `/var/imss/pgdata` (the 9.1 cluster moved there; removed on
 //! undo), the backup directory (`imsx_config.dat`; the 7.1 cluster is only
 //! read, started so that it writes nothing of the database there:
-//! [`layout::start_backup_71_read_only`]).
+//! [`crate::flow::clusters::start_backup_71_read_only`]).
 
 use std::path::Path;
 
@@ -22,7 +22,7 @@ use chrono::NaiveDateTime;
 use crate::files::imss_ini::ProductInfo;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, MOVED_71_DATA_DIR, USED_91_IDS_FILE};
+use crate::flow::layout::USED_91_IDS_FILE;
 use crate::migration::copy::{WindowCounts, copy_selection_to_staging};
 use crate::migration::schema::clear_staging_history;
 use crate::migration::selection::{Filter, Selection, config_selections, window_cutoff};
@@ -48,26 +48,27 @@ pub struct MigrateReport {
 
 /// Moves the staged 9.1 cluster into place and brings it up to date.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<MigrateReport> {
-    let old = layout::backup_71(ctx)?;
-    let new = layout::target_91(ctx)?;
-    let staged = layout::staged_91(ctx)?;
+    let old = crate::flow::clusters::backup_71(ctx)?;
+    let new = crate::flow::clusters::target_91(ctx)?;
+    let staged = crate::flow::clusters::staged_91(ctx)?;
     journal.note_undo(Undo::RemoveTargetCluster {
-        data_dir: layout::data_dir_in_place(ctx)?,
+        data_dir: ctx.layout.data_dir_in_place()?,
     })?;
     let (opened, placed) = (old.clone(), new.clone());
     ctx.unblock(move |ctx| {
-        layout::open_backup_to(ctx, &opened)?;
+        crate::flow::clusters::open_backup_to(ctx, &opened)?;
         // The place is empty since the snapshot moved 7.1's away; a link
         // the service account put there meanwhile goes (a directory is not
         // renamed over a link).
         no_follow::remove_planted_link(&placed.data_dir)?;
         fsutil::rename_durably(&staged.data_dir, &placed.data_dir)?;
         placed.start()?;
-        layout::start_backup_71_read_only(&opened)
+        crate::flow::clusters::start_backup_71_read_only(&opened)
     })
     .await?;
     let result = load_target(ctx, &old, &new, journal.started_at).await;
-    ctx.unblock(move |_| layout::stop_backup_71(&old)).await?;
+    ctx.unblock(move |_| crate::flow::clusters::stop_backup_71(&old))
+        .await?;
     result
 }
 
@@ -86,7 +87,7 @@ async fn load_target(
 
     let product = ProductInfo::load(&ctx.root)?;
     let export = config_export::export(&source, &product).await?;
-    config_export::write(&layout::config_export(ctx)?, &export)?;
+    config_export::write(&ctx.layout.config_export()?, &export)?;
     config_export::import(&mut target, &export).await?;
     crate::fail_point!("migrate-config-imported");
 
@@ -130,7 +131,7 @@ async fn load_target(
 /// The highest ids the 9.1 of every rolled-back attempt handed out.
 fn earlier_91_ids(ctx: &Context) -> Result<IdFloors> {
     let mut floors = IdFloors::default();
-    for file in layout::used_91_ids_files(ctx)? {
+    for file in ctx.layout.used_91_ids_files()? {
         match std::fs::read(&file) {
             Ok(bytes) => {
                 let used: IdFloors = serde_json::from_slice(&bytes)
@@ -156,7 +157,10 @@ pub async fn undo(ctx: &Context, data_dir: &Path, carry_back: Option<NaiveDateTi
     ctx.unblock({
         let place = place.clone();
         move |ctx| {
-            pg::stop_server(&ctx.root.resolve(MOVED_71_DATA_DIR)?, StopMode::Immediate)?;
+            pg::stop_server(
+                &ctx.root.resolve(ctx.layout.moved_71_data_dir())?,
+                StopMode::Immediate,
+            )?;
             pg::stop_server(&place, StopMode::Fast).map(drop)
         }
     })
@@ -182,15 +186,15 @@ pub async fn undo(ctx: &Context, data_dir: &Path, carry_back: Option<NaiveDateTi
 /// `odbc.ini` was in place first, 9.1's or the 7.1 one the rollback put
 /// back. One password cannot open both.
 async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> Result<()> {
-    let old = layout::backup_71(ctx)?;
+    let old = crate::flow::clusters::backup_71(ctx)?;
     let new = Cluster {
         data_dir: place.to_path_buf(),
-        ..layout::staged_91(ctx)?
+        ..crate::flow::clusters::staged_91(ctx)?
     };
     let (opened, started) = (old.clone(), new.clone());
     ctx.unblock(move |ctx| {
-        layout::open_backup_to(ctx, &opened)?;
-        layout::open_backup_to(ctx, &started)?;
+        crate::flow::clusters::open_backup_to(ctx, &opened)?;
+        crate::flow::clusters::open_backup_to(ctx, &started)?;
         started.start_private_with(&[])?;
         opened.start_private_with(&[])
     })
@@ -205,7 +209,7 @@ async fn carry_mail_back(ctx: &Context, place: &Path, cutoff: NaiveDateTime) -> 
         // ids that name them.
         let used = carry_back::used_91_ids(&client_91).await?;
         atomic_write(
-            &layout::backup_dir(ctx)?.join(USED_91_IDS_FILE),
+            &ctx.layout.backup_dir()?.join(USED_91_IDS_FILE),
             &serde_json::to_vec(&used)?,
             0o600,
         )?;

@@ -18,7 +18,6 @@ use anyhow::Result;
 
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout;
 use crate::migration::schema;
 use crate::migration::selection::window_cutoff;
 use crate::migration::window::{PresyncMark, copy_fenced_window};
@@ -28,14 +27,14 @@ use crate::system::pg::{self, Cluster, InitOptions, StopMode};
 
 /// Creates the 9.1 cluster and copies the window's policy events into it.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<PresyncMark> {
-    let staged = layout::staged_91(ctx)?;
+    let staged = crate::flow::clusters::staged_91(ctx)?;
     journal.note_undo(Undo::RemoveStagedCluster {
-        data_dir: layout::staged_91_data_dir(ctx)?,
+        data_dir: ctx.layout.staged_91_data_dir()?,
     })?;
     let cutoff = window_cutoff(journal.started_at);
     let cluster = staged.clone();
     ctx.unblock(move |ctx| {
-        layout::open_backup_to(ctx, &cluster)?;
+        crate::flow::clusters::open_backup_to(ctx, &cluster)?;
         create_cluster(ctx, &cluster)?;
         cluster.start()
     })
@@ -58,7 +57,7 @@ fn create_cluster(ctx: &Context, cluster: &Cluster) -> Result<()> {
     let settings = ctx.database()?;
     let in_place = Cluster {
         data_dir: dir.clone(),
-        ..layout::target_91(ctx)?
+        ..crate::flow::clusters::target_91(ctx)?
     };
     in_place.initdb(&InitOptions {
         superuser: &settings.user,

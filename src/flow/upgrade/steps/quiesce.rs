@@ -14,7 +14,6 @@ use anyhow::{Result, ensure};
 
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout;
 use crate::flow::upgrade::health;
 use crate::flow::upgrade::server_units;
 use crate::system::imssctl::Action;
@@ -27,7 +26,7 @@ pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
     })?;
     ctx.unblock(move |ctx| {
         health::control_services(ctx, Action::Stop)?;
-        let cluster = layout::source_71(ctx)?;
+        let cluster = crate::flow::clusters::source_71(ctx)?;
         ensure!(
             !cluster.is_running()?,
             "PostgreSQL 10 still runs on {} after the 7.1 services were stopped: stop it \

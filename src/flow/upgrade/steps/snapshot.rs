@@ -6,31 +6,33 @@
 //!
 //! May touch: the backup directory; the 7.1 data directory (moved).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, MOVED_71_DATA_DIR, SNAPSHOT_PATHS};
+use crate::flow::layout::SNAPSHOT_PATHS;
 use crate::snapshot::{self, tree_move};
 
 /// Archives the program tree, then moves the stopped 7.1 data directory.
 pub async fn run(ctx: &Context, journal: &mut StepJournal) -> Result<()> {
-    let backup = layout::backup_dir(ctx)?;
+    let backup = ctx.layout.backup_dir()?;
     let manifest = ctx
         .unblock(move |ctx| snapshot::create(&ctx.root, &backup, SNAPSHOT_PATHS))
         .await?;
     journal.record_snapshot(manifest.pin())?;
     crate::fail_point!("snapshot-archived");
     // Where it really is: a link at /var/imss/pgdata is left as it is.
-    let original = layout::data_dir_in_place(ctx)?;
+    let original = ctx.layout.data_dir_in_place()?;
     journal.note_undo(Undo::MoveDataDirBack {
         original: original.clone(),
-        moved_to: PathBuf::from(MOVED_71_DATA_DIR),
+        moved_to: ctx.layout.moved_71_data_dir(),
     })?;
-    ctx.unblock(move |ctx| tree_move::move_tree(&ctx.root, &original, Path::new(MOVED_71_DATA_DIR)))
-        .await
+    ctx.unblock(move |ctx| {
+        tree_move::move_tree(&ctx.root, &original, &ctx.layout.moved_71_data_dir())
+    })
+    .await
 }
 
 /// Moves the data directory back where it was, from whatever stage the

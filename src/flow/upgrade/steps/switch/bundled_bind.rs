@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use crate::flow::context::Context;
-use crate::flow::layout::{self, BIND_CONFIG_DIR, BIND_PROGRAMS_DIR, BIND_WORKING_DIR};
+use crate::flow::layout::{BIND_CONFIG_DIR, BIND_PROGRAMS_DIR, BIND_WORKING_DIR};
 use crate::support::fsutil;
 use crate::support::logging::events;
 use crate::support::no_follow;
@@ -36,7 +36,7 @@ pub struct BindChoice {
 pub fn configure(ctx: &Context, staging: &Path) -> Result<BindChoice> {
     let found = listeners::listeners_on(&bind::candidate_ports())?;
     let PortChoice { ports, reason } = bind::choose_ports(&found)?;
-    let files = layout::bind_files();
+    let files = crate::flow::layout::Layout::bind_files();
     let in_staging = |path: &Path| -> Result<std::path::PathBuf> {
         let relative = path
             .strip_prefix(crate::support::constants::PROGRAM_DIR)
@@ -113,7 +113,10 @@ pub fn configure(ctx: &Context, staging: &Path) -> Result<BindChoice> {
 pub fn check(ctx: &Context) -> Result<()> {
     let programs = live_programs(ctx)?;
     let chroot = (ctx.root.dir() != Path::new("/")).then(|| ctx.root.dir());
-    programs.check(&layout::bind_files().named_conf, chroot)
+    programs.check(
+        &crate::flow::layout::Layout::bind_files().named_conf,
+        chroot,
+    )
 }
 
 /// The BIND programs of the tree in place (on this machine).
@@ -163,7 +166,7 @@ pub fn prove_running(ctx: &Context, choice: &BindChoice) -> Result<()> {
 
 fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
     let programs = live_programs(ctx)?;
-    programs.status(&layout::bind_files())?;
+    programs.status(&crate::flow::layout::Layout::bind_files())?;
     let answer = bind::look_up_localhost(choice.dns_port)?;
     ensure!(
         answer.contains(&std::net::Ipv4Addr::LOCALHOST),
@@ -176,7 +179,7 @@ fn answers(ctx: &Context, choice: &BindChoice) -> Result<()> {
 /// How many queries the running bundled BIND has received.
 pub fn queries_so_far(ctx: &Context) -> Result<u64> {
     let programs = live_programs(ctx)?;
-    programs.queries_received(&layout::bind_files())
+    programs.queries_received(&crate::flow::layout::Layout::bind_files())
 }
 
 /// The scanner asked the bundled BIND while it took the health-check mail:

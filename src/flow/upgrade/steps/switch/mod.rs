@@ -34,7 +34,7 @@ use crate::files::odbc_ini::DbSettings;
 use crate::files::odbc_password::ReadingKind;
 use crate::flow::context::Context;
 use crate::flow::journal::{StepJournal, Undo};
-use crate::flow::layout::{self, PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
+use crate::flow::layout::{PROGRAM_REMOVING_DIR, PROGRAM_REPLACED_DIR, PROGRAM_STAGING_DIR};
 use crate::flow::upgrade::health;
 use crate::snapshot::{self, tree_move};
 use crate::support::constants::{DATABASE_HOST, IMSS_INI, ODBC_INI, PROGRAM_DIR, TARGET_VERSION};
@@ -221,7 +221,7 @@ pub async fn undo(
                 "the 7.1 program tree is gone and the upgrade journal records no snapshot to \
                  restore it from: restore /opt/trend/imss from your own backup, then run this again",
             )?;
-            snapshot::restore(&ctx.root, &layout::backup_dir(ctx)?, pin)?;
+            snapshot::restore(&ctx.root, &ctx.layout.backup_dir()?, pin)?;
         }
         Ok(())
     })

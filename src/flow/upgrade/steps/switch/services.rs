@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::files::units::{self, Unit};
 use crate::flow::context::Context;
-use crate::flow::layout::{self, UNIT_DIR};
+use crate::flow::layout::UNIT_DIR;
 use crate::flow::upgrade::health;
 use crate::migration::probe;
 use crate::support::fsutil;
@@ -44,7 +44,7 @@ pub enum Wait {
 /// when one of them exists already (preflight says so first).
 pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
     let units = systemd::manages(&ctx.root);
-    if let Some((on_server, entry)) = layout::switch_targets_in_the_way(ctx, units)?.first() {
+    if let Some((on_server, entry)) = ctx.layout.switch_targets_in_the_way(units)?.first() {
         bail!(
             "{} exists already ({}), and the switch creates it: move it away (it is not \
              7.1's), then run the upgrade again",
@@ -52,7 +52,7 @@ pub fn paths_to_create(ctx: &Context) -> Result<Vec<PathBuf>> {
             entry.describe()
         );
     }
-    Ok(layout::paths_the_switch_creates(units))
+    Ok(crate::flow::layout::Layout::paths_the_switch_creates(units))
 }
 
 /// Starts 9.1 in place: its units where systemd manages the server (the
@@ -104,7 +104,7 @@ fn start_units(ctx: &Context, euq: bool) -> Result<Vec<&'static str>> {
     let names = units::names(&started);
     // The database runs under its unit from now on, reading its own
     // configuration: the server the migrate step started goes first.
-    let cluster = layout::target_91(ctx)?;
+    let cluster = crate::flow::clusters::target_91(ctx)?;
     if cluster.is_running()? {
         cluster.stop(StopMode::Fast)?;
     }
