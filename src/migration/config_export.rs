@@ -1,6 +1,6 @@
 //! The portable configuration export, `imsx_config.dat` (the file name of
 //! the vendor's Q&A): the 7.1 configuration in a file, so that the upgrade
-//! keeps a copy in the backup directory (DESIGN.md section 3, step 4) and an
+//! keeps a copy in the backup directory (the migrate step) and an
 //! administrator can carry the same settings to a fresh 9.1 server.
 //!
 //! # Format, version 1

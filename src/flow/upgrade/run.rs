@@ -1,4 +1,4 @@
-//! The upgrade run (DESIGN.md section 3): preflight, then the steps in
+//! The upgrade run: preflight, then the steps in
 //! order, each recorded in the step journal before and after; on any
 //! failure after the first change, the steps begun are undone newest first
 //! ([`crate::flow::upgrade::rollback`]) and the server is back on 7.1 before the command
