@@ -21,8 +21,8 @@ use crate::support::cmd::Cmd;
 use crate::support::fsutil::{self, atomic_write_as};
 use crate::support::logging::events;
 use crate::support::no_follow::{self, EntryKind};
+use crate::support::processes;
 use crate::support::secret::Secret;
-use crate::system::procfs;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -386,7 +386,7 @@ impl Cluster {
             })
             .and_then(|pid| u32::try_from(pid.unsigned_abs()).ok());
         if let Some(pid) = holder
-            && !procfs::is_postgres(pid)
+            && !is_postgres(pid)
         {
             tracing::info!(
                 "removing {}, left by a server that no longer runs",
@@ -492,10 +492,17 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an immediate shutdown, and then SIGKILL, may take.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether process `pid` is alive and a PostgreSQL server process (its
+/// program is `postgres`, whatever its title says now, and even if the
+/// program file was replaced since it started).
+fn is_postgres(pid: u32) -> bool {
+    processes::is_alive(pid) && processes::program_name(pid).as_deref() == Some("postgres")
+}
+
 /// Whether any process of a server (a postmaster, a backend, the
 /// single-user or bootstrap server of an `initdb`) works in `data_dir`.
 pub fn server_running(data_dir: &Path) -> bool {
-    !procfs::working_in(data_dir).is_empty()
+    !processes::working_in(data_dir).is_empty()
 }
 
 /// Waits until a server that is shutting down on `data_dir` (its pid file
@@ -607,7 +614,7 @@ pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
     bail!(
         "the PostgreSQL processes {:?} working in {} survive SIGKILL (stuck in the kernel, on a \
          hung disk perhaps): check them with `ps -o pid,stat,wchan -p PID`, then run again",
-        procfs::working_in(data_dir),
+        processes::working_in(data_dir),
         data_dir.display()
     )
 }
@@ -647,7 +654,7 @@ fn pid_file_server(data_dir: &Path) -> Option<PidFileServer> {
     let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
     let raw: i64 = text.lines().next()?.trim().parse().ok()?;
     let pid = u32::try_from(raw.unsigned_abs()).ok()?;
-    procfs::working_in(data_dir)
+    processes::working_in(data_dir)
         .contains(&pid)
         .then_some(PidFileServer {
             pid,
@@ -657,7 +664,7 @@ fn pid_file_server(data_dir: &Path) -> Option<PidFileServer> {
 
 /// Every process working in `data_dir`, each paired with `signal`.
 fn signal_all(data_dir: &Path, signal: Signal) -> Vec<(u32, Signal)> {
-    procfs::working_in(data_dir)
+    processes::working_in(data_dir)
         .into_iter()
         .map(|pid| (pid, signal))
         .collect()
