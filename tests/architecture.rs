@@ -224,7 +224,7 @@ fn the_checks_see_the_code_they_check() {
 /// Everywhere else an owner or a mode is set on a handle
 /// (`support::no_follow`), since under `/var/imss` a path may lead through
 /// a link the service account planted.
-const OWNER_OR_MODE_BY_PATH: &[&str] = &["snapshot/apply.rs", "snapshot/extract.rs"];
+const OWNER_OR_MODE_BY_PATH: &[&str] = &["snapshot/restore.rs", "snapshot/extract.rs"];
 
 #[test]
 fn owners_and_modes_are_set_on_handles_not_paths() {
