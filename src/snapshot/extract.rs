@@ -1,14 +1,7 @@
 //! Taking one subtree out of a snapshot into a directory of its own
-//! ([`super::extract_subtree`]): after an upgrade the 7.1 program tree is
-//! gone, and the background transfer starts the 7.1 database kept in the
-//! backup directory with 7.1's bundled PostgreSQL 10 programs, which come
-//! out of the snapshot.
-//!
-//! The archive is read once, every member checked as [`super::verify`]
-//! checks it; the members at and below the asked-for path are written out
-//! as they pass, each file hashed on the way. Everything goes under a
-//! temporary name next to the destination, which takes the destination's
-//! name only when the whole archive has checked out.
+//! ([`extract_subtree`]): the archive is read once, every member checked
+//! as the verification checks it, and the members at and below the
+//! asked-for path written out as they pass.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,8 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use nix::fcntl::OFlag;
 
-use super::manifest::{Entry, EntryKind, Manifest, check_path_syntax, is_at_or_below, is_below};
-use super::{Members, check_archive_with};
+use super::manifest::{
+    Entry, EntryKind, Manifest, Pin, check_path_syntax, is_at_or_below, is_below,
+};
+use super::verify::{Members, check_archive_with, open};
 use crate::support::fsutil;
 
 /// The suffix of the name the subtree is written under.
@@ -29,17 +24,36 @@ const EXTRACTING: &str = ".imss-extracting";
 /// new one takes its place.
 const REPLACED: &str = ".imss-replaced";
 
-/// Writes the archived entries at and below `inside` into `dest`, reading
-/// `archive` (opened, its size checked) of the snapshot `manifest`
-/// describes; returns the number of files written.
-pub(crate) fn extract(
-    backup_dir: &Path,
-    manifest: &Manifest,
-    archive: &File,
-    inside: &str,
-    dest: &Path,
-) -> Result<u64> {
-    check_subtree(backup_dir, manifest, inside)?;
+/// Writes the archived entries at and below `inside` (an absolute path
+/// inside the root, as the manifest names entries, e.g.
+/// `/opt/trend/imss/PostgreSQL`) of the snapshot in `backup_dir` into
+/// `dest`, a path on this machine: the entry `inside` becomes `dest`, and
+/// what is below it lands at `dest/<path relative to inside>`. Returns the
+/// number of files written.
+///
+/// After an upgrade the 7.1 program tree is gone; the background transfer
+/// needs 7.1's bundled PostgreSQL 10 programs to start the 7.1 database
+/// kept in the backup directory, and they come out of the snapshot.
+///
+/// The whole archive is read once (plain tar or xz, as the manifest says)
+/// and every member checked against the manifest as [`super::verify()`] does; each
+/// file is hashed as it is written and must have the manifest's size and
+/// SHA-256. Files, directories and links get the manifest's mode and link
+/// target, but the calling user as owner and the time of extraction as
+/// mtime. A disagreement between archive and manifest is a
+/// [`super::BackupMismatch`] naming the entry; an `inside` with no archived
+/// entries is an error naming it.
+///
+/// Everything is written under a temporary name next to `dest`
+/// (`.<name>.imss-extracting`), synced, and renamed to `dest` only once
+/// the whole archive has checked out, so that a `dest` is always
+/// complete. An existing `dest` is replaced: renamed aside
+/// (`.<name>.imss-replaced`) just before, removed just after. A failed run
+/// leaves `dest` as it was; an interrupted one may leave no `dest`; either
+/// way, running again clears what it left next to it.
+pub fn extract_subtree(backup_dir: &Path, pin: &Pin, inside: &str, dest: &Path) -> Result<u64> {
+    let (manifest, archive) = open(backup_dir, pin)?;
+    check_subtree(backup_dir, &manifest, inside)?;
     let name = dest
         .file_name()
         .with_context(|| {
@@ -66,7 +80,7 @@ pub(crate) fn extract(
         dirs: Vec::new(),
         files: 0,
     };
-    let written = check_archive_with(backup_dir, manifest, archive, &mut extractor)
+    let written = check_archive_with(backup_dir, &manifest, &archive, &mut extractor)
         .and_then(|()| extractor.set_dir_modes())
         // On disk before it takes its name: a power loss must not leave
         // empty files under a name that looks complete.
@@ -85,6 +99,12 @@ pub(crate) fn extract(
     }
     fsutil::rename_durably(&extracting, dest)?;
     remove_extracted(&replaced)?;
+    tracing::info!(
+        imss_files = extractor.files,
+        "{inside} extracted from the snapshot in {} into {}",
+        backup_dir.display(),
+        dest.display()
+    );
     Ok(extractor.files)
 }
 

@@ -10,6 +10,10 @@
 //! killed (`kill -9`, the OOM killer), no `initdb`, `cp` or control script
 //! of its goes on working under the recovery that follows. Daemons
 //! ([`Cmd::spawn_daemon`]) are meant to outlive it and do.
+//!
+//! Beside this file: `error` (how a run failed), `pipe` (two programs
+//! joined by a pipe) and `group` (the record of a program's process group,
+//! and the stop of what it left running).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -17,66 +21,20 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+mod error;
+mod group;
+mod pipe;
+
+pub use error::CmdError;
+pub(crate) use error::failed;
+pub use group::stop_recorded_group;
+use group::write_group_record;
+
 use crate::support::account::ServiceUser;
-use crate::support::processes;
 use crate::support::secret::Secret;
-use thiserror::Error;
-
-/// How many lines of stderr an error keeps.
-const STDERR_TAIL_LINES: usize = 20;
-
-/// A program that failed to start or exited unsuccessfully.
-#[derive(Debug, Error)]
-pub enum CmdError {
-    /// The program could not be started (not installed, not executable).
-    #[error("could not start {argv}")]
-    Spawn {
-        /// The command line, for the operator.
-        argv: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The program did not finish in the time it was given, and was
-    /// killed (with every process of its group).
-    #[error("{argv} did not finish within {} s and was stopped", .limit.as_secs())]
-    TimedOut {
-        /// The command line, for the operator.
-        argv: String,
-        /// The time it had.
-        limit: Duration,
-    },
-    /// The program ran and failed.
-    #[error("{argv} failed ({status}){}", stderr_suffix(.stderr_tail))]
-    Failed {
-        /// The command line, for the operator.
-        argv: String,
-        /// How it ended.
-        status: ExitStatus,
-        /// The last lines it wrote to stderr.
-        stderr_tail: String,
-    },
-}
-
-impl CmdError {
-    /// The exit code, when the program ran and exited with one.
-    pub fn exit_code(&self) -> Option<i32> {
-        match self {
-            CmdError::Failed { status, .. } => status.code(),
-            CmdError::Spawn { .. } | CmdError::TimedOut { .. } => None,
-        }
-    }
-}
-
-fn stderr_suffix(tail: &str) -> String {
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!(": {tail}")
-    }
-}
 
 /// A command to run: program, arguments, and how to run it.
 pub struct Cmd {
@@ -299,72 +257,6 @@ impl Cmd {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Runs `self | next`: this command's standard output feeds `next`'s
-    /// standard input through a pipe (the data never lands in a file), and
-    /// both must exit 0; `next`'s standard output is discarded. Logged as
-    /// one line; a failure of either carries its status and stderr tail.
-    pub fn pipe_into(&self, next: &Cmd) -> Result<(), CmdError> {
-        let first_argv = self.display_argv();
-        let second_argv = next.display_argv();
-        tracing::debug!(argv = %format!("{first_argv} | {second_argv}"), "running");
-        let mut producer = self
-            .attached_command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| CmdError::Spawn {
-                argv: first_argv.clone(),
-                source,
-            })?;
-        let stream = producer.stdout.take().expect("stdout was piped");
-        // The command (holding this process's copy of the pipe) is dropped
-        // once spawned, so that the pipe closes when either program exits.
-        let consumer = next
-            .attached_command()
-            .stdin(Stdio::from(stream))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        let consumer = match consumer {
-            Ok(child) => child,
-            Err(source) => {
-                // Our own child, which now writes into a pipe nobody reads.
-                let _ = producer.kill();
-                let _ = producer.wait();
-                return Err(CmdError::Spawn {
-                    argv: second_argv,
-                    source,
-                });
-            }
-        };
-        // Each program's stderr is drained while it runs, in a thread of its
-        // own, so that neither can block on a full stderr pipe.
-        let producer = std::thread::spawn(move || producer.wait_with_output());
-        let consumed = consumer
-            .wait_with_output()
-            .map_err(|source| CmdError::Spawn {
-                argv: second_argv.clone(),
-                source,
-            })?;
-        let produced = producer
-            .join()
-            .expect("the thread waiting for a child does not panic")
-            .map_err(|source| CmdError::Spawn {
-                argv: first_argv.clone(),
-                source,
-            })?;
-        // The consumer first: when it stops early, the producer dies of
-        // SIGPIPE, which is the consequence, not the cause.
-        if !consumed.status.success() {
-            return Err(failed(second_argv, &consumed));
-        }
-        if !produced.status.success() {
-            return Err(failed(first_argv, &produced));
-        }
-        Ok(())
-    }
-
     /// Starts the command in the background with its output going to `log`
     /// (appended), in a session of its own so that it outlives its parent's
     /// terminal. For daemons; the caller keeps the [`Child`].
@@ -399,70 +291,6 @@ impl Cmd {
             .process_group(0);
         command.spawn().map_err(spawn_error)
     }
-}
-
-/// Writes the record of process group `pgid` (and this boot's id, since a
-/// group id names nothing after a reboot, and when its leader started,
-/// which ties the group to it), synced, atomically.
-fn write_group_record(record: &Path, pgid: u32) -> std::io::Result<()> {
-    use crate::support::fsutil::atomic_write;
-    let started = processes::start_time(pgid).unwrap_or(0);
-    let text = format!("{pgid} {} {started}\n", processes::boot_id());
-    atomic_write(record, text.as_bytes(), 0o600).map_err(std::io::Error::other)
-}
-
-/// Stops what a program run with [`Cmd::record_group_in`] by a process that
-/// was killed left running: every process still in the group the record
-/// names gets SIGKILL, and this waits until none is left; then the record
-/// goes. A record from before a reboot names nothing and only goes. Returns
-/// how many processes were stopped.
-pub fn stop_recorded_group(record: &Path) -> std::io::Result<usize> {
-    let text = match std::fs::read_to_string(record) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(err) => return Err(err),
-    };
-    let mut fields = text.split_whitespace();
-    let pgid: Option<u32> = fields.next().and_then(|f| f.parse().ok());
-    let boot = fields.next().unwrap_or("");
-    let started: Option<u64> = fields.next().and_then(|f| f.parse().ok());
-    let mut stopped = 0;
-    if let Some(pgid) = pgid.filter(|&pgid| {
-        boot == processes::boot_id() && group_of_the_recorded_leader(record, pgid, started)
-    }) {
-        let group = nix::unistd::Pid::from_raw(-(pgid as i32));
-        for _ in 0..500 {
-            let members = processes::in_group(pgid);
-            if members.is_empty() {
-                break;
-            }
-            stopped = stopped.max(members.len());
-            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    std::fs::remove_file(record)?;
-    Ok(stopped)
-}
-
-/// Whether process group `pgid` is still the one a record named: never
-/// group 0 or 1 (`kill` would take this process's own group, or every
-/// process), and, while a process with the group's number lives, it must
-/// be the leader that started when the record says. A group whose leader
-/// exited keeps its number until its last member is gone, so its members
-/// are the recorded group's.
-fn group_of_the_recorded_leader(record: &Path, pgid: u32, started: Option<u64>) -> bool {
-    let tied = pgid >= 2
-        && started.is_some()
-        && (!processes::is_alive(pgid) || processes::start_time(pgid) == started);
-    if !tied {
-        tracing::warn!(
-            "{} names process group {pgid}, which cannot be tied to the run that recorded it: \
-             nothing is signalled",
-            record.display()
-        );
-    }
-    tied
 }
 
 /// Waits for `child` at most `limit`, reading its output meanwhile; kills
@@ -581,64 +409,9 @@ fn shell_word(word: &OsStr) -> String {
     }
 }
 
-/// The error for a program that ran and exited unsuccessfully with
-/// `output`: for [`Cmd::run`], and for callers of [`Cmd::run_unchecked`]
-/// that met an exit they cannot explain.
-pub(crate) fn failed(argv: String, output: &Output) -> CmdError {
-    CmdError::Failed {
-        argv,
-        status: output.status,
-        stderr_tail: tail(&output.stderr, STDERR_TAIL_LINES),
-    }
-}
-
-/// The last `lines` lines of `bytes`, as text, trimmed.
-fn tail(bytes: &[u8], lines: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let all: Vec<&str> = text.trim_end().lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pipe_streams_from_the_first_program_into_the_second() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        Cmd::new("/bin/sh")
-            .args(["-c", "seq 1 100000"])
-            .pipe_into(
-                &Cmd::new("/bin/sh")
-                    .args(["-c", "wc -l > \"$OUT\""])
-                    .env("OUT", &out),
-            )
-            .unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "100000");
-    }
-
-    #[test]
-    fn a_failure_on_either_side_of_a_pipe_names_the_program_and_its_stderr() {
-        let err = Cmd::new("/bin/sh")
-            .args(["-c", "echo 'no such database' >&2; exit 1"])
-            .pipe_into(&Cmd::new("cat"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("exit status: 1"), "{err}");
-        assert!(err.contains("no such database"), "{err}");
-        let err = Cmd::new("/bin/sh")
-            .args(["-c", "seq 1 10"])
-            .pipe_into(&Cmd::new("/bin/sh").args(["-c", "echo 'restore failed' >&2; exit 3"]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("exit status: 3"), "{err}");
-        assert!(err.contains("restore failed"), "{err}");
-        let err = Cmd::new("/bin/true")
-            .pipe_into(&Cmd::new("/nonexistent/pg_restore"))
-            .unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/pg_restore"), "{err}");
-    }
 
     #[test]
     fn failing_exit_carries_status_and_stderr_tail() {

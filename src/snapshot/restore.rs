@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -27,10 +27,39 @@ use nix::sys::time::TimeSpec;
 use serde::Serialize;
 
 use super::archive::{IO_BUFFER, Source, member_name};
-use super::manifest::{Entry, EntryKind, Manifest, Meta, SnapshotPath, is_below};
+use super::manifest::{Entry, EntryKind, Manifest, Meta, Pin, SnapshotPath, is_below};
+use super::verify::{check_archive, open};
 use super::walk::Progress;
 use crate::support::fsutil;
 use crate::support::root::Root;
+
+/// Puts the snapshot in `backup_dir` back under `root`: verifies it first
+/// (a snapshot that fails [`super::verify()`] changes nothing), then makes
+/// each snapshotted path exactly what the manifest records, removing what is
+/// there now and is not listed (files 9.1 added, say), writing every file,
+/// recreating directories and links, and setting owner, mode and mtime.
+///
+/// Safe over any tree (the 7.1 tree, the 9.1 tree, a mix left by an
+/// interrupted upgrade): links found in the tree are never followed.
+/// Idempotent: if it is interrupted, running it again finishes it. The
+/// file systems are synced before it returns. Runs as root (it sets
+/// owners). A running [`super::recompress()`] must be stopped first.
+pub fn restore(root: &Root, backup_dir: &Path, pin: &Pin) -> Result<RestoreReport> {
+    let (manifest, archive) = open(backup_dir, pin)?;
+    check_archive(backup_dir, &manifest, &archive)?;
+    (&archive)
+        .seek(SeekFrom::Start(0))
+        .with_context(|| format!("reading {}", manifest.archive.file))?;
+    let report = apply(root, backup_dir, &manifest, &archive)?;
+    tracing::info!(
+        imss_files = report.files,
+        imss_bytes = report.bytes,
+        imss_removed = report.removed,
+        "snapshot in {} restored",
+        backup_dir.display()
+    );
+    Ok(report)
+}
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,7 +83,7 @@ const TEMP_SUFFIX: &str = ".imss-restore";
 
 /// Makes the tree under `root` what `manifest` records, reading the
 /// contents from `archive` (already verified against the manifest).
-pub(crate) fn apply(
+fn apply(
     root: &Root,
     backup_dir: &Path,
     manifest: &Manifest,

@@ -1,30 +1,26 @@
-//! PostgreSQL servers and clients: server control (`initdb` and `postgres`
-//! as the service user; stopping by signal, as `pg_ctl stop` does), client connections, the
-//! catalog queries preflight sizes a database with, and the binary `COPY`
-//! pipe between two servers. With [`crate::migration`], the only place
-//! SQL is written.
+//! A database cluster as the upgrade sets it up and starts it: the
+//! installation's programs, `initdb` as the service user, and `postgres`
+//! started directly with an argument vector and a configuration file of
+//! that start written beside the data directory.
 //!
-//! Passwords reach `initdb` in a 0600 file of the service account's and the
-//! client through `tokio_postgres::Config::password`, never through argv or
-//! the environment.
+//! The superuser's password reaches `initdb` in a file that exists in
+//! memory only, never through argv or the environment.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use thiserror::Error;
-use tokio_postgres::{Client, NoTls};
 
+use super::server::{
+    PID_FILE_STATUS_LINE, StopMode, is_postgres, remove_stale_pid_file, server_running, stop_server,
+};
 use crate::files::odbc_ini::DbSettings;
 use crate::support::account::ServiceUser;
 use crate::support::cmd::Cmd;
-use crate::support::fsutil::{self, atomic_write_as};
+use crate::support::fsutil::atomic_write_as;
 use crate::support::logging::events;
 use crate::support::no_follow::{self, EntryKind};
 use crate::support::secret::Secret;
-use crate::system::procfs;
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 /// A PostgreSQL installation: a directory with `bin/initdb` and
 /// `bin/postgres`.
@@ -72,17 +68,6 @@ impl PgInstall {
             .with_context(|| format!("unexpected output of postgres --version: {text:?}"))?;
         Ok(number.split('.').next().unwrap_or(number).to_string())
     }
-}
-
-/// How to stop a server (`pg_ctl -m`'s modes, sent as the same signals).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// Wait for clients to disconnect (SIGTERM).
-    Smart,
-    /// Disconnect clients, then a clean shutdown with a checkpoint (SIGINT).
-    Fast,
-    /// No checkpoint: crash recovery at the next start (SIGQUIT).
-    Immediate,
 }
 
 /// A database cluster: a data directory, the installation that runs it, the
@@ -386,7 +371,7 @@ impl Cluster {
             })
             .and_then(|pid| u32::try_from(pid.unsigned_abs()).ok());
         if let Some(pid) = holder
-            && !procfs::is_postgres(pid)
+            && !is_postgres(pid)
         {
             tracing::info!(
                 "removing {}, left by a server that no longer runs",
@@ -484,249 +469,12 @@ impl Cluster {
 /// How long a server may take to accept connections (`pg_ctl -t`'s role).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a smart or fast shutdown may take before the server is stopped
-/// harder (`pg_ctl stop`'s default wait is 60 s; a checkpoint of a big
-/// cluster on a slow disk may need more).
-const STOP_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long an immediate shutdown, and then SIGKILL, may take.
-const KILL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether any process of a server (a postmaster, a backend, the
-/// single-user or bootstrap server of an `initdb`) works in `data_dir`.
-pub fn server_running(data_dir: &Path) -> bool {
-    !procfs::working_in(data_dir).is_empty()
-}
-
-/// Waits until a server that is shutting down on `data_dir` (its pid file
-/// says `stopping`) is gone, so that what comes next (a start, a move)
-/// does not meet it half-way: a killed run may have left one shutting down.
-pub fn wait_for_shutdown(data_dir: &Path) -> Result<()> {
-    let stopping = || {
-        std::fs::read_to_string(data_dir.join("postmaster.pid"))
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .nth(PID_FILE_STATUS_LINE)
-                    .map(|l| l.trim() == "stopping")
-            })
-            .unwrap_or(false)
-            && server_running(data_dir)
-    };
-    if !stopping() {
-        return Ok(());
-    }
-    tracing::info!(
-        "waiting for PostgreSQL on {} to finish shutting down",
-        data_dir.display()
-    );
-    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
-    while stopping() {
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "PostgreSQL on {} has been shutting down for {} s: stop it (kill its processes), then run again",
-                data_dir.display(),
-                STOP_TIMEOUT.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// Removes the cluster in `data_dir`: whatever server runs on it stopped
-/// at once, then the directory. For undoing a step that created it; needs
-/// no program of the installation that made it.
-pub fn remove_cluster(data_dir: &Path) -> Result<()> {
-    stop_server(data_dir, StopMode::Immediate)?;
-    fsutil::remove_tree_if_present(data_dir)
-}
-
-/// Stops whatever server runs on `data_dir` and waits until none of its
-/// processes is left; returns whether one ran. Uses signals, as `pg_ctl
-/// stop` does, but needs no program of the installation, so that an undo
-/// works when the programs that started the server are gone, and it stops
-/// what `pg_ctl` refuses to: the single-user server of an `initdb` whose
-/// parent was killed, and backends whose postmaster died. The server the
-/// pid file names gets `mode`'s signal; if it is not down in time it is
-/// shut down immediately, and then every process left in the data
-/// directory is killed.
-pub fn stop_server(data_dir: &Path, mode: StopMode) -> Result<bool> {
-    if !server_running(data_dir) {
-        // A killed server's lock file would keep the next start, ours or
-        // the owner's own unit after a reboot, from working.
-        remove_stale_pid_file(data_dir)?;
-        return Ok(false);
-    }
-    let (first_signal, first_wait) = match (pid_file_server(data_dir), mode) {
-        (
-            Some(PidFileServer {
-                pid,
-                single_user: true,
-            }),
-            _,
-        ) => (vec![(pid, Signal::SIGTERM)], KILL_TIMEOUT),
-        (Some(PidFileServer { pid, .. }), StopMode::Smart) => {
-            (vec![(pid, Signal::SIGTERM)], STOP_TIMEOUT)
-        }
-        (Some(PidFileServer { pid, .. }), StopMode::Fast) => {
-            (vec![(pid, Signal::SIGINT)], STOP_TIMEOUT)
-        }
-        (Some(PidFileServer { pid, .. }), StopMode::Immediate) => {
-            (vec![(pid, Signal::SIGQUIT)], KILL_TIMEOUT)
-        }
-        // Backends whose postmaster is gone: they are ending anyway.
-        (None, _) => (signal_all(data_dir, Signal::SIGTERM), KILL_TIMEOUT),
-    };
-    send(&first_signal);
-    if wait_for_none_in(data_dir, first_wait) {
-        return Ok(true);
-    }
-    if let Some(PidFileServer { pid, .. }) = pid_file_server(data_dir)
-        && mode != StopMode::Immediate
-    {
-        tracing::warn!(
-            "PostgreSQL on {} did not shut down within {} s: shutting it down immediately",
-            data_dir.display(),
-            first_wait.as_secs()
-        );
-        send(&[(pid, Signal::SIGQUIT)]);
-        if wait_for_none_in(data_dir, KILL_TIMEOUT) {
-            return Ok(true);
-        }
-    }
-    let killed = signal_all(data_dir, Signal::SIGKILL);
-    tracing::warn!(
-        "PostgreSQL on {} did not stop: its processes {killed:?} were killed",
-        data_dir.display()
-    );
-    send(&killed);
-    if wait_for_none_in(data_dir, KILL_TIMEOUT) {
-        return Ok(true);
-    }
-    bail!(
-        "the PostgreSQL processes {:?} working in {} survive SIGKILL (stuck in the kernel, on a \
-         hung disk perhaps): check them with `ps -o pid,stat,wchan -p PID`, then run again",
-        procfs::working_in(data_dir),
-        data_dir.display()
-    )
-}
-
-/// Removes `postmaster.pid` from `data_dir` when no process works there:
-/// what a server killed with SIGKILL (or a power loss) left. PostgreSQL
-/// refuses to start while the pid in it is any live process, and after a
-/// reboot that may be an unrelated program that got the same pid.
-pub fn remove_stale_pid_file(data_dir: &Path) -> Result<()> {
-    // A link planted where a data directory goes holds no pid file of ours.
-    if !no_follow::entry_at(data_dir)?.is_some_and(|entry| entry.kind == EntryKind::Directory) {
-        return Ok(());
-    }
-    // Through a handle: a data directory in `/var/imss` may have been
-    // replaced by a link to another server's.
-    let dir = no_follow::open_dir(data_dir)?;
-    if dir.entry("postmaster.pid")?.is_some() && !server_running(data_dir) {
-        tracing::info!(
-            "removing {}, left by a server that no longer runs",
-            dir.join("postmaster.pid").display()
-        );
-        dir.remove_file("postmaster.pid")?;
-    }
-    Ok(())
-}
-
-/// The server `postmaster.pid` names, when that process still works in
-/// the data directory (a pid file a crash left names a dead process, or
-/// after a reboot someone else's).
-struct PidFileServer {
-    pid: u32,
-    /// A single-user or bootstrap server writes its pid negated.
-    single_user: bool,
-}
-
-fn pid_file_server(data_dir: &Path) -> Option<PidFileServer> {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let raw: i64 = text.lines().next()?.trim().parse().ok()?;
-    let pid = u32::try_from(raw.unsigned_abs()).ok()?;
-    procfs::working_in(data_dir)
-        .contains(&pid)
-        .then_some(PidFileServer {
-            pid,
-            single_user: raw < 0,
-        })
-}
-
-/// Every process working in `data_dir`, each paired with `signal`.
-fn signal_all(data_dir: &Path, signal: Signal) -> Vec<(u32, Signal)> {
-    procfs::working_in(data_dir)
-        .into_iter()
-        .map(|pid| (pid, signal))
-        .collect()
-}
-
-fn send(signals: &[(u32, Signal)]) {
-    for (pid, signal) in signals {
-        // One that exited meanwhile is what was wanted.
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), *signal);
-    }
-}
-
-/// Waits until no process works in `data_dir`, at most `timeout`.
-fn wait_for_none_in(data_dir: &Path, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if !server_running(data_dir) {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The line of `postmaster.pid` (from 0) with the server's status, since
-/// PostgreSQL 10 (`LOCK_FILE_LINE_PM_STATUS`).
-const PID_FILE_STATUS_LINE: usize = 7;
-
 /// One directory of `unix_socket_directories`, double-quoted as the server
 /// splits that list (a `"` inside doubled).
 fn socket_directory_item(dir: &Path) -> String {
     format!("\"{}\"", dir.to_string_lossy().replace('"', "\"\""))
 }
 
-/// Writes a pgpass file at `path` (which must not exist; created 0600, as
-/// libpq demands) that gives `password` for every server, database and
-/// user; a client program finds it through `PGPASSFILE`, so the password is
-/// never on its command line or in its environment. `\` and `:` are escaped
-/// as the file format asks.
-pub fn write_pgpass(path: &Path, password: &Secret) -> Result<()> {
-    let bytes = password.expose();
-    if bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
-        bail!("a database password with a line break cannot be written to a pgpass file");
-    }
-    let mut line = b"*:*:*:*:".to_vec();
-    for &byte in bytes {
-        if matches!(byte, b'\\' | b':') {
-            line.push(b'\\');
-        }
-        line.push(byte);
-    }
-    line.push(b'\n');
-    write_private_file(path, &line, &ServiceUser::current())
-}
-
-/// Creates `path` (which must not exist) with mode 0600, owned by `owner`.
-fn write_private_file(path: &Path, contents: &[u8], owner: &ServiceUser) -> Result<()> {
-    use std::io::Write;
-    let mut file = crate::support::fsutil::create_new_file(path, 0o600)
-        .with_context(|| format!("creating {}", path.display()))?;
-    std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("giving {} to {}", path.display(), owner.name))?;
-    file.write_all(contents)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The last `lines` lines of a server log, for an error message.
 /// The last `lines` lines this start appended to its log (from `from`,
 /// where the log ended before it), read from the handle it was opened as.
 fn log_tail(log: &std::fs::File, from: u64, lines: usize) -> String {
@@ -745,247 +493,4 @@ fn log_tail(log: &std::fs::File, from: u64, lines: usize) -> String {
 /// a backslash escaped (the file's string syntax reads `\` escapes).
 fn conf_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// Why a connection could not be made, for callers that act on the cause.
-#[derive(Debug, Error)]
-pub enum ConnectError {
-    /// The server refused the password (SQLSTATE 28P01), in every reading
-    /// tried.
-    #[error(
-        "the database at {target} refused the password for user {user} ({readings}): check Password in odbc.ini, \
-         which psqlODBC reads with %XX as one byte and + as a space (a '%' is written %25, a '+' %2B)"
-    )]
-    WrongPassword {
-        /// host:port/database.
-        target: String,
-        /// The account.
-        user: String,
-        /// How the password was read, each reading tried.
-        readings: String,
-    },
-    /// Nothing answered, or the server is starting or shutting down.
-    #[error("no database server answers at {target}: start it (as the imss user), then run again")]
-    NotReachable {
-        /// host:port/database.
-        target: String,
-        /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// Anything else the server said.
-    #[error("connecting to the database at {target} as {user}")]
-    Other {
-        /// host:port/database.
-        target: String,
-        /// The account.
-        user: String,
-        /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-}
-
-/// Connects with `settings`; the connection's driver runs on the current
-/// tokio runtime until the client is dropped.
-pub async fn connect(settings: &DbSettings) -> Result<Client, ConnectError> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&settings.host)
-        .port(settings.port)
-        .dbname(&settings.database)
-        .user(&settings.user)
-        .password(settings.password.expose())
-        .application_name("imss-upgrade")
-        .connect_timeout(Duration::from_secs(10));
-    let target = settings.target();
-    let (client, connection) = config.connect(NoTls).await.map_err(|source| {
-        if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
-            ConnectError::WrongPassword {
-                target: target.clone(),
-                user: settings.user.clone(),
-                readings: settings.password_reading.describe().to_string(),
-            }
-        } else if source.code().is_none()
-            || source.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW)
-        {
-            ConnectError::NotReachable {
-                target: target.clone(),
-                source,
-            }
-        } else {
-            ConnectError::Other {
-                target: target.clone(),
-                user: settings.user.clone(),
-                source,
-            }
-        }
-    })?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "database connection closed");
-        }
-    });
-    Ok(client)
-}
-
-/// Connects with the settings read from `odbc.ini`, trying each reading of
-/// its password in turn ([`DbSettings::password_readings`]); gives the
-/// settings with the reading the server accepted.
-pub async fn connect_as_configured(
-    settings: &DbSettings,
-) -> Result<(Client, DbSettings), ConnectError> {
-    let mut refused = Vec::new();
-    for reading in settings.password_readings() {
-        let candidate = settings.with_reading(reading);
-        match connect(&candidate).await {
-            Ok(client) => return Ok((client, candidate)),
-            Err(ConnectError::WrongPassword { readings, .. }) => refused.push(readings),
-            Err(err) => return Err(err),
-        }
-    }
-    Err(ConnectError::WrongPassword {
-        target: settings.target(),
-        user: settings.user.clone(),
-        readings: refused.join("; then "),
-    })
-}
-
-/// One table of a database, from the catalog.
-#[derive(Debug, Clone)]
-pub struct TableSize {
-    /// Table name.
-    pub name: String,
-    /// Estimated live rows (`reltuples`).
-    pub rows: i64,
-    /// Heap, indexes and TOAST, bytes.
-    pub total_bytes: i64,
-    /// Dead rows the statistics collector counts.
-    pub dead_rows: i64,
-}
-
-/// What the catalog says of the connected database: the server's version,
-/// the database's size, and its tables, largest first. Reads no table.
-pub async fn database_summary(client: &Client) -> Result<(String, i64, Vec<TableSize>)> {
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .context("reading the server version")?
-        .get(0);
-    let size: i64 = client
-        .query_one("SELECT pg_database_size(current_database())", &[])
-        .await
-        .context("reading the database size")?
-        .get(0);
-    let tables = client
-        .query(
-            "SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid), \
-                    COALESCE(s.n_dead_tup, 0) \
-               FROM pg_class c \
-               JOIN pg_namespace n ON n.oid = c.relnamespace \
-               LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
-              WHERE c.relkind = 'r' AND n.nspname = 'public' \
-              ORDER BY 3 DESC",
-            &[],
-        )
-        .await
-        .context("reading the table sizes from the catalog")?
-        .into_iter()
-        .map(|row| TableSize {
-            name: row.get(0),
-            rows: row.get(1),
-            total_bytes: row.get(2),
-            dead_rows: row.get(3),
-        })
-        .collect();
-    Ok((version, size, tables))
-}
-
-/// Asks the server for a checkpoint, so that a shutdown soon after has
-/// little to write.
-pub async fn checkpoint(client: &Client) -> Result<()> {
-    client
-        .batch_execute("CHECKPOINT")
-        .await
-        .context("asking the server for a checkpoint")
-}
-
-/// Bytes handed to the target server at a time. `COPY TO STDOUT` yields one
-/// message per row; forwarding each on its own costs more than the copy.
-const COPY_PIPE_CHUNK: usize = 256 * 1024;
-
-/// Copies rows from one server to another through a raw binary `COPY` pipe:
-/// `copy_out_sql` (`COPY … TO STDOUT (FORMAT binary)`) on `source` feeds
-/// `copy_in_sql` (`COPY … FROM STDIN (FORMAT binary)`) on `target`, in
-/// large chunks, without decoding a row. Returns the rows the target took.
-pub async fn copy_pipe(
-    source: &Client,
-    copy_out_sql: &str,
-    target: &Client,
-    copy_in_sql: &str,
-) -> Result<u64> {
-    use futures_util::{SinkExt, TryStreamExt};
-    let rows_out = source
-        .copy_out(copy_out_sql)
-        .await
-        .with_context(|| format!("starting {copy_out_sql}"))?;
-    let sink = target
-        .copy_in::<_, bytes::Bytes>(copy_in_sql)
-        .await
-        .with_context(|| format!("starting {copy_in_sql}"))?;
-    futures_util::pin_mut!(rows_out);
-    futures_util::pin_mut!(sink);
-    let mut pending = bytes::BytesMut::with_capacity(COPY_PIPE_CHUNK * 2);
-    while let Some(row) = rows_out
-        .try_next()
-        .await
-        .context("reading from the source server")?
-    {
-        pending.extend_from_slice(&row);
-        if pending.len() >= COPY_PIPE_CHUNK {
-            sink.send(pending.split().freeze())
-                .await
-                .context("writing to the target server")?;
-        }
-    }
-    if !pending.is_empty() {
-        sink.send(pending.freeze())
-            .await
-            .context("writing to the target server")?;
-    }
-    sink.finish()
-        .await
-        .context("finishing the copy on the target server")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn stopping_a_server_that_no_longer_runs_removes_its_stale_lock_file() {
-        let data_dir = tempfile::tempdir().unwrap();
-        let pid_file = data_dir.path().join("postmaster.pid");
-        // Pid 1 is alive, and works in no data directory.
-        std::fs::write(&pid_file, "1\n/var/imss/pgdata\n").unwrap();
-        assert!(!stop_server(data_dir.path(), StopMode::Fast).unwrap());
-        assert!(!pid_file.exists(), "the stale postmaster.pid is left");
-    }
-
-    #[test]
-    fn the_pgpass_file_is_private_and_escapes_backslash_and_colon() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pgpass");
-        write_pgpass(&path, &Secret::new("a:b\\c%(x)s;#= \"'")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "*:*:*:*:a\\:b\\\\c%(x)s;#= \"'\n"
-        );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // Never over an existing file; never a line break.
-        assert!(write_pgpass(&path, &Secret::new("x")).is_err());
-        assert!(write_pgpass(&dir.path().join("other"), &Secret::new("a\nb")).is_err());
-    }
 }
