@@ -16,11 +16,22 @@ use crate::system::pg::{Cluster, PgInstall, StopMode};
 /// The 7.1 cluster where 7.1 runs it, with the bundled PostgreSQL 10 of
 /// the 7.1 program tree.
 pub fn source_71(ctx: &Context) -> Result<Cluster> {
-    Ok(Cluster {
-        install: PgInstall::at(
+    live(
+        ctx,
+        PgInstall::at(
             ctx.root.resolve(BUNDLED_PG_DIR)?.join("bin"),
             "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
         )?,
+    )
+}
+
+/// The cluster `install` runs where 7.1's lives, listening as 7.1's does:
+/// 7.1's own before the upgrade, 9.1's after it.
+fn live(ctx: &Context, install: PgInstall) -> Result<Cluster> {
+    Ok(Cluster {
+        install,
+        // 9.1's is not there yet during the presync, nor while the 7.1 one
+        // is moved.
         data_dir: ctx.root.resolve_parent(ctx.layout.data_dir_in_place()?)?,
         socket_dir: ctx.root.resolve(RUN_DIR)?,
         listen_address: DATABASE_HOST.to_string(),
@@ -99,18 +110,13 @@ pub fn stop_backup_71(cluster: &Cluster) -> Result<()> {
 /// The 9.1 cluster in its final place, where the 7.1 one was and listening
 /// as it did, run by the upgrade package's PostgreSQL 15.
 pub fn target_91(ctx: &Context) -> Result<Cluster> {
-    Ok(Cluster {
-        install: PgInstall::at(
+    live(
+        ctx,
+        PgInstall::at(
             &ctx.target_pg_bin,
             "the upgrade package's PostgreSQL 15 is missing: reinstall the package",
         )?,
-        // Not there yet during the presync, nor while the 7.1 one is moved.
-        data_dir: ctx.root.resolve_parent(ctx.layout.data_dir_in_place()?)?,
-        socket_dir: ctx.root.resolve(RUN_DIR)?,
-        listen_address: DATABASE_HOST.to_string(),
-        port: ctx.database()?.port,
-        owner: ctx.service_user()?.clone(),
-    })
+    )
 }
 
 /// The 9.1 cluster while the presync makes it ready: beside the 7.1 one,

@@ -86,38 +86,10 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
             rollback::roll_back(ctx, &mut journal, None, lines).await?;
             Recovery::RolledBack
         }
-        RunState::InProgress if switched(&journal) && ctx.at_boot => {
-            // At boot the 9.1 units wait for this recovery to end: they are
-            // queued, and start (and check themselves) once it exits; the
-            // steps left need only files.
-            let mut progress = Progress::default();
-            let finished = async {
-                ctx.unblock(rollback::settle_survivors).await?;
-                switch::start_91(ctx, switch::Wait::No).await?;
-                run_steps(ctx, &mut journal, &mut progress, lines).await
-            }
-            .await;
-            if let Err(err) = finished {
-                return Err(rollback::after_failure(ctx, &mut journal, err, lines).await);
-            }
-            queue_after_work(ctx);
-            Recovery::Finished
-        }
         RunState::InProgress if switched(&journal) => {
             let mut progress = Progress::default();
-            // 9.1 took over before the interruption; after a power loss
-            // nothing runs. Start what the journal says runs, check it takes
-            // mail, and only then finish the steps left.
             let finished = async {
-                let line = lines.begin("Starting 9.1 and checking that it takes mail");
-                let checked = async {
-                    ctx.unblock(rollback::settle_survivors).await?;
-                    switch::start_91(ctx, switch::Wait::UntilUp).await?;
-                    health::check_91_settled(ctx).await
-                }
-                .await;
-                lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
-                checked?;
+                start_91_again(ctx, lines).await?;
                 run_steps(ctx, &mut journal, &mut progress, lines).await
             }
             .await;
@@ -137,6 +109,27 @@ pub async fn recover(ctx: &Context, lines: &StepLines) -> Result<Recovery> {
         }
     };
     Ok(finished(recovery))
+}
+
+/// Starts 9.1 again after an interruption past the switch (after a power
+/// loss nothing runs), once what the killed run left working is settled.
+/// At boot the 9.1 units wait for this recovery to end: they are queued,
+/// and start (and check themselves) once it exits; the steps left need
+/// only files. Otherwise 9.1 must take mail before the steps left finish.
+async fn start_91_again(ctx: &Context, lines: &StepLines) -> Result<()> {
+    if ctx.at_boot {
+        ctx.unblock(rollback::settle_survivors).await?;
+        return switch::start_91(ctx, switch::Wait::No).await;
+    }
+    let line = lines.begin("Starting 9.1 and checking that it takes mail");
+    let checked = async {
+        ctx.unblock(rollback::settle_survivors).await?;
+        switch::start_91(ctx, switch::Wait::UntilUp).await?;
+        health::check_91_settled(ctx).await
+    }
+    .await;
+    lines.end(line, if checked.is_ok() { "ok" } else { "failed" });
+    checked
 }
 
 fn switched(journal: &StepJournal) -> bool {
