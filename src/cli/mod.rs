@@ -5,6 +5,7 @@
 pub mod args;
 pub mod config;
 pub mod package;
+pub mod render;
 pub mod status;
 pub mod transfer;
 pub mod upgrade;

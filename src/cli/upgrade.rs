@@ -13,6 +13,8 @@ use crate::flow::upgrade::{recover, rollback, run};
 use crate::support::exit;
 use crate::support::step_lines::StepLines;
 
+use super::render;
+
 /// `imss-upgrade preflight`: the report on stdout, saved under the root.
 pub async fn preflight(ctx: &Context, json: bool) -> Result<u8> {
     let report = preflight::run(ctx).await?;
@@ -25,7 +27,7 @@ fn print_preflight(report: &Report, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.to_text());
+        print!("{}", render::preflight(report));
     }
     Ok(())
 }
@@ -49,7 +51,7 @@ pub async fn run(ctx: &Context, json: bool) -> Result<u8> {
         Outcome::Upgraded(report) if json => {
             println!("{}", serde_json::to_string_pretty(report)?)
         }
-        Outcome::Upgraded(report) => print!("\n{}", report.to_text()),
+        Outcome::Upgraded(report) => print!("\n{}", render::upgrade(report)),
     }
     Ok(outcome.exit_code())
 }
