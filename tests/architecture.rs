@@ -1,7 +1,8 @@
 //! The rules of ARCHITECTURE.md, checked on the source so that they stay
 //! true: the layers import only downward, steps never import each other,
 //! SQL is written in `migration/` and `system/pg` only, and only
-//! `support/cmd` starts processes; the tests' oracle uses no code of the product.
+//! `support/cmd` starts processes; the tests' oracle uses no code of the product;
+//! the binaries are thin mains over `cli`, and nothing below `cli` prints.
 
 use std::path::{Path, PathBuf};
 
@@ -267,6 +268,256 @@ fn the_oracle_calls_no_code_of_the_product() {
         "the oracle uses the product's code:\n{}",
         violations.join("\n")
     );
+}
+
+/// Lines a file in `src/bin/` may have: a main that parses, takes the
+/// command's profile and hands over to `cli`.
+const BIN_MAX_LINES: usize = 80;
+
+/// Whether `c` may be part of an identifier.
+fn is_identifier(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether the text before a match, `before`, ends where a path may begin:
+/// not within an identifier, nor after `x::` (a segment of another path).
+fn begins_a_path(before: &str) -> bool {
+    match before.strip_suffix("::") {
+        Some(outer) => !outer.ends_with(is_identifier),
+        None => !before.ends_with(is_identifier),
+    }
+}
+
+/// What follows each path that begins with `imss_upgrade` in `code`: the
+/// top-level modules it names, one per path (the items of a `{…}` group
+/// each), and `?` for a use of the crate under another name (`use
+/// imss_upgrade as x;`). `cli::imss_upgrade(…)` is a function of `cli`.
+fn crate_modules_named(code: &str) -> Vec<String> {
+    let mut named = Vec::new();
+    for (at, _) in code.match_indices("imss_upgrade") {
+        if !begins_a_path(&code[..at]) {
+            continue;
+        }
+        let Some(rest) = code[at + "imss_upgrade".len()..].strip_prefix("::") else {
+            named.push("?".to_string());
+            continue;
+        };
+        let Some(group) = rest.strip_prefix('{') else {
+            named.push(first_segment(rest));
+            continue;
+        };
+        // The group's top-level items, up to its closing brace.
+        let (mut depth, mut item) = (0, String::new());
+        for c in group.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    named.push(first_segment(&item));
+                    item.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            item.push(c);
+        }
+        if !item.trim().is_empty() {
+            named.push(first_segment(&item));
+        }
+    }
+    named
+}
+
+/// The first identifier of a path: `cli` of ` cli::args::X`.
+fn first_segment(path: &str) -> String {
+    path.trim_start()
+        .chars()
+        .take_while(|c| is_identifier(*c))
+        .collect()
+}
+
+/// ARCHITECTURE.md: `src/bin/` holds thin mains. Everything a command
+/// does, prints or needs (its command line, its stderr level, its
+/// privileges) is in `cli`, so a binary names no other layer of the crate.
+#[test]
+fn the_binaries_are_thin_mains_over_cli() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    let files = source_files(&bin);
+    assert!(files.len() >= 2, "no binaries in {}", bin.display());
+    let mut violations = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.strip_prefix(&bin).unwrap().display().to_string();
+        let lines = text.lines().count();
+        if lines >= BIN_MAX_LINES {
+            violations.push(format!(
+                "src/bin/{file}: {lines} lines (a main has fewer than {BIN_MAX_LINES})"
+            ));
+        }
+        for (number, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for module in crate_modules_named(line) {
+                if module != "cli" {
+                    violations.push(format!(
+                        "src/bin/{file}:{}: names imss_upgrade::{module}: {}",
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "binaries that do more than hand over to cli:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The layers below `cli` (those it may use), which return values and
+/// never print.
+fn layers_below_cli() -> &'static [&'static str] {
+    LAYERS.iter().find(|(name, _)| *name == "cli").unwrap().1
+}
+
+/// What writes to stdout, stderr or the terminal. Each is matched where a
+/// word begins (`println!` is not in `eprintln!`); a bare call
+/// (`stderr()`, as `use std::io::stderr` allows) not after `.` or `::`,
+/// where it is a method or the end of a path another pattern names.
+const PRINTS: &[&str] = &[
+    "println!",
+    "print!",
+    "eprintln!",
+    "eprint!",
+    "dbg!",
+    "io::stdout",
+    "io::stderr",
+    "stdout()",
+    "stderr()",
+    "/dev/tty",
+    "StepLines::stderr",
+];
+
+/// The writers to stderr below `cli`, each with what it may use and why.
+/// Everything else there returns data (or an error) for `cli` to show.
+const PRINTS_BELOW_CLI: &[(&str, &[&str], &str)] = &[
+    (
+        "support/logging.rs",
+        &["io::stderr"],
+        "the log's stderr layer, and the one error line of a failed command \
+         (report_error), which must reach stderr even when logging could not start",
+    ),
+    (
+        "support/step_lines.rs",
+        &["io::stderr", "stderr()"],
+        "step lines for people are written to stderr as each step ends; \
+         cli chooses them (StepLines::stderr) or none (silent) and hands them down",
+    ),
+    (
+        "support/failpoints.rs",
+        &["eprintln!"],
+        "the tests' stop hooks (failpoints builds only) say why IMSS_STOP_AT or \
+         IMSS_STOP_FILE cannot be used, from inside a fail point where no caller waits",
+    ),
+];
+
+/// The patterns of [`PRINTS`] that `line` uses.
+fn prints(line: &str) -> Vec<&'static str> {
+    PRINTS
+        .iter()
+        .copied()
+        .filter(|pattern| {
+            line.match_indices(pattern).any(|(at, _)| {
+                let before = &line[..at];
+                if pattern.ends_with("()") {
+                    !before.ends_with(|c: char| is_identifier(c) || c == '.' || c == ':')
+                } else {
+                    !pattern.starts_with(is_identifier) || !before.ends_with(is_identifier)
+                }
+            })
+        })
+        .collect()
+}
+
+/// ARCHITECTURE.md: flow and the layers below it return what they found
+/// or did, and `cli` decides what to print; only the writers of
+/// [`PRINTS_BELOW_CLI`] write to stderr, and only as named there.
+#[test]
+fn flow_and_the_layers_below_never_print() {
+    let below_cli =
+        |file: &str| layer_of(file).is_some_and(|layer| layers_below_cli().contains(&layer));
+    let excused = |file: &str| {
+        PRINTS_BELOW_CLI
+            .iter()
+            .any(|(excused, ..)| *excused == file)
+    };
+    let mut violations = lines_breaking(
+        |file| below_cli(file) && !excused(file),
+        |line| !prints(line).is_empty(),
+    );
+    for (file, patterns, _) in PRINTS_BELOW_CLI {
+        violations.extend(lines_breaking(
+            |checked| checked == *file,
+            |line| prints(line).iter().any(|used| !patterns.contains(used)),
+        ));
+    }
+    assert!(
+        violations.is_empty(),
+        "printing below cli (return the value and let cli print it):\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_print_and_binary_checks_see_what_they_refuse() {
+    assert_eq!(
+        crate_modules_named("use imss_upgrade::cli::{self, args::X};"),
+        ["cli"]
+    );
+    assert_eq!(
+        crate_modules_named("use imss_upgrade::{cli::{self, a}, flow::context::Context};"),
+        ["cli", "flow"]
+    );
+    assert_eq!(
+        crate_modules_named("let x = imss_upgrade::support::exit::OK;"),
+        ["support"]
+    );
+    assert_eq!(crate_modules_named("use imss_upgrade as product;"), ["?"]);
+    assert!(layers_below_cli().contains(&"support") && layers_below_cli().contains(&"flow"));
+    assert_eq!(prints(r#"    println!("x");"#), ["println!"]);
+    assert_eq!(prints(r#"eprint!("x")"#), ["eprint!"]);
+    assert_eq!(
+        prints("let _ = writeln!(std::io::stdout().lock(), \"x\");"),
+        ["io::stdout"]
+    );
+    assert_eq!(prints("let _ = writeln!(stdout(), \"x\");"), ["stdout()"]);
+    assert_eq!(prints("pub fn stderr() -> Self {"), ["stderr()"]);
+    assert_eq!(
+        prints("let lines = StepLines::stderr();"),
+        ["StepLines::stderr"]
+    );
+    assert!(prints(".stdout(Stdio::piped())").is_empty());
+    assert!(prints("String::from_utf8_lossy(&output.stdout)").is_empty());
+    assert!(prints("let stdout = drain(child.stdout.take());").is_empty());
+    // Every exception names a file that exists and still does what it is
+    // excused for: a stale one would excuse the next file of that name.
+    let sources = product_sources();
+    for (file, patterns, why) in PRINTS_BELOW_CLI {
+        assert!(!why.is_empty());
+        let (_, code) = sources
+            .iter()
+            .find(|(f, _)| f == file)
+            .unwrap_or_else(|| panic!("no src/{file}"));
+        for pattern in *patterns {
+            assert!(
+                code.contains(pattern),
+                "src/{file} no longer uses {pattern}"
+            );
+        }
+    }
 }
 
 /// The macros each layer defines (`macro_rules! NAME`), by name.

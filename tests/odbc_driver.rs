@@ -8,6 +8,7 @@
 
 use imss_fixture::harness::{FixtureServer, Payload, flow};
 use imss_fixture::odbc::{self, HARD_PASSWORDS};
+use imss_upgrade::cli::render;
 use imss_upgrade::files::odbc_ini::{DbSettings, ODBC_91, ODBC_SECTION};
 use imss_upgrade::files::odbc_password::{DsnPassword, ReadingKind};
 use imss_upgrade::flow::upgrade::preflight;
@@ -146,9 +147,9 @@ async fn a_value_psqlodbc_reads_as_another_password_is_an_inhibitor_that_says_wh
     let report = preflight::run(&ctx).await.unwrap();
     let finding = report
         .finding("database-password-refused")
-        .unwrap_or_else(|| panic!("no password finding: {}", report.to_text()));
+        .unwrap_or_else(|| panic!("no password finding: {}", render::preflight(&report)));
     assert_eq!(finding.severity, preflight::Severity::Inhibitor);
-    let text = report.to_text();
+    let text = render::preflight(&report);
     for needed in ["psqlODBC", "+ as a space", "%2B", "%25"] {
         assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
     }
@@ -176,7 +177,7 @@ async fn a_value_psqlodbc_cannot_decode_is_tried_as_written_and_encoded_for_91()
     let payload = Payload::build().unwrap();
     let ctx = payload.context(&server).unwrap();
     let report = preflight::run(&ctx).await.unwrap();
-    let text = report.to_text();
+    let text = render::preflight(&report);
     assert!(report.ready, "{text}");
     assert!(
         report.finding("database-password-as-written").is_some(),

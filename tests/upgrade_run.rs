@@ -10,6 +10,7 @@ use imss_fixture::harness::flow;
 use imss_fixture::harness::{Baseline, FixtureServer, Payload};
 use imss_fixture::oracle;
 use imss_fixture::traffic::{self, TrafficOptions};
+use imss_upgrade::cli::render;
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
@@ -152,11 +153,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         Some(true),
         "the fixture's 7.1 has EUQ on"
     );
-    assert!(
-        report
-            .to_text()
-            .contains("EUQ: enabled and running, as 7.1 had it")
-    );
+    assert!(render::upgrade(&report).contains("EUQ: enabled and running, as 7.1 had it"));
 
     // 9.1 shows 7.1's pattern and engine versions, not its own defaults
     // (seed: "after the upgrade"), in status and in the report.

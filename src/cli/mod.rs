@@ -2,24 +2,31 @@
 //! every binary shares: parsing with the documented exit codes, logging set
 //! up before anything that can fail, and the error chain reported once.
 
+pub mod args;
 pub mod config;
 pub mod package;
+pub mod render;
 pub mod status;
 pub mod transfer;
 pub mod upgrade;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Parser;
 
-use crate::flow::context::{Context, PAYLOAD_DIR};
+use crate::flow::after::finalize::FinalizeOptions;
+use crate::flow::after::transfer::TransferOptions;
+use crate::flow::context::Context;
 use crate::support::exit;
 use crate::support::logging::{self, LogOptions, StderrLevel};
 use crate::support::privileges::{self, Work};
 use crate::support::root::Root;
-use crate::system::imssctl;
+
+pub use args::PayloadArgs;
+use args::{Command, ConfigCommand, Profile, RollbackCli, TransferCommand, UpgradeCli};
 
 /// Parses the command line; `--help` and `--version` exit 0, a wrong
 /// command line exits [`exit::USAGE`] (clap's own 2 would read as "inhibited").
@@ -77,7 +84,7 @@ where
 
 /// Opens the root the server is installed under; for commands that change
 /// the server, the install log under it joins the log from here on.
-pub fn open_root(dir: &Path, install_log: bool) -> anyhow::Result<Root> {
+fn open_root(dir: &Path, install_log: bool) -> anyhow::Result<Root> {
     let root = Root::new(dir)?;
     if install_log {
         logging::open_install_log(&root)?;
@@ -85,30 +92,52 @@ pub fn open_root(dir: &Path, install_log: bool) -> anyhow::Result<Root> {
     Ok(root)
 }
 
-/// Where the 9.1 programs come from.
-#[derive(Args)]
-pub struct PayloadArgs {
-    /// The 9.1 program tree to install (the upgrade package's payload).
-    #[arg(long, default_value = PAYLOAD_DIR, value_name = "DIR")]
-    pub payload: PathBuf,
-    /// PostgreSQL 15 programs for the 9.1 cluster [default: DIR/PostgreSQL/bin
-    /// of --payload].
-    #[arg(long, value_name = "DIR")]
-    pub target_pg_bin: Option<PathBuf>,
-    /// Seconds the services may take to start or stop before the upgrade
-    /// gives up on them and rolls back.
-    #[arg(long, value_name = "SECONDS", default_value_t = imssctl::DEFAULT_TIMEOUT.as_secs())]
-    pub service_timeout: u64,
+/// Runs the `imss-upgrade` command `cli` asks for, set up as `profile` says.
+pub async fn imss_upgrade(cli: UpgradeCli, profile: Profile) -> anyhow::Result<u8> {
+    let root = open_root(&cli.root, profile.install_log)?;
+    match cli.command {
+        Command::Status { json } => status::run(&root, json).await,
+        Command::Preflight { payload, json } => {
+            upgrade::preflight(&payload.context(root), json).await
+        }
+        Command::Run { payload, json } => upgrade::run(&payload.context(root), json).await,
+        Command::Recover { payload, at_boot } => {
+            upgrade::recover(&payload.context(root).at_boot(at_boot)).await
+        }
+        Command::CompressSnapshot { preset, threads } => {
+            upgrade::compress_snapshot(&Context::new(root), preset, threads).await
+        }
+        Command::Transfer(TransferCommand::Run {
+            max_rows_per_sec,
+            max_load,
+            stall_after,
+            report_every,
+        }) => {
+            let options = TransferOptions {
+                max_rows_per_sec,
+                max_load: (max_load > 0).then_some(max_load),
+                stall_after: Duration::from_secs(stall_after),
+                report_every: Duration::from_secs(report_every.max(1)),
+            };
+            transfer::run(&Context::new(root), &options).await
+        }
+        Command::Finalize { force, export } => {
+            upgrade::finalize(&Context::new(root), &FinalizeOptions { force, export }).await
+        }
+        Command::Transfer(TransferCommand::Pause) => transfer::pause(&Context::new(root)),
+        Command::Transfer(TransferCommand::Resume) => transfer::resume(&Context::new(root)),
+        Command::Config(ConfigCommand::Export { file }) => config::export(&root, &file).await,
+        Command::Config(ConfigCommand::Import { file }) => config::import(&root, &file).await,
+        Command::Package {
+            scriptlet,
+            rpm_arg,
+            payload,
+        } => package::scriptlet(&payload.context(root), scriptlet.into(), rpm_arg).await,
+    }
 }
 
-impl PayloadArgs {
-    /// The context for the server under `root` with these programs.
-    pub fn context(self, root: Root) -> Context {
-        let ctx = Context::with_payload(root, self.payload)
-            .with_service_timeout(std::time::Duration::from_secs(self.service_timeout));
-        match self.target_pg_bin {
-            Some(bin) => ctx.with_target_pg(bin),
-            None => ctx,
-        }
-    }
+/// Runs `imss-rollback`, set up as `profile` says.
+pub async fn imss_rollback(cli: RollbackCli, profile: Profile) -> anyhow::Result<u8> {
+    let root = open_root(&cli.root, profile.install_log)?;
+    upgrade::roll_back(&cli.payload.context(root)).await
 }

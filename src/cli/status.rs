@@ -19,6 +19,8 @@ use crate::support::exit;
 use crate::support::root::Root;
 use crate::system::pg;
 
+use super::render;
+
 /// Where the upgrade is, from its step journal: what `status` shows
 /// while the upgrade runs (under dnf, whose scriptlets show nothing live)
 /// and after it.
@@ -174,7 +176,10 @@ The installed version is not readable while the upgrade works: {err:#}"
             println!("{}\n", progress.to_text());
         }
         if let Some(transfer) = &status.transfer {
-            println!("{}\n", transfer.to_text(std::io::stdout().is_terminal()));
+            println!(
+                "{}\n",
+                render::transfer(transfer, std::io::stdout().is_terminal())
+            );
         }
         println!("IMSS {} build {}", status.version, status.build);
         println!("\nInstalled components:");

@@ -8,10 +8,13 @@ use crate::flow::after::compress;
 use crate::flow::after::finalize::FinalizeOptions;
 use crate::flow::context::Context;
 use crate::flow::upgrade::preflight::{self, Report};
-use crate::flow::upgrade::run::Outcome;
-use crate::flow::upgrade::{recover, rollback, run};
+use crate::flow::upgrade::recover::{self, Recovery};
+use crate::flow::upgrade::rollback;
+use crate::flow::upgrade::run::{self, Outcome, UpgradeReport};
 use crate::support::exit;
 use crate::support::step_lines::StepLines;
+
+use super::render;
 
 /// `imss-upgrade preflight`: the report on stdout, saved under the root.
 pub async fn preflight(ctx: &Context, json: bool) -> Result<u8> {
@@ -21,11 +24,12 @@ pub async fn preflight(ctx: &Context, json: bool) -> Result<u8> {
     Ok(report.exit_code())
 }
 
-fn print_preflight(report: &Report, json: bool) -> Result<()> {
+/// Prints the preflight report, as text or JSON.
+pub(super) fn print_preflight(report: &Report, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.to_text());
+        print!("{}", render::preflight(report));
     }
     Ok(())
 }
@@ -49,23 +53,37 @@ pub async fn run(ctx: &Context, json: bool) -> Result<u8> {
         Outcome::Upgraded(report) if json => {
             println!("{}", serde_json::to_string_pretty(report)?)
         }
-        Outcome::Upgraded(report) => print!("\n{}", report.to_text()),
+        Outcome::Upgraded(report) => print_upgrade(report),
     }
     Ok(outcome.exit_code())
 }
 
+/// Prints the report of a completed upgrade, after the preflight report.
+pub(super) fn print_upgrade(report: &UpgradeReport) {
+    print!("\n{}", render::upgrade(report));
+}
+
 /// `imss-upgrade recover`.
 pub async fn recover(ctx: &Context) -> Result<u8> {
-    let recovery = recover::recover(ctx, &StepLines::stderr()).await?;
-    println!("{}", recovery.describe());
+    print_recovery(recover::recover(ctx, &StepLines::stderr()).await?);
     Ok(exit::OK)
+}
+
+/// Prints what a recovery found and did.
+pub(super) fn print_recovery(recovery: Recovery) {
+    println!("{}", recovery.describe());
 }
 
 /// `imss-rollback`.
 pub async fn roll_back(ctx: &Context) -> Result<u8> {
     rollback::roll_back_completed(ctx, &StepLines::stderr()).await?;
-    println!("rolled back: IMSS 7.1 runs and takes mail again");
+    print_rolled_back();
     Ok(exit::OK)
+}
+
+/// Prints that a rollback ended on 7.1.
+pub(super) fn print_rolled_back() {
+    println!("rolled back: IMSS 7.1 runs and takes mail again");
 }
 
 /// `imss-upgrade compress-snapshot`.

@@ -70,53 +70,6 @@ pub struct UpgradeReport {
     pub euq_enabled: Option<bool>,
 }
 
-impl UpgradeReport {
-    /// The report as text.
-    pub fn to_text(&self) -> String {
-        let mut text = format!(
-            "IMSS upgraded from 7.1 to 9.1 in {:.1} s; mail downtime {:.1} s.\n",
-            (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0,
-            self.mail_downtime_ms as f64 / 1000.0
-        );
-        for (step, ms) in &self.steps {
-            text.push_str(&format!(
-                "  {:<18} {:>8.2} s\n",
-                step.name(),
-                *ms as f64 / 1000.0
-            ));
-        }
-        text.push_str(&format!(
-            "  last 24 hours migrated: {} policy events, {} quarantine and {} archive records\n",
-            self.window.policy_events, self.window.quarantine, self.window.archive
-        ));
-        text.push_str(&format!(
-            "  {} selections verified by count and checksum\n",
-            self.verified
-        ));
-        if let Some(bind) = &self.bundled_bind {
-            text.push_str(&format!(
-                "  bundled BIND: DNS port {}, rndc port {} ({})\n",
-                bind.dns_port, bind.rndc_port, bind.reason
-            ));
-        }
-        if let Some(euq) = self.euq_enabled {
-            text.push_str(if euq {
-                "  EUQ: enabled and running, as 7.1 had it\n"
-            } else {
-                "  EUQ: left disabled, as 7.1 had it\n"
-            });
-        }
-        if !self.pattern_and_engine_versions.is_empty() {
-            text.push_str("  pattern files and engines, as 7.1 had them:\n");
-            for item in &self.pattern_and_engine_versions {
-                text.push_str(&format!("    {:<32} {}\n", item.component, item.version));
-            }
-        }
-        text.push_str("Rollback: imss-rollback (until the upgrade is finalized).\n");
-        text
-    }
-}
-
 /// Runs the whole upgrade of the server under the context's root. The
 /// preflight report goes to `show_preflight` once, before any change; step
 /// lines go to `lines`.

@@ -1,7 +1,5 @@
 //! The preflight report: its JSON schema (versioned, documented in the
-//! README) and its text form for people.
-
-use std::fmt::Write as _;
+//! README); its text form for people is `cli::render`'s.
 
 use serde::Serialize;
 
@@ -90,15 +88,6 @@ impl Outcome {
             Some(Severity::Inhibitor) => Outcome::Inhibitor,
             Some(Severity::Warning) => Outcome::Warning,
             _ => Outcome::Ok,
-        }
-    }
-
-    fn word(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Warning => "warning",
-            Outcome::Inhibitor => "inhibitor",
-            Outcome::Failed => "FAILED",
         }
     }
 }
@@ -206,63 +195,5 @@ impl Report {
         } else {
             "ready"
         }
-    }
-
-    /// The report for people: aligned check lines, the findings, one
-    /// closing line.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for check in &self.checks {
-            let label = format!("Checking {} ", check.title);
-            let _ = writeln!(out, "{label:.<48} {}", check.outcome.word());
-        }
-        for check in self.checks.iter().filter(|c| c.error.is_some()) {
-            let _ = writeln!(
-                out,
-                "\nThe {} check could not run: {}",
-                check.title,
-                check.error.as_deref().unwrap_or_default()
-            );
-        }
-        if !self.findings.is_empty() {
-            let _ = writeln!(out, "\nFindings:");
-        }
-        for finding in &self.findings {
-            let _ = writeln!(
-                out,
-                "\n  [{}] {} ({})",
-                finding.severity.as_str(),
-                finding.title,
-                finding.id
-            );
-            for line in finding.found.lines() {
-                let _ = writeln!(out, "      {line}");
-            }
-            if !finding.remediation.is_empty() {
-                let _ = writeln!(out, "      Fix: {}", finding.remediation);
-            }
-        }
-        if let Some(db) = &self.database {
-            let _ = write!(out, "\n{db}");
-        }
-        let _ = writeln!(out);
-        if self.check_failed() {
-            let _ = writeln!(
-                out,
-                "Preflight could not finish: see the check that failed above, fix what it names, then run again."
-            );
-        } else if self.ready {
-            let _ = writeln!(out, "Ready to upgrade ({} warnings).", self.warnings);
-        } else {
-            let _ = writeln!(
-                out,
-                "{} inhibitor{} ({} warnings): fix {}, then run again. Nothing was changed.",
-                self.inhibitors,
-                if self.inhibitors == 1 { "" } else { "s" },
-                self.warnings,
-                if self.inhibitors == 1 { "it" } else { "them" }
-            );
-        }
-        out
     }
 }

@@ -1,5 +1,5 @@
-//! What the upgrade package's scriptlets do (README, "The package"): the
-//! decision, from rpm's first argument and the step journal alone (the
+//! What a scriptlet of the upgrade package decides to do (README, "The
+//! package"), from rpm's first argument and the step journal alone (the
 //! journal read only where the argument leaves the decision open), so that
 //! every way a transaction can meet the server (install, reinstall, an
 //! upgrade of the package, an erase, a second attempt after a failure or a
