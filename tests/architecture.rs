@@ -575,3 +575,81 @@ fn a_macro_counts_as_an_import_of_the_layer_that_defines_it() {
         violations.join("\n")
     );
 }
+
+/// ARCHITECTURE.md, as the repository has it.
+fn architecture_md() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap()
+}
+
+/// Every folder under `src/` and every module in it is named on the map
+/// (`` `name` `` or `` `name/` ``), so that a newcomer finds there what
+/// the tree holds.
+#[test]
+fn the_map_names_every_folder_and_module_of_src() {
+    let map = architecture_md();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut missing = Vec::new();
+    for path in source_files(&src) {
+        let relative = path.strip_prefix(&src).unwrap();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let named = match stem.as_str() {
+            "lib" | "mod" => true,
+            _ if relative.starts_with("bin") => {
+                map.contains(&format!("`src/bin/{stem}.rs`")) || map.contains(&format!("`{stem}`"))
+            }
+            _ => map.contains(&format!("`{stem}`")) || map.contains(&format!("`{stem}/`")),
+        };
+        if !named {
+            missing.push(format!("module src/{}", relative.display()));
+        }
+        let mut folder = relative.parent();
+        while let Some(dir) = folder.filter(|dir| !dir.as_os_str().is_empty()) {
+            let name = dir.file_name().unwrap().to_string_lossy();
+            let listed = map.contains(&format!("`src/{}/`", dir.display()))
+                || map.contains(&format!("`{name}/`"));
+            if !listed {
+                missing.push(format!("folder src/{}/", dir.display()));
+            }
+            folder = dir.parent();
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// A doc comment that sends the reader to a file sends them to one the
+/// repository has.
+#[test]
+fn no_comment_cites_a_document_the_repository_lacks() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cited = Vec::new();
+    for dir in ["src", "fixture/src", "tests"] {
+        for path in source_files(&top.join(dir)) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                if !line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for word in line.split(|c: char| !(c.is_alphanumeric() || "._-/".contains(c))) {
+                    if word.ends_with(".md") && !top.join(word).exists() {
+                        cited.push(format!(
+                            "{}:{}: {word}",
+                            path.strip_prefix(top).unwrap().display(),
+                            number + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        cited.is_empty(),
+        "comments cite documents that are not in the repository:\n{}",
+        cited.join("\n")
+    );
+}

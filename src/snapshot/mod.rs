@@ -1,7 +1,6 @@
-//! The snapshot step's engine (DESIGN.md section 3, step 3): archives the
-//! 7.1 program tree and the system files the upgrade changes into the
-//! backup directory, with a manifest of every entry, and puts them back
-//! exactly on rollback.
+//! The snapshot step's engine: archives the 7.1 program tree and the
+//! system files the upgrade changes into the backup directory, with a
+//! manifest of every entry, and puts them back exactly on rollback.
 //!
 //! It touches the snapshotted paths (reading them, and on restore making
 //! them what the manifest says) and the backup directory, nothing else.

@@ -5,10 +5,11 @@
 //! upgrade of the package, an erase, a second attempt after a failure or a
 //! power loss) is settled in one place.
 //!
-//! rpm's first argument (DESIGN.md section 7) counts the instances of the
-//! package left once the transaction is done: `%pre` sees 1 on an install
-//! and 2 or more on a reinstall or an upgrade of the package; `%preun`
-//! sees 0 on an erase and 1 or more when a newer instance replaces it.
+//! rpm's first argument (as rpm documents it for scriptlets) counts the
+//! instances of the package left once the transaction is done: `%pre`
+//! sees 1 on an install and 2 or more on a reinstall or an upgrade of the
+//! package; `%preun` sees 0 on an erase and 1 or more when a newer
+//! instance replaces it.
 
 use anyhow::Result;
 
