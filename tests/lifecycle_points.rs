@@ -19,9 +19,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use imss_fixture::harness::oracle::tree_state;
+use imss_fixture::harness::traffic::{self, TrafficOptions};
 use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess, Payload};
-use imss_fixture::oracle::tree_state;
-use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
 use imss_upgrade::support::cmd::Cmd;
@@ -91,7 +91,7 @@ impl Site {
             args.push("--payload".into());
             args.push(self.payload.dir().into());
             args.push("--target-pg-bin".into());
-            args.push(imss_fixture::pgbin::pg15().unwrap().bin_dir().into());
+            args.push(imss_fixture::model::pgbin::pg15().unwrap().bin_dir().into());
         }
         args
     }
@@ -578,7 +578,7 @@ async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
 
 /// Per history table of 7.1, every row as text by its id.
 async fn rows_71(site: &Site) -> Vec<BTreeMap<i64, String>> {
-    imss_fixture::oracle::history_71_by_id(&site.database().await)
+    imss_fixture::harness::oracle::history_71_by_id(&site.database().await)
         .await
         .unwrap()
 }
@@ -891,7 +891,7 @@ fn documented_events() -> BTreeMap<String, Vec<String>> {
 /// Read back with `journalctl -o json MESSAGE_ID=…`.
 #[test]
 fn every_journal_event_is_logged_with_its_documented_fields() {
-    use imss_fixture::model_host::{ModelHost, wait_for};
+    use imss_fixture::hosts::model_host::{ModelHost, wait_for};
     use imss_upgrade::support::logging::events;
     let documented = documented_events();
     let undocumented: Vec<&str> = events::ALL

@@ -5,7 +5,7 @@
 //! 9.1 refuses is kept and reported; `status --json` follows it; `finalize`
 //! waits for it; a rollback in its middle ends on 7.1 exactly.
 //!
-//! "Exactly once" is judged by the oracle (`imss_fixture::oracle`), which
+//! "Exactly once" is judged by the oracle (`imss_fixture::harness::oracle`), which
 //! shares nothing with the transfer: 7.1's rows as they were before the
 //! upgrade, mapped into 9.1's by the oracle's own SQL, set against what 9.1
 //! holds with `EXCEPT ALL` both ways, right after the upgrade (the window
@@ -17,11 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use imss_fixture::harness::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
+use imss_fixture::harness::traffic::{self, TrafficOptions};
 use imss_fixture::harness::{
     self, Baseline, FixtureServer, HelperProcess, Payload, TmpfsMount, flow,
 };
-use imss_fixture::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
-use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::support::constants::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use imss_fixture::harness::flow;
+use imss_fixture::harness::oracle;
+use imss_fixture::harness::traffic::{self, TrafficOptions};
 use imss_fixture::harness::{Baseline, FixtureServer, Payload};
-use imss_fixture::oracle;
-use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
