@@ -15,25 +15,21 @@
 //! every journal event, with its documented fields, on a booted host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use imss_fixture::harness::oracle::tree_state;
+use imss_fixture::harness::scenario::Scenario;
+use imss_fixture::harness::site::{HELPER_TIMEOUT, Programs, Site};
 use imss_fixture::harness::traffic::{self, TrafficOptions};
-use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess, Payload};
-use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::support::cmd::Cmd;
 use imss_upgrade::support::constants::{BACKUP_DIR, PROGRAM_DIR, STATE_DIR};
 use imss_upgrade::support::processes;
-use imss_upgrade::system::{pg, procfs};
+use imss_upgrade::system::procfs;
 
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
-
-/// Long enough for any command on a small server on a loaded CI machine.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The history tables: 7.1's name and id, 9.1's name and id.
 const HISTORY: [(&str, &str, &str, &str); 3] = [
@@ -47,123 +43,21 @@ const HISTORY: [(&str, &str, &str, &str); 3] = [
     ("tb_archive", "archive_id", "archive_message", "archive_id"),
 ];
 
-/// A started 7.1 server, the payload to upgrade it with, and what it was
+const PROGRAMS: Programs = Programs {
+    upgrade: UPGRADE,
+    rollback: ROLLBACK,
+};
+
+/// A started 7.1 server with `history_rows` policy events over `days` and
+/// no extra program files, the payload to upgrade it with, and what it was
 /// before.
-struct Site {
-    server: FixtureServer,
-    payload: Payload,
-    baseline: Baseline,
-    /// The 7.1 program tree, as the oracle sees it.
-    tree_71: String,
-}
-
-impl Site {
-    /// A server built with `extra` arguments to `imss-fixture build`.
-    fn new(extra: &[&str]) -> Self {
-        if !cfg!(feature = "failpoints") {
-            panic!(
-                "these tests need the fail points: run them with `--features \
-                 imss-upgrade/failpoints` (make test does)"
-            );
-        }
-        let mut args = vec!["--tree-mb", "0"];
-        args.extend_from_slice(extra);
-        let server = FixtureServer::build(&args).unwrap();
-        server.start().unwrap();
-        let payload = Payload::build().unwrap();
-        let baseline = Baseline::take(&server).unwrap();
-        let tree_71 = server.tree_state(PROGRAM_DIR).unwrap();
-        Self {
-            server,
-            payload,
-            baseline,
-            tree_71,
-        }
-    }
-
-    /// The arguments of `command` (none for imss-rollback) on this site:
-    /// the root, and for the commands that install 9.1 the payload.
-    fn args(&self, exe: &str, command: &[&str]) -> Vec<OsString> {
-        let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
-        args.push("--root".into());
-        args.push(self.server.root_dir().into());
-        if exe == ROLLBACK || matches!(command.first(), Some(&"run") | Some(&"recover")) {
-            args.push("--payload".into());
-            args.push(self.payload.dir().into());
-            args.push("--target-pg-bin".into());
-            args.push(imss_fixture::model::pgbin::pg15().unwrap().bin_dir().into());
-        }
-        args
-    }
-
-    fn start(&self, exe: &str, command: &[&str], stop_at: Option<&str>) -> HelperProcess {
-        HelperProcess::start(Path::new(exe), &self.args(exe, command), stop_at, None).unwrap()
-    }
-
-    /// Runs a helper to its end: its exit code and what it wrote.
-    fn finish(&self, exe: &str, command: &[&str]) -> (i32, String) {
-        let ended = self.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
-        (ended.status.code().unwrap_or(-1), ended.output)
-    }
-
-    /// Runs a helper to its end; it must succeed. What it wrote.
-    fn complete(&self, exe: &str, command: &[&str], why: &str) -> String {
-        let (code, output) = self.finish(exe, command);
-        assert_eq!(code, 0, "{why}: {exe} {command:?} failed:\n{output}");
-        output
-    }
-
-    /// Starts a helper that stops at `point`, and waits until it stands
-    /// there, alive.
-    fn stopped_at(&self, exe: &str, command: &[&str], point: &str) -> HelperProcess {
-        let mut helper = self.start(exe, command, Some(point));
-        if let Err(err) = helper.wait_stopped(HELPER_TIMEOUT) {
-            panic!("{err:#}");
-        }
-        helper
-    }
-
-    /// Runs a helper until it stands at `point`, then kills it with
-    /// SIGKILL (which must be what ended it).
-    fn kill_at(&self, exe: &str, command: &[&str], point: &str) -> HelperEnded {
-        self.stopped_at(exe, command, point).kill9().unwrap()
-    }
-
-    fn root_path(&self, path: &str) -> PathBuf {
-        self.server.root_dir().join(path.trim_start_matches('/'))
-    }
-
-    fn backup(&self) -> PathBuf {
-        self.root_path(BACKUP_DIR)
-    }
-
-    /// The 7.1 data directory in the backup, where the transfer's source
-    /// runs.
-    fn backup_71(&self) -> PathBuf {
-        self.backup().join("pgdata-71")
-    }
-
-    fn journal_state(&self) -> Option<RunState> {
-        StepJournal::load(&self.root_path(STATE_DIR))
-            .unwrap()
-            .map(|journal| journal.state)
-    }
-
-    /// The admin database as `odbc.ini` names it now (7.1's or 9.1's).
-    async fn database(&self) -> tokio_postgres::Client {
-        pg::connect(&DbSettings::load(&self.server.root()).unwrap())
-            .await
-            .unwrap()
-    }
-
-    /// Whether the server takes mail (a sender and a recipient; no
-    /// message is sent, so no database changes).
-    fn takes_mail(&self) -> bool {
-        imss_upgrade::flow::upgrade::health::check_accepting(
-            &self.payload.context(&self.server).unwrap(),
-        )
-        .is_ok()
-    }
+fn site(history_rows: u64, days: u64) -> Site {
+    let scenario = Scenario::new()
+        .needs_failpoints(cfg!(feature = "failpoints"))
+        .tree_mb(0)
+        .history_rows(history_rows)
+        .days(days);
+    Site::new(PROGRAMS, scenario)
 }
 
 /// The single number `sql` asks for.
@@ -306,7 +200,7 @@ fn pid_named_in(lock: &Path) -> u32 {
 /// holds it whole.
 #[tokio::test]
 async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_command() {
-    let site = Site::new(&["--history-rows", "5000", "--days", "30"]);
+    let site = site(5000, 30);
     let history_71 = ids_71(&site).await;
     site.complete(UPGRADE, &["run"], "the upgrade");
     let window = ids_91_from_71(&site).await;
@@ -323,8 +217,9 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     let lock = site.root_path(STATE_DIR).join("upgrade.lock");
     let finished_run = pid_named_in(&lock);
     assert!(!processes::is_alive(finished_run));
-    let holder = site.stopped_at(UPGRADE, &["recover"], "lock-taken-unnamed");
-    let (code, refused) = site.finish(UPGRADE, &["recover"]);
+    let holder = site.stop_at(UPGRADE, &["recover"], "lock-taken-unnamed");
+    let ended = site.finish(UPGRADE, &["recover"]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(code, 1, "a second recover was not refused:\n{refused}");
     assert!(
         refused.contains("a command that has not said who it is yet"),
@@ -335,17 +230,19 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         "the refusal names the finished run (pid {finished_run}) as the holder:\n{refused}"
     );
     holder.kill9().unwrap();
-    let recovered = site.complete(
-        UPGRADE,
-        &["recover"],
-        "recover after the lock's holder died",
-    );
+    let recovered = site
+        .complete(
+            UPGRADE,
+            &["recover"],
+            "recover after the lock's holder died",
+        )
+        .output;
     assert!(recovered.contains("completed"), "{recovered}");
     assert_eq!(site.journal_state(), Some(RunState::Completed));
 
     // The transfer's source start: PostgreSQL 10 runs on the backup, no
     // batch has begun. The next start settles the server the kill left.
-    let starting = site.stopped_at(UPGRADE, &["transfer", "run"], "transfer-source-started");
+    let starting = site.stop_at(UPGRADE, &["transfer", "run"], "transfer-source-started");
     assert!(
         !procfs::working_in(&site.backup_71()).is_empty(),
         "PostgreSQL 10 does not run on the backup at transfer-source-started"
@@ -353,7 +250,7 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     starting.kill9().unwrap();
 
     // Right after a COMMIT: another session sees the batch in 9.1.
-    let committing = site.stopped_at(UPGRADE, &["transfer", "run"], "transfer-batch-committed");
+    let committing = site.stop_at(UPGRADE, &["transfer", "run"], "transfer-batch-committed");
     let seen = ids_91_from_71(&site).await;
     let moved: usize = seen
         .iter()
@@ -366,11 +263,13 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     );
     committing.kill9().unwrap();
 
-    let output = site.complete(
-        UPGRADE,
-        &["transfer", "run"],
-        "the transfer after two kills",
-    );
+    let output = site
+        .complete(
+            UPGRADE,
+            &["transfer", "run"],
+            "the transfer after two kills",
+        )
+        .output;
     assert!(output.contains("0 rejected"), "{output}");
     assert_eq!(
         ids_91_from_71(&site).await,
@@ -421,7 +320,8 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
 
     // That export is finished: a finalize asked to write it again is
     // refused, changing nothing, and says how to go on.
-    let (code, refused) = site.finish(UPGRADE, &["finalize", "--export", &export_arg]);
+    let ended = site.finish(UPGRADE, &["finalize", "--export", &export_arg]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(code, 1, "{refused}");
     assert!(refused.contains("without --export"), "{refused}");
     unchanged("finalize refused an export directory holding an export");
@@ -437,7 +337,8 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         left.contains("pgdata-71") && !left.iter().any(|name| name.starts_with("snapshot")),
         "the delete was not half done: {left:?}"
     );
-    let (code, refused) = site.finish(ROLLBACK, &[]);
+    let ended = site.finish(ROLLBACK, &[]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(
         code, 1,
         "imss-rollback went on with half a backup:\n{refused}"
@@ -451,7 +352,9 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         &["recover"],
         "recover after finalize-backup-deleting",
     );
-    let output = site.complete(UPGRADE, &["finalize"], "the finalize after the kills");
+    let output = site
+        .complete(UPGRADE, &["finalize"], "the finalize after the kills")
+        .output;
     assert!(output.contains("finalized"), "{output}");
 
     // Nothing of the backup or the run is left, and 9.1 runs on.
@@ -493,7 +396,7 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
 /// row up to the highest id moved, none above it, none twice.
 #[tokio::test]
 async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
-    let site = Site::new(&["--history-rows", "20000", "--days", "30"]);
+    let site = site(20000, 30);
     let history_71 = ids_71(&site).await;
     site.complete(UPGRADE, &["run"], "the upgrade");
     let window = ids_91_from_71(&site).await;
@@ -526,11 +429,13 @@ async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
     drop(client);
     let transfer_pid = transfer.pid();
 
-    let output = site.complete(
-        UPGRADE,
-        &["finalize", "--force"],
-        "finalize during the transfer",
-    );
+    let output = site
+        .complete(
+            UPGRADE,
+            &["finalize", "--force"],
+            "finalize during the transfer",
+        )
+        .output;
     assert!(output.contains("finalized"), "{output}");
     let ended = transfer.wait(Duration::from_secs(30)).unwrap();
     assert!(
@@ -601,18 +506,14 @@ struct MailOn91 {
 async fn upgrade_and_take_mail(site: &Site) -> MailOn91 {
     let before = rows_71(site).await;
     site.complete(UPGRADE, &["run"], "the upgrade");
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let report = traffic::run(&TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: site.server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(1),
-        accepted_log: Some(log.path().to_path_buf()),
-    })
+    let (report, accepted) = traffic::run_logged(&TrafficOptions::loopback(
+        site.server.smtp_port,
+        20.0,
+        Duration::from_secs(1),
+    ))
     .await
     .unwrap();
     assert_eq!(report.refused + report.failed, 0, "{report:?}");
-    let accepted = traffic::read_accepted_log(log.path()).unwrap();
     assert!(
         accepted.len() >= 10,
         "9.1 accepted {} mails",
@@ -648,7 +549,7 @@ async fn upgrade_and_take_mail(site: &Site) -> MailOn91 {
 /// its quarantine and archive records, the release and the deletion.
 async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
     let tree = site.server.tree_state(PROGRAM_DIR).unwrap();
-    let changed = tree_differences(&tree, &site.tree_71);
+    let changed = tree_differences(&tree, site.baseline.tree());
     assert!(
         changed.is_empty(),
         "{case}: the 7.1 program tree differs: {changed:#?}"
@@ -751,7 +652,7 @@ fn archives_in(backup: &Path) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on_71_with_the_mail()
 {
-    let site = Site::new(&["--history-rows", "2000", "--days", "3"]);
+    let site = site(2000, 3);
 
     // After a completed transfer.
     let history_71 = ids_71(&site).await;
@@ -798,7 +699,7 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
         ),
     )
     .unwrap();
-    let transfer = site.stopped_at(UPGRADE, &["transfer", "run"], "lock-taken-unnamed");
+    let transfer = site.stop_at(UPGRADE, &["transfer", "run"], "lock-taken-unnamed");
     let mut rollback = site.start(ROLLBACK, &[], Some("carry-back-begun"));
     std::thread::sleep(Duration::from_secs(3));
     let bystander_ended = bystander.try_wait().unwrap();

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use imss_fixture::harness::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
-use imss_fixture::harness::traffic::{self, TrafficOptions};
+use imss_fixture::harness::scenario::{Scenario, Upgradable};
+use imss_fixture::harness::traffic::{self, LoggedSender, TrafficOptions};
 use imss_fixture::harness::{
     self, Baseline, FixtureServer, HelperProcess, Payload, TmpfsMount, flow,
 };
@@ -32,18 +33,16 @@ const HELPER: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 /// A started 7.1 server with `rows` policy events over 30 days (so nearly
 /// all of them are older than the window), its payload, and its context.
 fn server(rows: u64) -> (FixtureServer, Payload, imss_upgrade::flow::context::Context) {
-    let server = FixtureServer::build(&[
-        "--history-rows",
-        &rows.to_string(),
-        "--tree-mb",
-        "0",
-        "--days",
-        "30",
-    ])
-    .unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable {
+        server,
+        payload,
+        ctx,
+        ..
+    } = Scenario::new()
+        .history_rows(rows)
+        .tree_mb(0)
+        .days(30)
+        .build();
     (server, payload, ctx)
 }
 
@@ -310,15 +309,12 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
         "a transfer shows before any ran: {status}"
     );
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let sender = traffic::BackgroundSender::start(options);
+    let sender = LoggedSender::start(&TrafficOptions::loopback(
+        server.smtp_port,
+        20.0,
+        Duration::from_secs(600),
+    ))
+    .unwrap();
 
     let transfer = start_transfer(&server, &["--max-rows-per-sec", "8000"]);
     let start = wait_for_status(&server, "the start", |s| {
@@ -377,7 +373,7 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
         ended.output
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = sender.finish().unwrap();
+    let (traffic, accepted) = sender.finish().unwrap();
 
     let end = transfer_status(&server);
     assert_eq!(end["state"], "done", "{end:#}");
@@ -409,7 +405,6 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
     );
 
     // Live mail during the transfer: every accepted mail is in 9.1.
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert!(traffic.accepted > 20, "{traffic:?}");
     assert_eq!(traffic.refused + traffic.failed, 0, "{traffic:?}");
     let in_91: BTreeSet<String> = client
@@ -579,13 +574,11 @@ async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
         !root.resolve(BACKUP_DIR).unwrap().exists(),
         "the backup is still there"
     );
-    let mail = traffic::run(&TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 5.0,
-        duration: Duration::from_secs(1),
-        accepted_log: None,
-    })
+    let mail = traffic::run(&TrafficOptions::loopback(
+        server.smtp_port,
+        5.0,
+        Duration::from_secs(1),
+    ))
     .await
     .unwrap();
     assert!(

@@ -6,10 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use imss_fixture::harness::flow;
-use imss_fixture::harness::oracle;
-use imss_fixture::harness::traffic::{self, TrafficOptions};
-use imss_fixture::harness::{Baseline, FixtureServer, Payload};
+use imss_fixture::harness::scenario::{Scenario, Upgradable};
+use imss_fixture::harness::traffic::{LoggedSender, TrafficOptions};
+use imss_fixture::harness::{FixtureServer, Payload, flow, oracle};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::{RunState, StepJournal};
@@ -45,6 +44,11 @@ const CONFIG_91: &[&str] = &[
     "SELECT CASE WHEN enabled THEN 'yes' ELSE 'no' END FROM euq_settings",
 ];
 
+/// 20 mails a second to the scanner of `server`, for at most ten minutes.
+fn mail_at_20_a_second(server: &FixtureServer) -> TrafficOptions {
+    TrafficOptions::loopback(server.smtp_port, 20.0, Duration::from_secs(600))
+}
+
 /// The pattern files and engines `imss-upgrade status --json` shows.
 fn status_versions(root: &std::path::Path) -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_imss-upgrade"))
@@ -65,30 +69,22 @@ fn status_versions(root: &std::path::Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
-    let server =
-        FixtureServer::build(&["--history-rows", "6000", "--tree-mb", "2", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable { server, ctx, .. } = Scenario::new()
+        .history_rows(6000)
+        .tree_mb(2)
+        .days(3)
+        .build();
     let root = server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
     let config_before = configuration(&settings_71, CONFIG_71).await;
     let versions_before = status_versions(root.dir());
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let traffic = traffic::BackgroundSender::start(options);
+    let traffic = LoggedSender::start(&mail_at_20_a_second(&server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let outcome = flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = traffic.finish().unwrap();
+    let (traffic, accepted) = traffic.finish().unwrap();
     let Outcome::Upgraded(report) = outcome else {
         panic!("the upgrade was inhibited: {outcome:?}")
     };
@@ -167,7 +163,6 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
 
     // Every mail the sender saw accepted, before, during and after the
     // switch, is in PostgreSQL 15 (all of them are within 24 hours).
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert_eq!(accepted.len() as u64, traffic.accepted);
     assert!(traffic.accepted > 20, "{traffic:?}");
     // Mail was offered during the outage too, and turned away there (not
@@ -240,15 +235,20 @@ fn imss_rollback(
 #[tokio::test]
 async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_compressed_snapshot()
 {
-    let server =
-        FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
+    let Upgradable {
+        server,
+        payload,
+        ctx,
+        ..
+    } = Scenario::new()
+        .history_rows(2000)
+        .tree_mb(1)
+        .days(3)
+        .build();
     let root = server.root();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let dump_before = server.dump_all().unwrap();
 
-    let ctx = payload.context(&server).unwrap();
     let outcome = flow::upgrade(&ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
@@ -294,11 +294,8 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
 /// and checks that imss-rollback refuses it as tampered, with 9.1 still
 /// taking mail and nothing written to `/etc`.
 async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
-    let server =
-        FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable { server, ctx, .. } =
+        Scenario::new().history_rows(500).tree_mb(0).days(2).build();
     flow::upgrade(&ctx).await.unwrap();
     let etc_before = server.tree_state("/etc").unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
@@ -348,11 +345,8 @@ async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
 #[tokio::test]
 async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     use std::os::unix::fs::MetadataExt;
-    let server =
-        FixtureServer::build(&["--history-rows", "300", "--tree-mb", "0", "--days", "2"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable { server, ctx, .. } =
+        Scenario::new().history_rows(300).tree_mb(0).days(2).build();
     flow::upgrade(&ctx).await.unwrap();
     let root = server.root();
     let backup = root.resolve(BACKUP_DIR).unwrap();
@@ -398,23 +392,15 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
 /// ones.
 #[tokio::test]
 async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
-    let server =
-        FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable { server, ctx, .. } = Scenario::new()
+        .history_rows(3000)
+        .tree_mb(0)
+        .days(3)
+        .build();
     let root = server.root();
     let before = server.dump_all().unwrap();
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let traffic = traffic::BackgroundSender::start(options);
+    let traffic = LoggedSender::start(&mail_at_20_a_second(&server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -477,13 +463,12 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 
     flow::roll_back(&ctx).await.expect("the rollback succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = traffic.finish().unwrap();
+    let (traffic, accepted) = traffic.finish().unwrap();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
 
     let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
         .await
         .unwrap();
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert!(traffic.accepted > 40, "{traffic:?}");
     let in_71: BTreeSet<String> = client_71
         .query(
@@ -583,16 +568,17 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 /// exactly as it was, reachable with its own password again.
 #[tokio::test]
 async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters() {
-    let server =
-        FixtureServer::build(&["--history-rows", "1000", "--tree-mb", "0", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let root = server.root();
-    let baseline = Baseline::take(&server).unwrap();
+    let site = Scenario::new()
+        .history_rows(1000)
+        .tree_mb(0)
+        .days(3)
+        .with_baseline()
+        .build();
+    let (payload, ctx) = (&site.payload, &site.ctx);
+    let root = site.server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
 
-    let ctx = payload.context(&server).unwrap();
-    let outcome = flow::upgrade(&ctx).await.unwrap();
+    let outcome = flow::upgrade(ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
 
     // On 9.1, as its console would: the role's password, then odbc.ini.
@@ -634,7 +620,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
         .await
         .expect("9.1 takes its new password");
 
-    let rollback = imss_rollback(&root, &payload, &ctx).output_text();
+    let rollback = imss_rollback(&root, payload, ctx).output_text();
     let rollback = match rollback {
         Ok(output) => output,
         Err(err) => panic!("imss-rollback failed: {err:#}"),
@@ -645,7 +631,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
         "the password is in the rollback's output: {rollback}"
     );
 
-    baseline.check_back_on_71(&server, &payload).unwrap();
+    site.check_back_on_71().unwrap();
     let back = DbSettings::load(&root).unwrap();
     assert_eq!(back.password.expose(), settings_71.password.expose());
     pg::connect(&back)
