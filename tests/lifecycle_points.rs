@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use imss_fixture::harness::oracle::tree_state;
+use imss_fixture::harness::query::{column, value};
 use imss_fixture::harness::scenario::Scenario;
 use imss_fixture::harness::site::{HELPER_TIMEOUT, Programs, Site};
 use imss_fixture::harness::traffic::{self, TrafficOptions};
@@ -60,24 +61,15 @@ fn site(history_rows: u64, days: u64) -> Site {
     Site::new(PROGRAMS, scenario)
 }
 
-/// The single number `sql` asks for.
-async fn number(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .get(0)
-}
-
-/// The ids `sql` selects (one bigint column).
-async fn id_set(client: &tokio_postgres::Client, sql: &str) -> BTreeSet<i64> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+/// A site with `history_rows` policy events over 30 days, upgraded; and
+/// per history table the ids 7.1 held before, and those 9.1 holds from
+/// 7.1 after the upgrade (its window).
+async fn upgraded_site(history_rows: u64) -> (Site, Vec<BTreeSet<i64>>, Vec<BTreeSet<i64>>) {
+    let site = site(history_rows, 30);
+    let history_71 = ids_71(&site).await;
+    site.complete(UPGRADE, &["run"], "the upgrade");
+    let window = ids_91_from_71(&site).await;
+    (site, history_71, window)
 }
 
 /// Per history table, the ids 7.1 holds.
@@ -85,7 +77,9 @@ async fn ids_71(site: &Site) -> Vec<BTreeSet<i64>> {
     let client = site.database().await;
     let mut ids = Vec::new();
     for (table, id, _, _) in HISTORY {
-        ids.push(id_set(&client, &format!("SELECT {id}::bigint FROM {table}")).await);
+        ids.push(
+            column::<i64, _>(&client, &format!("SELECT {id}::bigint FROM {table}"), &[]).await,
+        );
     }
     ids
 }
@@ -96,9 +90,10 @@ async fn ids_91_from_71(site: &Site) -> Vec<BTreeSet<i64>> {
     let mut ids = Vec::new();
     for (_, _, table, id) in HISTORY {
         ids.push(
-            id_set(
+            column::<i64, _>(
                 &client,
                 &format!("SELECT {id} FROM {table} WHERE source = '7.1'"),
+                &[],
             )
             .await,
         );
@@ -200,10 +195,7 @@ fn pid_named_in(lock: &Path) -> u32 {
 /// holds it whole.
 #[tokio::test]
 async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_command() {
-    let site = site(5000, 30);
-    let history_71 = ids_71(&site).await;
-    site.complete(UPGRADE, &["run"], "the upgrade");
-    let window = ids_91_from_71(&site).await;
+    let (site, history_71, window) = upgraded_site(5000).await;
     assert!(
         window[0].len() * 10 < history_71[0].len(),
         "the upgrade moved more than the window: {} of {} policy events",
@@ -396,10 +388,7 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
 /// row up to the highest id moved, none above it, none twice.
 #[tokio::test]
 async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
-    let site = site(20000, 30);
-    let history_71 = ids_71(&site).await;
-    site.complete(UPGRADE, &["run"], "the upgrade");
-    let window = ids_91_from_71(&site).await;
+    let (site, history_71, window) = upgraded_site(20000).await;
     let transfer = site.start(
         UPGRADE,
         &["transfer", "run", "--max-rows-per-sec", "2000"],
@@ -520,18 +509,16 @@ async fn upgrade_and_take_mail(site: &Site) -> MailOn91 {
         accepted.len()
     );
     let client = site.database().await;
-    let released = number(
-        &client,
-        "UPDATE quarantine_message SET released = true WHERE quarantine_id = \
+    let released = value::<i64>(&client, "UPDATE quarantine_message SET released = true WHERE quarantine_id = \
            (SELECT min(quarantine_id) FROM quarantine_message WHERE source = '7.1' AND NOT released) \
-         RETURNING quarantine_id",
-    )
+         RETURNING quarantine_id", &[])
     .await;
-    let deleted = number(
+    let deleted = value::<i64>(
         &client,
         "DELETE FROM archive_message WHERE archive_id = \
            (SELECT min(archive_id) FROM archive_message WHERE source = '7.1') \
          RETURNING archive_id",
+        &[],
     )
     .await;
     MailOn91 {
@@ -578,18 +565,12 @@ async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
             "{case}: {table}: rows 7.1 had that changed"
         );
         let highest = before.keys().next_back().copied().unwrap_or(0);
-        let carried: Vec<String> = client
-            .query(
-                &format!(
-                    "SELECT message_id::text FROM {table} WHERE {id} > $1 ORDER BY message_id"
-                ),
-                &[&(highest as i32)],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let carried: Vec<String> = column(
+            &client,
+            &format!("SELECT message_id::text FROM {table} WHERE {id} > $1 ORDER BY message_id"),
+            &[&(highest as i32)],
+        )
+        .await;
         let unknown: Vec<&String> = carried
             .iter()
             .filter(|m| !mail.accepted.contains(*m))
@@ -606,14 +587,12 @@ async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
             );
         }
     }
-    let released: bool = client
-        .query_one(
-            "SELECT released FROM tb_quarantine WHERE quarantine_id = $1",
-            &[&(mail.released as i32)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let released: bool = value(
+        &client,
+        "SELECT released FROM tb_quarantine WHERE quarantine_id = $1",
+        &[&(mail.released as i32)],
+    )
+    .await;
     assert!(released, "{case}: the release 9.1 made is not in 7.1");
     assert!(
         !after[2].contains_key(&mail.deleted),
@@ -635,6 +614,16 @@ fn archives_in(backup: &Path) -> BTreeMap<String, String> {
         };
     }
     found
+}
+
+/// Upgrades the site and has 9.1 take mail ([`upgrade_and_take_mail`]),
+/// then kills the snapshot's compression at `point`: what 9.1 did, and the
+/// SHA-256 of the tar the snapshot held before.
+async fn upgrade_then_kill_the_compression_at(site: &Site, point: &str) -> (MailOn91, String) {
+    let mail = upgrade_and_take_mail(site).await;
+    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
+    site.kill_at(UPGRADE, &["compress-snapshot", "--preset", "0"], point);
+    (mail, tar)
 }
 
 /// Rollbacks on one server, each after an upgrade: one after a completed
@@ -671,13 +660,7 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
 
     // The compression killed with the xz in place and the manifest still
     // naming the tar; a transfer between its flock and its record.
-    let mail = upgrade_and_take_mail(&site).await;
-    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
-    site.kill_at(
-        UPGRADE,
-        &["compress-snapshot", "--preset", "0"],
-        "compress-archive-swapped",
-    );
+    let (mail, tar) = upgrade_then_kill_the_compression_at(&site, "compress-archive-swapped").await;
     let half_swapped = archives_in(&site.backup());
     assert_eq!(
         half_swapped,
@@ -717,13 +700,8 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
 
     // The compression killed with the manifest naming the xz, the tar not
     // removed; the next one finishes it.
-    let mail = upgrade_and_take_mail(&site).await;
-    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
-    site.kill_at(
-        UPGRADE,
-        &["compress-snapshot", "--preset", "0"],
-        "compress-manifest-written",
-    );
+    let (mail, tar) =
+        upgrade_then_kill_the_compression_at(&site, "compress-manifest-written").await;
     site.complete(
         UPGRADE,
         &["compress-snapshot", "--preset", "0"],

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use imss_fixture::harness::query::{column, missing, value};
 use imss_fixture::harness::scenario::{Scenario, Upgradable};
 use imss_fixture::harness::traffic::{LoggedSender, TrafficOptions};
 use imss_fixture::harness::{FixtureServer, Payload, flow, oracle};
@@ -23,8 +24,7 @@ async fn configuration(settings: &DbSettings, queries: &[&str]) -> Vec<Vec<Strin
     let client = pg::connect(settings).await.unwrap();
     let mut tables = Vec::new();
     for query in queries {
-        let rows = client.query(*query, &[]).await.unwrap();
-        let mut lines: Vec<String> = rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        let mut lines: Vec<String> = column(&client, query, &[]).await;
         lines.sort();
         tables.push(lines);
     }
@@ -43,6 +43,15 @@ const CONFIG_91: &[&str] = &[
     "SELECT component || '/' || version FROM component_version",
     "SELECT CASE WHEN enabled THEN 'yes' ELSE 'no' END FROM euq_settings",
 ];
+
+/// A 7.1 server with `history_rows` policy events over `days` and
+/// `tree_mb` MiB of extra program files, to build.
+fn scenario(history_rows: u64, tree_mb: u64, days: u64) -> Scenario {
+    Scenario::new()
+        .history_rows(history_rows)
+        .tree_mb(tree_mb)
+        .days(days)
+}
 
 /// 20 mails a second to the scanner of `server`, for at most ten minutes.
 fn mail_at_20_a_second(server: &FixtureServer) -> TrafficOptions {
@@ -69,11 +78,7 @@ fn status_versions(root: &std::path::Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
-    let Upgradable { server, ctx, .. } = Scenario::new()
-        .history_rows(6000)
-        .tree_mb(2)
-        .days(3)
-        .build();
+    let Upgradable { server, ctx, .. } = scenario(6000, 2, 3).build();
     let root = server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
     let config_before = configuration(&settings_71, CONFIG_71).await;
@@ -97,11 +102,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     assert_eq!(settings_91.port, settings_71.port);
     let probe = health::send_test_mail(&ctx, "after").unwrap();
     let client = pg::connect(&settings_91).await.unwrap();
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version: String = value(&client, "SHOW server_version", &[]).await;
     assert!(version.starts_with("15."), "{version}");
 
     // Configuration, EUQ, component versions and admin accounts moved.
@@ -177,16 +178,12 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         traffic.accepted + traffic.refused + traffic.failed,
         "{traffic:?}"
     );
-    let in_91: BTreeSet<String> = client
-        .query(
-            "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
-            &[&probe],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let in_91: BTreeSet<String> = column(
+        &client,
+        "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
+        &[&probe],
+    )
+    .await;
     let missing: Vec<_> = accepted.difference(&in_91).collect();
     assert!(
         missing.is_empty(),
@@ -240,11 +237,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
         payload,
         ctx,
         ..
-    } = Scenario::new()
-        .history_rows(2000)
-        .tree_mb(1)
-        .days(3)
-        .build();
+    } = scenario(2000, 1, 3).build();
     let root = server.root();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let dump_before = server.dump_all().unwrap();
@@ -294,8 +287,7 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
 /// and checks that imss-rollback refuses it as tampered, with 9.1 still
 /// taking mail and nothing written to `/etc`.
 async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
-    let Upgradable { server, ctx, .. } =
-        Scenario::new().history_rows(500).tree_mb(0).days(2).build();
+    let Upgradable { server, ctx, .. } = scenario(500, 0, 2).build();
     flow::upgrade(&ctx).await.unwrap();
     let etc_before = server.tree_state("/etc").unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
@@ -345,8 +337,7 @@ async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
 #[tokio::test]
 async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     use std::os::unix::fs::MetadataExt;
-    let Upgradable { server, ctx, .. } =
-        Scenario::new().history_rows(300).tree_mb(0).days(2).build();
+    let Upgradable { server, ctx, .. } = scenario(300, 0, 2).build();
     flow::upgrade(&ctx).await.unwrap();
     let root = server.root();
     let backup = root.resolve(BACKUP_DIR).unwrap();
@@ -392,11 +383,7 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
 /// ones.
 #[tokio::test]
 async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
-    let Upgradable { server, ctx, .. } = Scenario::new()
-        .history_rows(3000)
-        .tree_mb(0)
-        .days(3)
-        .build();
+    let Upgradable { server, ctx, .. } = scenario(3000, 0, 3).build();
     let root = server.root();
     let before = server.dump_all().unwrap();
 
@@ -407,32 +394,22 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 
     // On 9.1, as its EUQ console would: one migrated message released, one
     // deleted.
-    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
-    let migrated: Vec<i64> = client_91
-        .query(
-            "SELECT quarantine_id FROM quarantine_message WHERE source = '7.1' AND NOT released \
+    let client_91 = server.database().await.unwrap();
+    let migrated: Vec<i64> = column(
+        &client_91,
+        "SELECT quarantine_id FROM quarantine_message WHERE source = '7.1' AND NOT released \
              ORDER BY quarantine_id LIMIT 2",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert_eq!(migrated.len(), 2, "the window holds quarantined messages");
     let (released, deleted) = (migrated[0], migrated[1]);
-    let changed_on_91: BTreeSet<String> = client_91
-        .query(
-            "SELECT message_id FROM quarantine_message WHERE quarantine_id = ANY($1)",
-            &[&migrated],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let changed_on_91: BTreeSet<String> = column(
+        &client_91,
+        "SELECT message_id FROM quarantine_message WHERE quarantine_id = ANY($1)",
+        &[&migrated],
+    )
+    .await;
     client_91
         .execute(
             "UPDATE quarantine_message SET released = true, released_at = now() WHERE quarantine_id = $1",
@@ -447,17 +424,13 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         )
         .await
         .unwrap();
-    let own_quarantine: Vec<i32> = client_91
-        .query(
-            "SELECT quarantine_id::integer FROM quarantine_message \
+    let own_quarantine: Vec<i32> = column(
+        &client_91,
+        "SELECT quarantine_id::integer FROM quarantine_message \
              WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert!(!own_quarantine.is_empty(), "9.1 quarantined no mail yet");
     drop(client_91);
 
@@ -466,21 +439,14 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
     let (traffic, accepted) = traffic.finish().unwrap();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
 
-    let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let client_71 = server.database().await.unwrap();
     assert!(traffic.accepted > 40, "{traffic:?}");
-    let in_71: BTreeSet<String> = client_71
-        .query(
-            "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let missing: Vec<_> = accepted.difference(&in_71).collect();
+    let missing = missing(
+        &accepted,
+        &client_71,
+        "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
+    )
+    .await;
     assert!(
         missing.is_empty(),
         "accepted but not in 7.1 after the rollback ({} of {}): {missing:?}",
@@ -524,14 +490,12 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         None,
         "the deletion on 9.1 holds"
     );
-    let carried: i64 = client_71
-        .query_one(
-            "SELECT count(*) FROM tb_quarantine WHERE quarantine_id = ANY($1)",
-            &[&own_quarantine],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let carried: i64 = value(
+        &client_71,
+        "SELECT count(*) FROM tb_quarantine WHERE quarantine_id = ANY($1)",
+        &[&own_quarantine],
+    )
+    .await;
     assert_eq!(
         carried,
         own_quarantine.len() as i64,
@@ -539,22 +503,15 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
     );
     // 7.1 writes after the carried rows: a new mail gets a new id.
     let probe = health::send_test_mail(&ctx, "after-carry-back").unwrap();
-    let probe_id: i32 = client_71
+    let ids = client_71
         .query_one(
-            "SELECT event_id FROM tb_policy_event WHERE message_id = $1",
+            "SELECT (SELECT event_id FROM tb_policy_event WHERE message_id = $1), \
+                    (SELECT max(event_id) FROM tb_policy_event WHERE message_id <> $1)",
             &[&probe],
         )
         .await
-        .unwrap()
-        .get(0);
-    let highest_carried: i32 = client_71
-        .query_one(
-            "SELECT max(event_id) FROM tb_policy_event WHERE message_id <> $1",
-            &[&probe],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        .unwrap();
+    let (probe_id, highest_carried): (i32, i32) = (ids.get(0), ids.get(1));
     assert!(
         probe_id > highest_carried,
         "{probe_id} <= {highest_carried}"
@@ -568,12 +525,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 /// exactly as it was, reachable with its own password again.
 #[tokio::test]
 async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters() {
-    let site = Scenario::new()
-        .history_rows(1000)
-        .tree_mb(0)
-        .days(3)
-        .with_baseline()
-        .build();
+    let site = scenario(1000, 0, 3).with_baseline().build();
     let (payload, ctx) = (&site.payload, &site.ctx);
     let root = site.server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
@@ -583,9 +535,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
 
     // On 9.1, as its console would: the role's password, then odbc.ini.
     const NEW_PASSWORD: &str = "Changed91Pass7";
-    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let client_91 = site.server.database().await.unwrap();
     client_91
         .batch_execute(&format!(
             "ALTER ROLE {} PASSWORD '{NEW_PASSWORD}'",
