@@ -78,16 +78,17 @@ fn status_versions(root: &std::path::Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
-    let Upgradable { server, ctx, .. } = scenario(6000, 2, 3).build();
+    let site = scenario(6000, 2, 3).build();
+    let Upgradable { server, ctx, .. } = &site;
     let root = server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
     let config_before = configuration(&settings_71, CONFIG_71).await;
     let versions_before = status_versions(root.dir());
 
-    let traffic = LoggedSender::start(&mail_at_20_a_second(&server)).unwrap();
+    let traffic = LoggedSender::start(&mail_at_20_a_second(server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let outcome = flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let outcome = flow::upgrade(ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (traffic, accepted) = traffic.finish().unwrap();
     let Outcome::Upgraded(report) = outcome else {
@@ -100,7 +101,7 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     let settings_91 = DbSettings::load(&root).unwrap();
     assert_eq!(settings_91.password.expose(), settings_71.password.expose());
     assert_eq!(settings_91.port, settings_71.port);
-    let probe = health::send_test_mail(&ctx, "after").unwrap();
+    let probe = health::send_test_mail(ctx, "after").unwrap();
     let client = pg::connect(&settings_91).await.unwrap();
     let version: String = value(&client, "SHOW server_version", &[]).await;
     assert!(version.starts_with("15."), "{version}");
@@ -232,17 +233,18 @@ fn imss_rollback(
 #[tokio::test]
 async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_compressed_snapshot()
 {
+    let site = scenario(2000, 1, 3).build();
     let Upgradable {
         server,
         payload,
         ctx,
         ..
-    } = scenario(2000, 1, 3).build();
+    } = &site;
     let root = server.root();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let dump_before = server.dump_all().unwrap();
 
-    let outcome = flow::upgrade(&ctx).await.unwrap();
+    let outcome = flow::upgrade(ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
 
@@ -255,11 +257,11 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     let backup = root.resolve(BACKUP_DIR).unwrap();
     assert!(backup.join("snapshot.tar.xz").is_file() && !backup.join("snapshot.tar").exists());
 
-    let rollback = imss_rollback(&root, &payload, &ctx).output_text().unwrap();
+    let rollback = imss_rollback(&root, payload, ctx).output_text().unwrap();
     assert!(rollback.contains("rolled back"), "{rollback}");
 
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
-    health::check_accepting(&ctx).unwrap();
+    health::check_accepting(ctx).unwrap();
     assert!(server.tree_state("/opt/trend/imss").unwrap() == tree_before);
     assert!(server.dump_all().unwrap() == dump_before);
     assert!(
@@ -287,8 +289,9 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
 /// and checks that imss-rollback refuses it as tampered, with 9.1 still
 /// taking mail and nothing written to `/etc`.
 async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
-    let Upgradable { server, ctx, .. } = scenario(500, 0, 2).build();
-    flow::upgrade(&ctx).await.unwrap();
+    let site = scenario(500, 0, 2).build();
+    let Upgradable { server, ctx, .. } = &site;
+    flow::upgrade(ctx).await.unwrap();
     let etc_before = server.tree_state("/etc").unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
     let manifest_path = backup.join("snapshot-manifest.json");
@@ -297,10 +300,10 @@ async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
     assert!(text != tampered, "the edit changed nothing");
     std::fs::write(&manifest_path, tampered).unwrap();
 
-    let err = flow::roll_back(&ctx).await.unwrap_err();
+    let err = flow::roll_back(ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-    health::send_test_mail(&ctx, "after-refusal").unwrap();
+    health::send_test_mail(ctx, "after-refusal").unwrap();
     assert_eq!(server.tree_state("/etc").unwrap(), etc_before);
 }
 
@@ -337,8 +340,9 @@ async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
 #[tokio::test]
 async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     use std::os::unix::fs::MetadataExt;
-    let Upgradable { server, ctx, .. } = scenario(300, 0, 2).build();
-    flow::upgrade(&ctx).await.unwrap();
+    let site = scenario(300, 0, 2).build();
+    let Upgradable { server, ctx, .. } = &site;
+    flow::upgrade(ctx).await.unwrap();
     let root = server.root();
     let backup = root.resolve(BACKUP_DIR).unwrap();
     let imss = imss_upgrade::support::account::ServiceUser::lookup(&root, "imss").unwrap();
@@ -368,10 +372,10 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     }
 
     snapshot::create(&root, &backup, imss_upgrade::flow::layout::SNAPSHOT_PATHS).unwrap();
-    let err = flow::roll_back(&ctx).await.unwrap_err();
+    let err = flow::roll_back(ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
-    health::send_test_mail(&ctx, "after-forgery").unwrap();
+    health::send_test_mail(ctx, "after-forgery").unwrap();
 }
 
 /// Build item 3 of the crash-safety issue: rolling back after 9.1 took
@@ -383,13 +387,14 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
 /// ones.
 #[tokio::test]
 async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
-    let Upgradable { server, ctx, .. } = scenario(3000, 0, 3).build();
+    let site = scenario(3000, 0, 3).build();
+    let Upgradable { server, ctx, .. } = &site;
     let root = server.root();
     let before = server.dump_all().unwrap();
 
-    let traffic = LoggedSender::start(&mail_at_20_a_second(&server)).unwrap();
+    let traffic = LoggedSender::start(&mail_at_20_a_second(server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    flow::upgrade(ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // On 9.1, as its EUQ console would: one migrated message released, one
@@ -434,7 +439,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
     assert!(!own_quarantine.is_empty(), "9.1 quarantined no mail yet");
     drop(client_91);
 
-    flow::roll_back(&ctx).await.expect("the rollback succeeds");
+    flow::roll_back(ctx).await.expect("the rollback succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (traffic, accepted) = traffic.finish().unwrap();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
@@ -502,7 +507,7 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         "9.1's quarantine records are not all in 7.1"
     );
     // 7.1 writes after the carried rows: a new mail gets a new id.
-    let probe = health::send_test_mail(&ctx, "after-carry-back").unwrap();
+    let probe = health::send_test_mail(ctx, "after-carry-back").unwrap();
     let ids = client_71
         .query_one(
             "SELECT (SELECT event_id FROM tb_policy_event WHERE message_id = $1), \
