@@ -250,12 +250,12 @@ fn owners_and_modes_are_set_on_handles_not_paths() {
 }
 
 /// The tests' oracles judge the product, so they may not use it: a fault
-/// in code they shared would cancel out. `fixture/src/oracle.rs` names
+/// in code they shared would cancel out. `fixture/src/harness/oracle.rs` names
 /// neither the product's crate nor another fixture module (which do use
 /// the product).
 #[test]
 fn the_oracle_calls_no_code_of_the_product() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixture/src/oracle.rs");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixture/src/harness/oracle.rs");
     let text = std::fs::read_to_string(&path).unwrap();
     let violations: Vec<String> = text
         .lines()

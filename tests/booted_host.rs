@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use imss_fixture::booted_host::{self, BootedHost, HOSTS_DIR};
+use imss_fixture::hosts::booted_host::{self, BootedHost, HOSTS_DIR};
 use imss_upgrade::support::processes::is_alive;
 
 /// One host at a time: every boot sweeps up hosts whose owner is gone,

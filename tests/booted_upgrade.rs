@@ -6,13 +6,13 @@
 //! the journal holds each event with its fields; `imss-rollback` removes
 //! every IMSS 9.1 unit and puts 7.1 back exactly as it was.
 //!
-//! Needs root and `systemd-container` (see `imss_fixture::booted_host`),
+//! Needs root and `systemd-container` (see `imss_fixture::hosts::booted_host`),
 //! and bind9 on this machine, whose `named.service` the host boots with.
 
 use std::time::Duration;
 
-use imss_fixture::build::DEFAULT_PASSWORD;
-use imss_fixture::model_host::{ModelHost, STOP_FILE, units_71, units_91, wait_for};
+use imss_fixture::hosts::model_host::{ModelHost, STOP_FILE, units_71, units_91, wait_for};
+use imss_fixture::model::build::DEFAULT_PASSWORD;
 use imss_upgrade::files::units;
 use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::support::logging::events;

@@ -55,7 +55,9 @@ async fn the_91_cluster_serves_from_its_own_configuration_after_the_upgrade() {
     let log = data_dir.with_file_name("plain-start.log");
     std::fs::write(&log, "").unwrap();
     std::os::unix::fs::chown(&log, Some(owner.uid), Some(owner.gid)).unwrap();
-    let pg_ctl = imss_fixture::pgbin::pg15().unwrap().program("pg_ctl");
+    let pg_ctl = imss_fixture::model::pgbin::pg15()
+        .unwrap()
+        .program("pg_ctl");
     let started = Cmd::new(&pg_ctl)
         .arg("-D")
         .arg(&data_dir)

@@ -13,40 +13,28 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use imss_fixture::harness::{
-    Baseline, FixtureServer, Payload, PgVersion, TestServer, TmpfsMount, flow,
-};
+use imss_fixture::harness::scenario::{Scenario, Upgradable};
+use imss_fixture::harness::{PgVersion, TestServer, TmpfsMount, flow};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::layout::BACKUP_DIR;
 use imss_upgrade::support::cmd::Cmd;
 use imss_upgrade::system::{pg, procfs};
 
-fn needs_failpoints() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "these tests need the fail points: run them with `--features imss-upgrade/failpoints` \
-             (make test does)"
-        );
-    }
+/// A small 7.1 server, whose baseline is taken once it runs.
+fn small_server() -> Scenario {
+    Scenario::new()
+        .needs_failpoints(cfg!(feature = "failpoints"))
+        .history_rows(500)
+        .tree_mb(0)
+        .days(2)
+        .with_baseline()
 }
 
-/// A small 7.1 server, not started yet.
-fn small_server() -> FixtureServer {
-    needs_failpoints();
-    FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap()
-}
-
-/// Runs the upgrade, which the fault armed beforehand must fail; checks
-/// that the report names `cause` and says 7.1 is back, and that 7.1 is
-/// exactly what it was.
-async fn fails_and_rolls_back(
-    server: &FixtureServer,
-    ctx: &Context,
-    payload: &Payload,
-    baseline: &Baseline,
-    cause: &[&str],
-) {
+/// Runs the upgrade in `ctx`, which the fault armed beforehand must fail;
+/// checks that the report names `cause` and says 7.1 is back, and that 7.1
+/// is exactly what it was.
+async fn fails_and_rolls_back(site: &Upgradable, ctx: &Context, cause: &[&str]) {
     let err = flow::upgrade(ctx)
         .await
         .expect_err("the fault must fail the upgrade");
@@ -58,7 +46,7 @@ async fn fails_and_rolls_back(
             "the report does not name {word:?}:\n{text}"
         );
     }
-    if let Err(err) = baseline.check_back_on_71(server, payload) {
+    if let Err(err) = site.check_back_on_71() {
         panic!("{err:#}\nafter:\n{text}");
     }
 }
@@ -80,50 +68,39 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 #[tokio::test]
 async fn a_full_file_system_during_the_snapshot_rolls_back_naming_it() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
-    let backup = server.root().resolve(BACKUP_DIR).unwrap();
-    let mount = TmpfsMount::mount(&backup, "512m").unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
+    let (site, mount) = small_server().build_with(|server| {
+        let backup = server.root().resolve(BACKUP_DIR).unwrap();
+        TmpfsMount::mount(&backup, "512m").unwrap()
+    });
     let dir = mount.dir().to_path_buf();
     fail::cfg_callback("before-snapshot", move || {
         fill(&dir);
     })
     .unwrap();
-    let ctx = payload.context(&server).unwrap();
-    fails_and_rolls_back(
-        &server,
-        &ctx,
-        &payload,
-        &baseline,
-        &["No space left on device", "snapshot"],
-    )
-    .await;
+    fails_and_rolls_back(&site, &site.ctx, &["No space left on device", "snapshot"]).await;
     scenario.teardown();
-    server.stop().unwrap();
+    site.server.stop().unwrap();
 }
 
 #[tokio::test]
 async fn a_full_file_system_during_the_migration_rolls_back_naming_it() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
     // /var/imss, with both clusters and the backup, on a file system of
     // its own.
-    let var_imss = server.root_dir().join("var/imss");
-    let built = server.root_dir().join("var/imss-built");
-    std::fs::rename(&var_imss, &built).unwrap();
-    let mount = TmpfsMount::mount(&var_imss, "1g").unwrap();
-    Cmd::new("cp")
-        .args(["-a", "-T", "--"])
-        .arg(&built)
-        .arg(&var_imss)
-        .run()
-        .unwrap();
-    std::fs::remove_dir_all(&built).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
+    let (site, mount) = small_server().build_with(|server| {
+        let var_imss = server.root_dir().join("var/imss");
+        let built = server.root_dir().join("var/imss-built");
+        std::fs::rename(&var_imss, &built).unwrap();
+        let mount = TmpfsMount::mount(&var_imss, "1g").unwrap();
+        Cmd::new("cp")
+            .args(["-a", "-T", "--"])
+            .arg(&built)
+            .arg(&var_imss)
+            .run()
+            .unwrap();
+        std::fs::remove_dir_all(&built).unwrap();
+        mount
+    });
     let dir = mount.dir().to_path_buf();
     let filled = std::sync::Arc::new(std::sync::Mutex::new(None));
     let filler = filled.clone();
@@ -131,28 +108,22 @@ async fn a_full_file_system_during_the_migration_rolls_back_naming_it() {
         *filler.lock().unwrap() = Some(fill(&dir));
     })
     .unwrap();
-    let ctx = payload.context(&server).unwrap();
     fails_and_rolls_back(
-        &server,
-        &ctx,
-        &payload,
-        &baseline,
+        &site,
+        &site.ctx,
         &["No space left on device", "step migrate"],
     )
     .await;
     scenario.teardown();
     assert!(filled.lock().unwrap().is_some(), "the fault was never made");
-    server.stop().unwrap();
+    site.server.stop().unwrap();
 }
 
 #[tokio::test]
 async fn postgresql_15_killed_in_the_middle_of_the_copy_rolls_back() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
-    let data_dir = server.root().resolve("/var/imss/pgdata").unwrap();
+    let site = small_server().build();
+    let data_dir = site.server.root().resolve("/var/imss/pgdata").unwrap();
     fail::cfg_callback("migrate-config-imported", move || {
         let killed = procfs::working_in(&data_dir);
         assert!(!killed.is_empty(), "PostgreSQL 15 runs in the migration");
@@ -164,18 +135,14 @@ async fn postgresql_15_killed_in_the_middle_of_the_copy_rolls_back() {
         }
     })
     .unwrap();
-    let ctx = payload.context(&server).unwrap();
-    fails_and_rolls_back(&server, &ctx, &payload, &baseline, &["step migrate"]).await;
+    fails_and_rolls_back(&site, &site.ctx, &["step migrate"]).await;
     scenario.teardown();
 }
 
 #[tokio::test]
 async fn postgresql_10_failing_to_start_from_the_backup_rolls_back_naming_it() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
+    let site = small_server().build();
     // Its socket's lock file names a live PostgreSQL server (a scratch
     // one): PostgreSQL 10 refuses to start there.
     let other = TestServer::start(PgVersion::V15).unwrap();
@@ -185,8 +152,8 @@ async fn postgresql_10_failing_to_start_from_the_backup_rolls_back_naming_it() {
         .next()
         .unwrap()
         .to_string();
-    let sockets = server.root().resolve(BACKUP_DIR).unwrap().join("run");
-    let port = DbSettings::load(&server.root()).unwrap().port;
+    let sockets = site.server.root().resolve(BACKUP_DIR).unwrap().join("run");
+    let port = DbSettings::load(&site.server.root()).unwrap().port;
     fail::cfg_callback("before-migrate", move || {
         std::fs::create_dir_all(&sockets).unwrap();
         std::fs::write(
@@ -196,27 +163,16 @@ async fn postgresql_10_failing_to_start_from_the_backup_rolls_back_naming_it() {
         .unwrap();
     })
     .unwrap();
-    let ctx = payload.context(&server).unwrap();
-    fails_and_rolls_back(
-        &server,
-        &ctx,
-        &payload,
-        &baseline,
-        &["starting PostgreSQL on", "pgdata-71"],
-    )
-    .await;
+    fails_and_rolls_back(&site, &site.ctx, &["starting PostgreSQL on", "pgdata-71"]).await;
     scenario.teardown();
 }
 
 #[tokio::test]
 async fn a_91_that_fails_its_health_check_rolls_back_naming_it() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
+    let site = small_server().build();
     // 9.1's database takes no write: the scanner cannot log a mail.
-    let root = server.root();
+    let root = site.server.root();
     fail::cfg_callback("switch-swapped", move || {
         let settings = DbSettings::load(&root).unwrap();
         std::thread::spawn(move || {
@@ -233,12 +189,9 @@ async fn a_91_that_fails_its_health_check_rolls_back_naming_it() {
         .unwrap();
     })
     .unwrap();
-    let ctx = payload.context(&server).unwrap();
     fails_and_rolls_back(
-        &server,
-        &ctx,
-        &payload,
-        &baseline,
+        &site,
+        &site.ctx,
         &["did not accept the health check message", "step switch"],
     )
     .await;
@@ -248,11 +201,9 @@ async fn a_91_that_fails_its_health_check_rolls_back_naming_it() {
 #[tokio::test]
 async fn a_service_start_that_hangs_is_stopped_and_rolled_back() {
     let scenario = fail::FailScenario::setup();
-    let server = small_server();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let baseline = Baseline::take(&server).unwrap();
-    let script = server
+    let site = small_server().build();
+    let script = site
+        .server
         .root()
         .resolve("/opt/trend/imss/script/imssctl.sh")
         .unwrap();
@@ -261,17 +212,10 @@ async fn a_service_start_that_hangs_is_stopped_and_rolled_back() {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     })
     .unwrap();
-    let ctx = payload
-        .context(&server)
-        .unwrap()
+    let ctx = site
+        .ctx
+        .clone()
         .with_service_timeout(Duration::from_secs(3));
-    fails_and_rolls_back(
-        &server,
-        &ctx,
-        &payload,
-        &baseline,
-        &["did not finish within 3 s", "step switch"],
-    )
-    .await;
+    fails_and_rolls_back(&site, &ctx, &["did not finish within 3 s", "step switch"]).await;
     scenario.teardown();
 }

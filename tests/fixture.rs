@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use imss_fixture::harness::{FixtureServer, fixture_exe};
-use imss_fixture::odbc::{self, HARD_PASSWORDS};
+use imss_fixture::model::odbc::{self, HARD_PASSWORDS};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::{self, DbSettings, ODBC_SECTION};
 use imss_upgrade::files::odbc_password::DsnPassword;

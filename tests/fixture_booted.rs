@@ -9,15 +9,15 @@
 //! disabled.
 //!
 //! The booted-host tests need root and `systemd-container` (see
-//! `imss_fixture::booted_host`); they build the server with the workspace's
+//! `imss_fixture::hosts::booted_host`); they build the server with the workspace's
 //! PostgreSQL 10 (`make setup`).
 
 use std::time::Duration;
 
 use imss_fixture::harness::FixtureServer;
-use imss_fixture::model_host::ModelHost;
-use imss_fixture::services::{Ports, ServiceKind, euq};
-use imss_fixture::units::{self, DATABASE_UNIT, TARGET};
+use imss_fixture::hosts::model_host::ModelHost;
+use imss_fixture::model::services::{Ports, ServiceKind, euq};
+use imss_fixture::model::units::{self, DATABASE_UNIT, TARGET};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::system::pg;
 

@@ -434,7 +434,7 @@ fn helper(
             .arg("--payload")
             .arg(payload.dir())
             .arg("--target-pg-bin")
-            .arg(imss_fixture::pgbin::pg15().unwrap().bin_dir());
+            .arg(imss_fixture::model::pgbin::pg15().unwrap().bin_dir());
     }
     let output = command.output().unwrap();
     let text = format!(

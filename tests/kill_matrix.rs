@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use imss_fixture::harness::HelperProcess;
-use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
+use imss_fixture::harness::site::{HELPER_TIMEOUT, Programs, Settled, Site};
 use imss_upgrade::flow::journal::Step;
 use imss_upgrade::support::failpoints::POINTS;
 use imss_upgrade::system::procfs;

@@ -15,26 +15,23 @@
 //! every journal event, with its documented fields, on a booted host.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use imss_fixture::harness::{Baseline, FixtureServer, HelperEnded, HelperProcess, Payload};
-use imss_fixture::oracle::tree_state;
-use imss_fixture::traffic::{self, TrafficOptions};
-use imss_upgrade::files::odbc_ini::DbSettings;
-use imss_upgrade::flow::journal::{RunState, StepJournal};
+use imss_fixture::harness::oracle::tree_state;
+use imss_fixture::harness::query::{column, value};
+use imss_fixture::harness::scenario::Scenario;
+use imss_fixture::harness::site::{HELPER_TIMEOUT, Programs, Site};
+use imss_fixture::harness::traffic::{self, TrafficOptions};
+use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::support::cmd::Cmd;
 use imss_upgrade::support::constants::PROGRAM_DIR;
 use imss_upgrade::support::processes;
-use imss_upgrade::system::{pg, procfs};
+use imss_upgrade::system::procfs;
 
 const UPGRADE: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 const ROLLBACK: &str = env!("CARGO_BIN_EXE_imss-rollback");
-
-/// Long enough for any command on a small server on a loaded CI machine.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The history tables: 7.1's name and id, 9.1's name and id.
 const HISTORY: [(&str, &str, &str, &str); 3] = [
@@ -48,143 +45,32 @@ const HISTORY: [(&str, &str, &str, &str); 3] = [
     ("tb_archive", "archive_id", "archive_message", "archive_id"),
 ];
 
-/// A started 7.1 server, the payload to upgrade it with, and what it was
+const PROGRAMS: Programs = Programs {
+    upgrade: UPGRADE,
+    rollback: ROLLBACK,
+};
+
+/// A started 7.1 server with `history_rows` policy events over `days` and
+/// no extra program files, the payload to upgrade it with, and what it was
 /// before.
-struct Site {
-    server: FixtureServer,
-    payload: Payload,
-    baseline: Baseline,
-    /// The 7.1 program tree, as the oracle sees it.
-    tree_71: String,
+fn site(history_rows: u64, days: u64) -> Site {
+    let scenario = Scenario::new()
+        .needs_failpoints(cfg!(feature = "failpoints"))
+        .tree_mb(0)
+        .history_rows(history_rows)
+        .days(days);
+    Site::new(PROGRAMS, scenario)
 }
 
-impl Site {
-    /// A server built with `extra` arguments to `imss-fixture build`.
-    fn new(extra: &[&str]) -> Self {
-        if !cfg!(feature = "failpoints") {
-            panic!(
-                "these tests need the fail points: run them with `--features \
-                 imss-upgrade/failpoints` (make test does)"
-            );
-        }
-        let mut args = vec!["--tree-mb", "0"];
-        args.extend_from_slice(extra);
-        let server = FixtureServer::build(&args).unwrap();
-        server.start().unwrap();
-        let payload = Payload::build().unwrap();
-        let baseline = Baseline::take(&server).unwrap();
-        let tree_71 = server.tree_state(PROGRAM_DIR).unwrap();
-        Self {
-            server,
-            payload,
-            baseline,
-            tree_71,
-        }
-    }
-
-    /// The arguments of `command` (none for imss-rollback) on this site:
-    /// the root, and for the commands that install 9.1 the payload.
-    fn args(&self, exe: &str, command: &[&str]) -> Vec<OsString> {
-        let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
-        args.push("--root".into());
-        args.push(self.server.root_dir().into());
-        if exe == ROLLBACK || matches!(command.first(), Some(&"run") | Some(&"recover")) {
-            args.push("--payload".into());
-            args.push(self.payload.dir().into());
-            args.push("--target-pg-bin".into());
-            args.push(imss_fixture::pgbin::pg15().unwrap().bin_dir().into());
-        }
-        args
-    }
-
-    fn start(&self, exe: &str, command: &[&str], stop_at: Option<&str>) -> HelperProcess {
-        HelperProcess::start(Path::new(exe), &self.args(exe, command), stop_at, None).unwrap()
-    }
-
-    /// Runs a helper to its end: its exit code and what it wrote.
-    fn finish(&self, exe: &str, command: &[&str]) -> (i32, String) {
-        let ended = self.start(exe, command, None).wait(HELPER_TIMEOUT).unwrap();
-        (ended.status.code().unwrap_or(-1), ended.output)
-    }
-
-    /// Runs a helper to its end; it must succeed. What it wrote.
-    fn complete(&self, exe: &str, command: &[&str], why: &str) -> String {
-        let (code, output) = self.finish(exe, command);
-        assert_eq!(code, 0, "{why}: {exe} {command:?} failed:\n{output}");
-        output
-    }
-
-    /// Starts a helper that stops at `point`, and waits until it stands
-    /// there, alive.
-    fn stopped_at(&self, exe: &str, command: &[&str], point: &str) -> HelperProcess {
-        let mut helper = self.start(exe, command, Some(point));
-        if let Err(err) = helper.wait_stopped(HELPER_TIMEOUT) {
-            panic!("{err:#}");
-        }
-        helper
-    }
-
-    /// Runs a helper until it stands at `point`, then kills it with
-    /// SIGKILL (which must be what ended it).
-    fn kill_at(&self, exe: &str, command: &[&str], point: &str) -> HelperEnded {
-        self.stopped_at(exe, command, point).kill9().unwrap()
-    }
-
-    fn root_path(&self, path: &str) -> PathBuf {
-        self.server.root_dir().join(path.trim_start_matches('/'))
-    }
-
-    fn backup(&self) -> PathBuf {
-        self.root_path(BACKUP_DIR)
-    }
-
-    /// The 7.1 data directory in the backup, where the transfer's source
-    /// runs.
-    fn backup_71(&self) -> PathBuf {
-        self.backup().join("pgdata-71")
-    }
-
-    fn journal_state(&self) -> Option<RunState> {
-        StepJournal::load(&self.root_path(STATE_DIR))
-            .unwrap()
-            .map(|journal| journal.state)
-    }
-
-    /// The admin database as `odbc.ini` names it now (7.1's or 9.1's).
-    async fn database(&self) -> tokio_postgres::Client {
-        pg::connect(&DbSettings::load(&self.server.root()).unwrap())
-            .await
-            .unwrap()
-    }
-
-    /// Whether the server takes mail (a sender and a recipient; no
-    /// message is sent, so no database changes).
-    fn takes_mail(&self) -> bool {
-        imss_upgrade::flow::upgrade::health::check_accepting(
-            &self.payload.context(&self.server).unwrap(),
-        )
-        .is_ok()
-    }
-}
-
-/// The single number `sql` asks for.
-async fn number(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .get(0)
-}
-
-/// The ids `sql` selects (one bigint column).
-async fn id_set(client: &tokio_postgres::Client, sql: &str) -> BTreeSet<i64> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+/// A site with `history_rows` policy events over 30 days, upgraded; and
+/// per history table the ids 7.1 held before, and those 9.1 holds from
+/// 7.1 after the upgrade (its window).
+async fn upgraded_site(history_rows: u64) -> (Site, Vec<BTreeSet<i64>>, Vec<BTreeSet<i64>>) {
+    let site = site(history_rows, 30);
+    let history_71 = ids_71(&site).await;
+    site.complete(UPGRADE, &["run"], "the upgrade");
+    let window = ids_91_from_71(&site).await;
+    (site, history_71, window)
 }
 
 /// Per history table, the ids 7.1 holds.
@@ -192,7 +78,9 @@ async fn ids_71(site: &Site) -> Vec<BTreeSet<i64>> {
     let client = site.database().await;
     let mut ids = Vec::new();
     for (table, id, _, _) in HISTORY {
-        ids.push(id_set(&client, &format!("SELECT {id}::bigint FROM {table}")).await);
+        ids.push(
+            column::<i64, _>(&client, &format!("SELECT {id}::bigint FROM {table}"), &[]).await,
+        );
     }
     ids
 }
@@ -203,9 +91,10 @@ async fn ids_91_from_71(site: &Site) -> Vec<BTreeSet<i64>> {
     let mut ids = Vec::new();
     for (_, _, table, id) in HISTORY {
         ids.push(
-            id_set(
+            column::<i64, _>(
                 &client,
                 &format!("SELECT {id} FROM {table} WHERE source = '7.1'"),
+                &[],
             )
             .await,
         );
@@ -307,10 +196,7 @@ fn pid_named_in(lock: &Path) -> u32 {
 /// holds it whole.
 #[tokio::test]
 async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_command() {
-    let site = Site::new(&["--history-rows", "5000", "--days", "30"]);
-    let history_71 = ids_71(&site).await;
-    site.complete(UPGRADE, &["run"], "the upgrade");
-    let window = ids_91_from_71(&site).await;
+    let (site, history_71, window) = upgraded_site(5000).await;
     assert!(
         window[0].len() * 10 < history_71[0].len(),
         "the upgrade moved more than the window: {} of {} policy events",
@@ -324,8 +210,9 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     let lock = site.root_path(STATE_DIR).join("upgrade.lock");
     let finished_run = pid_named_in(&lock);
     assert!(!processes::is_alive(finished_run));
-    let holder = site.stopped_at(UPGRADE, &["recover"], "lock-taken-unnamed");
-    let (code, refused) = site.finish(UPGRADE, &["recover"]);
+    let holder = site.stop_at(UPGRADE, &["recover"], "lock-taken-unnamed");
+    let ended = site.finish(UPGRADE, &["recover"]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(code, 1, "a second recover was not refused:\n{refused}");
     assert!(
         refused.contains("a command that has not said who it is yet"),
@@ -336,17 +223,19 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         "the refusal names the finished run (pid {finished_run}) as the holder:\n{refused}"
     );
     holder.kill9().unwrap();
-    let recovered = site.complete(
-        UPGRADE,
-        &["recover"],
-        "recover after the lock's holder died",
-    );
+    let recovered = site
+        .complete(
+            UPGRADE,
+            &["recover"],
+            "recover after the lock's holder died",
+        )
+        .output;
     assert!(recovered.contains("completed"), "{recovered}");
     assert_eq!(site.journal_state(), Some(RunState::Completed));
 
     // The transfer's source start: PostgreSQL 10 runs on the backup, no
     // batch has begun. The next start settles the server the kill left.
-    let starting = site.stopped_at(UPGRADE, &["transfer", "run"], "transfer-source-started");
+    let starting = site.stop_at(UPGRADE, &["transfer", "run"], "transfer-source-started");
     assert!(
         !procfs::working_in(&site.backup_71()).is_empty(),
         "PostgreSQL 10 does not run on the backup at transfer-source-started"
@@ -354,7 +243,7 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     starting.kill9().unwrap();
 
     // Right after a COMMIT: another session sees the batch in 9.1.
-    let committing = site.stopped_at(UPGRADE, &["transfer", "run"], "transfer-batch-committed");
+    let committing = site.stop_at(UPGRADE, &["transfer", "run"], "transfer-batch-committed");
     let seen = ids_91_from_71(&site).await;
     let moved: usize = seen
         .iter()
@@ -367,11 +256,13 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
     );
     committing.kill9().unwrap();
 
-    let output = site.complete(
-        UPGRADE,
-        &["transfer", "run"],
-        "the transfer after two kills",
-    );
+    let output = site
+        .complete(
+            UPGRADE,
+            &["transfer", "run"],
+            "the transfer after two kills",
+        )
+        .output;
     assert!(output.contains("0 rejected"), "{output}");
     assert_eq!(
         ids_91_from_71(&site).await,
@@ -422,7 +313,8 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
 
     // That export is finished: a finalize asked to write it again is
     // refused, changing nothing, and says how to go on.
-    let (code, refused) = site.finish(UPGRADE, &["finalize", "--export", &export_arg]);
+    let ended = site.finish(UPGRADE, &["finalize", "--export", &export_arg]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(code, 1, "{refused}");
     assert!(refused.contains("without --export"), "{refused}");
     unchanged("finalize refused an export directory holding an export");
@@ -438,7 +330,8 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         left.contains("pgdata-71") && !left.iter().any(|name| name.starts_with("snapshot")),
         "the delete was not half done: {left:?}"
     );
-    let (code, refused) = site.finish(ROLLBACK, &[]);
+    let ended = site.finish(ROLLBACK, &[]);
+    let (code, refused) = (ended.code(), ended.output);
     assert_eq!(
         code, 1,
         "imss-rollback went on with half a backup:\n{refused}"
@@ -452,7 +345,9 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
         &["recover"],
         "recover after finalize-backup-deleting",
     );
-    let output = site.complete(UPGRADE, &["finalize"], "the finalize after the kills");
+    let output = site
+        .complete(UPGRADE, &["finalize"], "the finalize after the kills")
+        .output;
     assert!(output.contains("finalized"), "{output}");
 
     // Nothing of the backup or the run is left, and 9.1 runs on.
@@ -494,10 +389,7 @@ async fn kills_in_the_lock_the_transfer_and_finalize_are_settled_by_the_next_com
 /// row up to the highest id moved, none above it, none twice.
 #[tokio::test]
 async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
-    let site = Site::new(&["--history-rows", "20000", "--days", "30"]);
-    let history_71 = ids_71(&site).await;
-    site.complete(UPGRADE, &["run"], "the upgrade");
-    let window = ids_91_from_71(&site).await;
+    let (site, history_71, window) = upgraded_site(20000).await;
     let transfer = site.start(
         UPGRADE,
         &["transfer", "run", "--max-rows-per-sec", "2000"],
@@ -527,11 +419,13 @@ async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
     drop(client);
     let transfer_pid = transfer.pid();
 
-    let output = site.complete(
-        UPGRADE,
-        &["finalize", "--force"],
-        "finalize during the transfer",
-    );
+    let output = site
+        .complete(
+            UPGRADE,
+            &["finalize", "--force"],
+            "finalize during the transfer",
+        )
+        .output;
     assert!(output.contains("finalized"), "{output}");
     let ended = transfer.wait(Duration::from_secs(30)).unwrap();
     assert!(
@@ -579,7 +473,7 @@ async fn finalize_stops_a_running_transfer_and_9_1_keeps_whole_batches_only() {
 
 /// Per history table of 7.1, every row as text by its id.
 async fn rows_71(site: &Site) -> Vec<BTreeMap<i64, String>> {
-    imss_fixture::oracle::history_71_by_id(&site.database().await)
+    imss_fixture::harness::oracle::history_71_by_id(&site.database().await)
         .await
         .unwrap()
 }
@@ -602,36 +496,30 @@ struct MailOn91 {
 async fn upgrade_and_take_mail(site: &Site) -> MailOn91 {
     let before = rows_71(site).await;
     site.complete(UPGRADE, &["run"], "the upgrade");
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let report = traffic::run(&TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: site.server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(1),
-        accepted_log: Some(log.path().to_path_buf()),
-    })
+    let (report, accepted) = traffic::run_logged(&TrafficOptions::loopback(
+        site.server.smtp_port,
+        20.0,
+        Duration::from_secs(1),
+    ))
     .await
     .unwrap();
     assert_eq!(report.refused + report.failed, 0, "{report:?}");
-    let accepted = traffic::read_accepted_log(log.path()).unwrap();
     assert!(
         accepted.len() >= 10,
         "9.1 accepted {} mails",
         accepted.len()
     );
     let client = site.database().await;
-    let released = number(
-        &client,
-        "UPDATE quarantine_message SET released = true WHERE quarantine_id = \
+    let released = value::<i64>(&client, "UPDATE quarantine_message SET released = true WHERE quarantine_id = \
            (SELECT min(quarantine_id) FROM quarantine_message WHERE source = '7.1' AND NOT released) \
-         RETURNING quarantine_id",
-    )
+         RETURNING quarantine_id", &[])
     .await;
-    let deleted = number(
+    let deleted = value::<i64>(
         &client,
         "DELETE FROM archive_message WHERE archive_id = \
            (SELECT min(archive_id) FROM archive_message WHERE source = '7.1') \
          RETURNING archive_id",
+        &[],
     )
     .await;
     MailOn91 {
@@ -649,7 +537,7 @@ async fn upgrade_and_take_mail(site: &Site) -> MailOn91 {
 /// its quarantine and archive records, the release and the deletion.
 async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
     let tree = site.server.tree_state(PROGRAM_DIR).unwrap();
-    let changed = tree_differences(&tree, &site.tree_71);
+    let changed = tree_differences(&tree, site.baseline.tree());
     assert!(
         changed.is_empty(),
         "{case}: the 7.1 program tree differs: {changed:#?}"
@@ -678,18 +566,12 @@ async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
             "{case}: {table}: rows 7.1 had that changed"
         );
         let highest = before.keys().next_back().copied().unwrap_or(0);
-        let carried: Vec<String> = client
-            .query(
-                &format!(
-                    "SELECT message_id::text FROM {table} WHERE {id} > $1 ORDER BY message_id"
-                ),
-                &[&(highest as i32)],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let carried: Vec<String> = column(
+            &client,
+            &format!("SELECT message_id::text FROM {table} WHERE {id} > $1 ORDER BY message_id"),
+            &[&(highest as i32)],
+        )
+        .await;
         let unknown: Vec<&String> = carried
             .iter()
             .filter(|m| !mail.accepted.contains(*m))
@@ -706,14 +588,12 @@ async fn check_back_on_71_with(site: &Site, mail: &MailOn91, case: &str) {
             );
         }
     }
-    let released: bool = client
-        .query_one(
-            "SELECT released FROM tb_quarantine WHERE quarantine_id = $1",
-            &[&(mail.released as i32)],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let released: bool = value(
+        &client,
+        "SELECT released FROM tb_quarantine WHERE quarantine_id = $1",
+        &[&(mail.released as i32)],
+    )
+    .await;
     assert!(released, "{case}: the release 9.1 made is not in 7.1");
     assert!(
         !after[2].contains_key(&mail.deleted),
@@ -737,6 +617,16 @@ fn archives_in(backup: &Path) -> BTreeMap<String, String> {
     found
 }
 
+/// Upgrades the site and has 9.1 take mail ([`upgrade_and_take_mail`]),
+/// then kills the snapshot's compression at `point`: what 9.1 did, and the
+/// SHA-256 of the tar the snapshot held before.
+async fn upgrade_then_kill_the_compression_at(site: &Site, point: &str) -> (MailOn91, String) {
+    let mail = upgrade_and_take_mail(site).await;
+    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
+    site.kill_at(UPGRADE, &["compress-snapshot", "--preset", "0"], point);
+    (mail, tar)
+}
+
 /// Rollbacks on one server, each after an upgrade: one after a completed
 /// transfer, with no mail on 9.1, brings 7.1 back exactly, the transferred
 /// history in it as it was. Then three, each after 9.1 took mail, killed
@@ -752,7 +642,7 @@ fn archives_in(backup: &Path) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on_71_with_the_mail()
 {
-    let site = Site::new(&["--history-rows", "2000", "--days", "3"]);
+    let site = site(2000, 3);
 
     // After a completed transfer.
     let history_71 = ids_71(&site).await;
@@ -771,13 +661,7 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
 
     // The compression killed with the xz in place and the manifest still
     // naming the tar; a transfer between its flock and its record.
-    let mail = upgrade_and_take_mail(&site).await;
-    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
-    site.kill_at(
-        UPGRADE,
-        &["compress-snapshot", "--preset", "0"],
-        "compress-archive-swapped",
-    );
+    let (mail, tar) = upgrade_then_kill_the_compression_at(&site, "compress-archive-swapped").await;
     let half_swapped = archives_in(&site.backup());
     assert_eq!(
         half_swapped,
@@ -799,7 +683,7 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
         ),
     )
     .unwrap();
-    let transfer = site.stopped_at(UPGRADE, &["transfer", "run"], "lock-taken-unnamed");
+    let transfer = site.stop_at(UPGRADE, &["transfer", "run"], "lock-taken-unnamed");
     let mut rollback = site.start(ROLLBACK, &[], Some("carry-back-begun"));
     std::thread::sleep(Duration::from_secs(3));
     let bystander_ended = bystander.try_wait().unwrap();
@@ -817,13 +701,8 @@ async fn rollbacks_killed_in_the_carry_back_after_a_compression_cut_short_end_on
 
     // The compression killed with the manifest naming the xz, the tar not
     // removed; the next one finishes it.
-    let mail = upgrade_and_take_mail(&site).await;
-    let tar = archives_in(&site.backup())["snapshot.tar"].clone();
-    site.kill_at(
-        UPGRADE,
-        &["compress-snapshot", "--preset", "0"],
-        "compress-manifest-written",
-    );
+    let (mail, tar) =
+        upgrade_then_kill_the_compression_at(&site, "compress-manifest-written").await;
     site.complete(
         UPGRADE,
         &["compress-snapshot", "--preset", "0"],
@@ -892,7 +771,7 @@ fn documented_events() -> BTreeMap<String, Vec<String>> {
 /// Read back with `journalctl -o json MESSAGE_ID=…`.
 #[test]
 fn every_journal_event_is_logged_with_its_documented_fields() {
-    use imss_fixture::model_host::{ModelHost, wait_for};
+    use imss_fixture::hosts::model_host::{ModelHost, wait_for};
     use imss_upgrade::support::logging::events;
     let documented = documented_events();
     let undocumented: Vec<&str> = events::ALL

@@ -3,7 +3,7 @@
 //! machine: a DNS server already running there makes the test fail, naming
 //! it.
 
-use imss_fixture::named::{NamedServer, processes_using};
+use imss_fixture::model::named::{NamedServer, processes_using};
 use imss_upgrade::support::constants::{DNS_PORT, RNDC_PORT};
 use imss_upgrade::system::listeners::{Protocol, listeners_on, port_is_free};
 

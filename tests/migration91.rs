@@ -3,15 +3,15 @@
 //! goes through `imsx_config.dat`, the last 24 hours through the staging
 //! schema. Counts come from the 7.1 server itself; whether 9.1 holds the
 //! history 7.1 had, each row once, is judged by the oracle
-//! (`imss_fixture::oracle`), which maps 7.1's rows with SQL of its own,
+//! (`imss_fixture::harness::oracle`), which maps 7.1's rows with SQL of its own,
 //! and the 7.1 columns are read from the live 7.1 server's catalog. The
 //! product's checksums are exercised, not trusted.
 
 use std::os::unix::fs::PermissionsExt;
 
 use chrono::{Duration, NaiveDateTime, Utc};
+use imss_fixture::harness::oracle::{self, Config71, History71, HistoryOracle, Part, Piece};
 use imss_fixture::harness::{self, FixtureServer, PgVersion, TestServer};
-use imss_fixture::oracle::{self, Config71, History71, HistoryOracle, Part, Piece};
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::migration;

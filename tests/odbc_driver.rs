@@ -7,7 +7,7 @@
 //! write it; one it cannot decode at all is tried as written.
 
 use imss_fixture::harness::{FixtureServer, Payload, flow};
-use imss_fixture::odbc::{self, HARD_PASSWORDS};
+use imss_fixture::model::odbc::{self, HARD_PASSWORDS};
 use imss_upgrade::cli::render;
 use imss_upgrade::files::odbc_ini::{DbSettings, ODBC_91, ODBC_SECTION};
 use imss_upgrade::files::odbc_password::{DsnPassword, ReadingKind};
@@ -30,7 +30,7 @@ const TABLE_PASSWORDS: &[&str] = &[
     "{xy}",
     "abc%41def",
     "a+b",
-    imss_fixture::build::DEFAULT_PASSWORD,
+    imss_fixture::model::build::DEFAULT_PASSWORD,
     "p%(ss)s%;#w=rd",
 ];
 

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use imss_fixture::model_host::{Baseline, ModelHost, STOP_FILE, units_71, units_91, wait_for};
-use imss_fixture::package_repo::{self, PackageRepo};
+use imss_fixture::hosts::model_host::{
+    Baseline, ModelHost, STOP_FILE, units_71, units_91, wait_for,
+};
+use imss_fixture::hosts::package_repo::{self, PackageRepo};
 use imss_upgrade::files::units;
 use imss_upgrade::flow::journal::RunState;
 use imss_upgrade::support::logging::events;

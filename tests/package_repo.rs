@@ -1,5 +1,5 @@
 //! Packages built here with `rpmbuild` and served to a booted host
-//! (`imss_fixture::package_repo`) install there with `dnf`, as on a RHEL
+//! (`imss_fixture::hosts::package_repo`) install there with `dnf`, as on a RHEL
 //! server: a package with a `%pre` that runs a program of the helpers
 //! package it requires, the helpers' automatic requirements on the C
 //! library met by the host's stand-in base system; a second build of the
@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use imss_fixture::booted_host::BootedHost;
-use imss_fixture::package_repo::{REPO_DIR, serve_packages};
+use imss_fixture::hosts::booted_host::BootedHost;
+use imss_fixture::hosts::package_repo::{REPO_DIR, serve_packages};
 use imss_upgrade::support::cmd::Cmd;
 
 /// How long one `dnf` command may take inside the host.

@@ -1,5 +1,5 @@
 //! Power losses that lose what was not synced, on the fixture's lossy file
-//! system (`imss_fixture::lossyfs`): first the file system itself (what a
+//! system (`imss_fixture::hosts::lossyfs`): first the file system itself (what a
 //! power cut keeps and what it throws away, and PostgreSQL's own fsyncs
 //! keeping a committed row), then the upgrade with its whole root on it.
 
@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use imss_fixture::harness::{self, PgVersion};
-use imss_fixture::lossyfs::LossyMount;
+use imss_fixture::hosts::lossyfs::LossyMount;
 use imss_upgrade::support::secret::Secret;
 use imss_upgrade::system::pg::{Cluster, InitOptions, StopMode};
 
@@ -237,10 +237,10 @@ use std::ffi::OsString;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use imss_fixture::harness::oracle::{History71, HistoryOracle, Part, Piece};
+use imss_fixture::harness::site::{HELPER_TIMEOUT, Programs, Settled, Site};
 use imss_fixture::harness::{Baseline, HelperProcess};
-use imss_fixture::lossyfs::PowerCut;
-use imss_fixture::oracle::{History71, HistoryOracle, Part, Piece};
-use imss_fixture::site::{HELPER_TIMEOUT, Programs, Settled, Site};
+use imss_fixture::hosts::lossyfs::PowerCut;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::journal::StepJournal;
 use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
@@ -621,8 +621,11 @@ fn mail_not_quarantined(number: usize) -> String {
     (0..)
         .map(|attempt| format!("<power-cut-{number}-{attempt}@example.org>"))
         .find(|id| {
-            imss_fixture::services::scanner::quarantine_reason("imss-upgrade health check", id)
-                .is_none()
+            imss_fixture::model::services::scanner::quarantine_reason(
+                "imss-upgrade health check",
+                id,
+            )
+            .is_none()
         })
         .expect("most Message-IDs are not quarantined")
 }
@@ -735,7 +738,9 @@ fn power_cuts_at_a_sample_of_boundaries_leave_the_server_whole() {
 }
 
 /// Where the oracle reaches the database the server's `odbc.ini` names.
-fn address(server: &imss_fixture::harness::FixtureServer) -> imss_fixture::oracle::PgAddress {
+fn address(
+    server: &imss_fixture::harness::FixtureServer,
+) -> imss_fixture::harness::oracle::PgAddress {
     imss_fixture::harness::pg_address(
         &imss_upgrade::files::odbc_ini::DbSettings::load(&server.root()).unwrap(),
     )

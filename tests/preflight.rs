@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use imss_fixture::harness::{FixtureServer, Payload};
-use imss_fixture::named::NamedServer;
+use imss_fixture::model::named::NamedServer;
 use imss_upgrade::files::ini::IniFile;
 use imss_upgrade::support::cmd::Cmd;
 use serde_json::Value;
@@ -61,7 +61,7 @@ fn payload() -> &'static Payload {
 }
 
 fn preflight_with(program: &Path, cwd: &Path, root: &Path) -> Outcome {
-    let pg15 = imss_fixture::pgbin::pg15().unwrap();
+    let pg15 = imss_fixture::model::pgbin::pg15().unwrap();
     preflight_of(program, cwd, root, &payload().dir(), Some(pg15.bin_dir()))
 }
 

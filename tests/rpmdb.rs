@@ -10,9 +10,9 @@ use imss_upgrade::system::rpmdb::missing_capabilities;
 fn a_model_base_system_lacking_two_packages_reports_exactly_those() {
     let dir = tempfile::tempdir().unwrap();
     let missing = vec!["wget".to_string(), "perl".to_string()];
-    imss_fixture::rpmdb::install_base_system_in(
+    imss_fixture::model::rpmdb::install_base_system_in(
         dir.path(),
-        imss_fixture::tree::OsFlavor::Rhel8,
+        imss_fixture::model::tree::OsFlavor::Rhel8,
         &missing,
     )
     .unwrap();

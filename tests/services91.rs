@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use imss_fixture::harness::{FixtureServer, fixture_exe, processes_mentioning};
-use imss_fixture::lifecycle;
-use imss_fixture::services::scanner::{RULE_NAME, quarantine_reason};
-use imss_fixture::services::{Ports, ServiceKind};
+use imss_fixture::model::lifecycle;
+use imss_fixture::model::services::scanner::{RULE_NAME, quarantine_reason};
+use imss_fixture::model::services::{Ports, ServiceKind};
 use imss_upgrade::files::imss_ini::{ProductInfo, imss_ini_91};
 use imss_upgrade::files::ini::IniFile;
 use imss_upgrade::files::odbc_ini::DbSettings;
@@ -30,7 +30,10 @@ use imss_upgrade::system::pg::{self, Cluster, StopMode};
 
 /// The PostgreSQL 15 programs the tests use.
 fn pg15_bin() -> PathBuf {
-    imss_fixture::pgbin::pg15().unwrap().bin_dir().to_path_buf()
+    imss_fixture::model::pgbin::pg15()
+        .unwrap()
+        .bin_dir()
+        .to_path_buf()
 }
 
 /// `imss-fixture payload --out OUT --pg-bin PG_BIN`, run in `dir`.

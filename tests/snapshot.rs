@@ -15,8 +15,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use imss_fixture::oracle;
-use imss_fixture::tree::write_program_tree;
+use imss_fixture::harness::oracle;
+use imss_fixture::model::tree::write_program_tree;
 use imss_upgrade::snapshot::{
     self, ArchiveFormat, BackupMismatch, Compression, Entry, EntryKind, MANIFEST_FILE, Manifest,
     Pin,

@@ -5,7 +5,7 @@
 //! 9.1 refuses is kept and reported; `status --json` follows it; `finalize`
 //! waits for it; a rollback in its middle ends on 7.1 exactly.
 //!
-//! "Exactly once" is judged by the oracle (`imss_fixture::oracle`), which
+//! "Exactly once" is judged by the oracle (`imss_fixture::harness::oracle`), which
 //! shares nothing with the transfer: 7.1's rows as they were before the
 //! upgrade, mapped into 9.1's by the oracle's own SQL, set against what 9.1
 //! holds with `EXCEPT ALL` both ways, right after the upgrade (the window
@@ -17,11 +17,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use imss_fixture::harness::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
+use imss_fixture::harness::query::{column, missing, value};
+use imss_fixture::harness::scenario::{Scenario, Upgradable};
+use imss_fixture::harness::traffic::{self, LoggedSender, TrafficOptions};
 use imss_fixture::harness::{
     self, Baseline, FixtureServer, HelperProcess, Payload, TmpfsMount, flow,
 };
-use imss_fixture::oracle::{self, History71, HistoryOracle, Part, PgAddress, Piece};
-use imss_fixture::traffic::{self, TrafficOptions};
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::layout::{BACKUP_DIR, STATE_DIR};
 use imss_upgrade::system::pg;
@@ -32,18 +34,16 @@ const HELPER: &str = env!("CARGO_BIN_EXE_imss-upgrade");
 /// A started 7.1 server with `rows` policy events over 30 days (so nearly
 /// all of them are older than the window), its payload, and its context.
 fn server(rows: u64) -> (FixtureServer, Payload, imss_upgrade::flow::context::Context) {
-    let server = FixtureServer::build(&[
-        "--history-rows",
-        &rows.to_string(),
-        "--tree-mb",
-        "0",
-        "--days",
-        "30",
-    ])
-    .unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let Upgradable {
+        server,
+        payload,
+        ctx,
+        ..
+    } = Scenario::new()
+        .history_rows(rows)
+        .tree_mb(0)
+        .days(30)
+        .build();
     (server, payload, ctx)
 }
 
@@ -162,31 +162,23 @@ async fn assert_every_row_once(server: &FixtureServer, before: &Before) {
     assert_91_holds(server, before, &[Piece::standard(Part::All)]).await;
 }
 
+/// Runs `imss-upgrade transfer run` to its end, which must succeed, then
+/// [`assert_every_row_once`].
+async fn transfer_completes_with_every_row_once(server: &FixtureServer, before: &Before) {
+    let (code, output) = helper(server, &["transfer", "run"]);
+    assert_eq!(code, 0, "{output}");
+    assert_every_row_once(server, before).await;
+}
+
 /// Adds a policy event ten days old with action code `action` to the
 /// running 7.1 server, committed after every row of the window, so its id
 /// is above theirs (as a late commit's is); its id.
 async fn add_late_old_event(root: &imss_upgrade::support::root::Root, action: i16) -> i64 {
     let client = pg::connect(&DbSettings::load(root).unwrap()).await.unwrap();
-    let id: i32 = client
-        .query_one(
-            "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, recipients, action) \
+    let id: i32 = value(&client, "INSERT INTO tb_policy_event (event_time, message_id, scanner_host, sender, recipients, action) \
              VALUES (now() AT TIME ZONE 'UTC' - interval '10 days', '<late@example.com>', 'imss71', \
-                     'a@example.com', 'b@example.com,c@example.com', $1) RETURNING event_id",
-            &[&action],
-        )
-        .await
-        .unwrap()
-        .get(0);
+                     'a@example.com', 'b@example.com,c@example.com', $1) RETURNING event_id", &[&action]).await;
     i64::from(id)
-}
-
-/// The single number `sql` asks `client` for.
-async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .get(0)
 }
 
 fn root_arg(server: &FixtureServer) -> Vec<OsString> {
@@ -217,12 +209,7 @@ fn run_under_root(
     args: &[&str],
     failpoints: Option<&str>,
 ) -> (i32, String) {
-    let mut command = std::process::Command::new(program);
-    command.args(root_arg(server)).args(args);
-    if let Some(points) = failpoints {
-        command.env("FAILPOINTS", points);
-    }
-    let output = command.output().unwrap();
+    let output = under_root(program, server, args, failpoints);
     (
         output.status.code().unwrap_or(-1),
         format!(
@@ -231,6 +218,33 @@ fn run_under_root(
             String::from_utf8_lossy(&output.stderr)
         ),
     )
+}
+
+/// [`run_under_root`], its standard output and error apart.
+fn under_root(
+    program: &str,
+    server: &FixtureServer,
+    args: &[&str],
+    failpoints: Option<&str>,
+) -> std::process::Output {
+    let mut command = std::process::Command::new(program);
+    command.args(root_arg(server)).args(args);
+    if let Some(points) = failpoints {
+        command.env("FAILPOINTS", points);
+    }
+    command.output().unwrap()
+}
+
+/// `imss-upgrade transfer run` with `FAILPOINTS` set to `failpoints`,
+/// which must stop it at its fail point: what it wrote to standard error
+/// names the point.
+fn transfer_stopped_by(server: &FixtureServer, failpoints: &str) {
+    let point = failpoints.split('=').next().unwrap_or(failpoints);
+    let stopped = under_root(HELPER, server, &["transfer", "run"], Some(failpoints));
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains(point),
+        "{stopped:?}"
+    );
 }
 
 /// `imss-upgrade status --json`'s `transfer` object.
@@ -310,15 +324,12 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
         "a transfer shows before any ran: {status}"
     );
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let sender = traffic::BackgroundSender::start(options);
+    let sender = LoggedSender::start(&TrafficOptions::loopback(
+        server.smtp_port,
+        20.0,
+        Duration::from_secs(600),
+    ))
+    .unwrap();
 
     let transfer = start_transfer(&server, &["--max-rows-per-sec", "8000"]);
     let start = wait_for_status(&server, "the start", |s| {
@@ -377,7 +388,7 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
         ended.output
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = sender.finish().unwrap();
+    let (traffic, accepted) = sender.finish().unwrap();
 
     let end = transfer_status(&server);
     assert_eq!(end["state"], "done", "{end:#}");
@@ -388,9 +399,7 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
 
     // Every 7.1 row but the refused one is in 9.1, once, as it was.
     assert_every_row_once(&server, &before).await;
-    let client = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let client = server.database().await.unwrap();
     let rejected = client
         .query_one(
             "SELECT row_id, reason, row_71 FROM upgrade_transfer.rejected WHERE table_name = 'tb_policy_event'",
@@ -409,20 +418,14 @@ async fn the_transfer_completes_under_mail_with_a_refused_row_kept_and_status_th
     );
 
     // Live mail during the transfer: every accepted mail is in 9.1.
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert!(traffic.accepted > 20, "{traffic:?}");
     assert_eq!(traffic.refused + traffic.failed, 0, "{traffic:?}");
-    let in_91: BTreeSet<String> = client
-        .query(
-            "SELECT message_id FROM policy_event WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let missing: Vec<_> = accepted.difference(&in_91).collect();
+    let missing = missing(
+        &accepted,
+        &client,
+        "SELECT message_id FROM policy_event WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
+    )
+    .await;
     assert!(missing.is_empty(), "accepted, not in 9.1: {missing:?}");
 
     // Done is done: PostgreSQL 10 is stopped, and a second run does nothing.
@@ -579,23 +582,18 @@ async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
         !root.resolve(BACKUP_DIR).unwrap().exists(),
         "the backup is still there"
     );
-    let mail = traffic::run(&TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 5.0,
-        duration: Duration::from_secs(1),
-        accepted_log: None,
-    })
+    let mail = traffic::run(&TrafficOptions::loopback(
+        server.smtp_port,
+        5.0,
+        Duration::from_secs(1),
+    ))
     .await
     .unwrap();
     assert!(
         mail.accepted > 0 && mail.refused + mail.failed == 0,
         "9.1 does not take mail after finalize: {mail:?}"
     );
-    let rollback = std::process::Command::new(env!("CARGO_BIN_EXE_imss-rollback"))
-        .args(root_arg(&server))
-        .output()
-        .unwrap();
+    let rollback = under_root(env!("CARGO_BIN_EXE_imss-rollback"), &server, &[], None);
     assert!(!rollback.status.success());
     assert!(
         String::from_utf8_lossy(&rollback.stderr).contains("nothing to roll back"),
@@ -613,23 +611,11 @@ async fn a_pause_outlives_a_restart_and_finalize_waits_for_the_transfer() {
 #[tokio::test]
 async fn rows_9_1_changes_after_their_batch_do_not_fail_the_final_comparison() {
     let (server, _payload, ctx) = server(20_000);
-    let root = server.root();
     flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     // Every batch committed, the final comparison not yet made.
-    let stopped = std::process::Command::new(HELPER)
-        .args(root_arg(&server))
-        .args(["transfer", "run"])
-        .env("FAILPOINTS", "transfer-verifying=return")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&stopped.stderr).contains("transfer-verifying"),
-        "{stopped:?}"
-    );
+    transfer_stopped_by(&server, "transfer-verifying=return");
 
-    let target = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let target = server.database().await.unwrap();
     let released = target
         .execute(
             "UPDATE quarantine_message SET released = true \
@@ -666,12 +652,9 @@ async fn rows_9_1_changes_after_their_batch_do_not_fail_the_final_comparison() {
 #[tokio::test]
 async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
     let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
-    let root = server.root();
-    let target = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let target = server.database().await.unwrap();
     let archived_from_71 = "SELECT count(*) FROM archive_message WHERE source = '7.1'";
-    let window = count(&target, archived_from_71).await;
+    let window = value::<i64>(&target, archived_from_71, &[]).await;
     target
         .batch_execute(
             "CREATE FUNCTION public.garble() RETURNS trigger LANGUAGE plpgsql AS \
@@ -695,15 +678,13 @@ async fn a_batch_that_9_1_reads_back_otherwise_fails_before_it_commits() {
         .and_then(|tables| tables.iter().find(|t| t["table"] == "tb_archive").cloned())
         .unwrap();
     assert_eq!(archive["rows_done"], 0, "{archive:#}");
-    assert_eq!(count(&target, archived_from_71).await, window);
+    assert_eq!(value::<i64>(&target, archived_from_71, &[]).await, window);
 
     target
         .batch_execute("DROP TRIGGER garble ON archive_message")
         .await
         .unwrap();
-    let (code, output) = helper(&server, &["transfer", "run"]);
-    assert_eq!(code, 0, "{output}");
-    assert_every_row_once(&server, &before).await;
+    transfer_completes_with_every_row_once(&server, &before).await;
 }
 
 /// `finalize --force` before the transfer ran says what stays behind.
@@ -760,6 +741,22 @@ async fn rows_71(server: &FixtureServer) -> Vec<BTreeMap<i64, String>> {
     oracle::history_71_by_id(&client).await.unwrap()
 }
 
+/// A server of `rows` policy events as [`server`] builds it, upgraded:
+/// what [`server`] returns, and 7.1's history before ([`rows_71`]).
+async fn upgraded_after_reading_rows_71(
+    rows: u64,
+) -> (
+    FixtureServer,
+    Payload,
+    imss_upgrade::flow::context::Context,
+    Vec<BTreeMap<i64, String>>,
+) {
+    let (server, payload, ctx) = server(rows);
+    let before = rows_71(&server).await;
+    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    (server, payload, ctx, before)
+}
+
 /// Deletes in 9.1, as its users would, up to `limit` records of `table`
 /// (`quarantine_message` or `archive_message`) that came from 7.1 and
 /// satisfy `condition`; their ids.
@@ -779,13 +776,7 @@ async fn delete_in_91(
         "DELETE FROM {table} WHERE {id} IN (SELECT {id} FROM {table} \
           WHERE source = '7.1' AND {condition} ORDER BY {id} LIMIT {limit}) RETURNING {id}"
     );
-    let deleted: BTreeSet<i64> = client
-        .query(&sql, &[])
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let deleted: BTreeSet<i64> = column(&client, &sql, &[]).await;
     assert_eq!(deleted.len() as i64, limit, "{sql}");
     deleted
 }
@@ -796,6 +787,14 @@ const MOVED_ARCHIVE: &str = "archived_at < now() - interval '2 days'";
 /// Moved by the upgrade itself: inside the window (the model's 4000
 /// events over 30 days have a quarantine record every 9 hours).
 const WINDOW_QUARANTINE: &str = "quarantined_at > now() - interval '20 hours'";
+
+/// Deletes in 9.1, as its users would, three quarantine records the
+/// transfer moved and one the upgrade moved; their ids.
+async fn delete_quarantine_in_91(root: &imss_upgrade::support::root::Root) -> BTreeSet<i64> {
+    let mut deleted = delete_in_91(root, "quarantine_message", MOVED_QUARANTINE, 3).await;
+    deleted.extend(delete_in_91(root, "quarantine_message", WINDOW_QUARANTINE, 1).await);
+    deleted
+}
 
 /// `imss-rollback` of `server`, which must succeed.
 fn imss_rollback(
@@ -856,15 +855,12 @@ async fn check_71_less(
 /// window; every other 7.1 row is as it was before the upgrade.
 #[tokio::test]
 async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_deleted() {
-    let (server, payload, ctx) = server(4_000);
+    let (server, payload, ctx, before) = upgraded_after_reading_rows_71(4_000).await;
     let root = server.root();
-    let before = rows_71(&server).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     let (code, output) = helper(&server, &["transfer", "run"]);
     assert_eq!(code, 0, "{output}");
 
-    let mut quarantine = delete_in_91(&root, "quarantine_message", MOVED_QUARANTINE, 3).await;
-    quarantine.extend(delete_in_91(&root, "quarantine_message", WINDOW_QUARANTINE, 1).await);
+    let quarantine = delete_quarantine_in_91(&root).await;
     let archive = delete_in_91(&root, "archive_message", MOVED_ARCHIVE, 2).await;
 
     imss_rollback(&server, &payload, &ctx);
@@ -876,25 +872,12 @@ async fn a_rollback_after_the_transfer_removes_from_71_the_moved_records_9_1_del
 /// moved yet, which 9.1 never had, stay.
 #[tokio::test]
 async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_deleted() {
-    let (server, payload, ctx) = server(4_000);
+    let (server, payload, ctx, before) = upgraded_after_reading_rows_71(4_000).await;
     let root = server.root();
-    let before = rows_71(&server).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
     // Each table fits one batch: the policy events and the quarantine
     // records commit, the archive records' batch fails.
-    let stopped = std::process::Command::new(HELPER)
-        .args(root_arg(&server))
-        .args(["transfer", "run"])
-        .env("FAILPOINTS", "transfer-batch-settled=2*off->return")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&stopped.stderr).contains("transfer-batch-settled"),
-        "{stopped:?}"
-    );
-    let target = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    transfer_stopped_by(&server, "transfer-batch-settled=2*off->return");
+    let target = server.database().await.unwrap();
     let cursor = |table: &'static str| {
         let target = &target;
         async move {
@@ -902,7 +885,7 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
                 "SELECT CASE WHEN done THEN 1 WHEN last_id = 0 THEN 0 ELSE -1 END::bigint \
                    FROM upgrade_transfer.cursor WHERE table_name = '{table}'"
             );
-            count(target, &sql).await
+            value::<i64>(target, &sql, &[]).await
         }
     };
     assert_eq!(
@@ -912,8 +895,7 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
     );
     assert_eq!(cursor("tb_archive").await, 0, "archive moved in part");
 
-    let mut quarantine = delete_in_91(&root, "quarantine_message", MOVED_QUARANTINE, 3).await;
-    quarantine.extend(delete_in_91(&root, "quarantine_message", WINDOW_QUARANTINE, 1).await);
+    let quarantine = delete_quarantine_in_91(&root).await;
     let archive = BTreeSet::new();
 
     imss_rollback(&server, &payload, &ctx);
@@ -928,7 +910,6 @@ async fn a_rollback_after_part_of_the_transfer_removes_only_moved_records_9_1_de
 #[tokio::test]
 async fn a_transfer_killed_with_a_batch_settled_but_not_committed_moves_it_once_on_the_next_run() {
     let (server, _payload, _ctx, before) = upgraded_server(5_000).await;
-    let root = server.root();
     let mut args = root_arg(&server);
     args.extend(["transfer", "run"].map(OsString::from));
     let mut transfer = HelperProcess::start(
@@ -941,22 +922,16 @@ async fn a_transfer_killed_with_a_batch_settled_but_not_committed_moves_it_once_
     transfer.wait_stopped(Duration::from_secs(120)).unwrap();
     transfer.kill9().unwrap();
 
-    let target = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
-    let committed: i64 = target
-        .query_one(
-            "SELECT coalesce(sum(committed_rows), 0)::bigint FROM upgrade_transfer.cursor",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let target = server.database().await.unwrap();
+    let committed: i64 = value(
+        &target,
+        "SELECT coalesce(sum(committed_rows), 0)::bigint FROM upgrade_transfer.cursor",
+        &[],
+    )
+    .await;
     assert_eq!(committed, 0, "a batch killed before its COMMIT was counted");
 
-    let (code, output) = helper(&server, &["transfer", "run"]);
-    assert_eq!(code, 0, "{output}");
-    assert_every_row_once(&server, &before).await;
+    transfer_completes_with_every_row_once(&server, &before).await;
     let status = transfer_status(&server);
     assert_eq!(status["state"], "done", "{status:#}");
 }
@@ -1013,11 +988,7 @@ async fn an_action_word_with_a_backslash_and_a_quote_is_moved_as_written_without
     let before = upgrade_checked(&server, &ctx, history).await;
 
     let target = pg::connect(&settings).await.unwrap();
-    let word: String = target
-        .query_one("SELECT quote_literal($1::text)", &[&WORD])
-        .await
-        .unwrap()
-        .get(0);
+    let word: String = value(&target, "SELECT quote_literal($1::text)", &[&WORD]).await;
     target
         .batch_execute(&format!(
             "ALTER TABLE policy_event DROP CONSTRAINT policy_event_action_check; \
@@ -1031,14 +1002,12 @@ async fn an_action_word_with_a_backslash_and_a_quote_is_moved_as_written_without
     let (code, output) = helper(&server, &["transfer", "run"]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("0 rejected"), "{output}");
-    let moved: String = target
-        .query_one(
-            "SELECT action FROM policy_event WHERE event_id = $1",
-            &[&deleted],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let moved: String = value(
+        &target,
+        "SELECT action FROM policy_event WHERE event_id = $1",
+        &[&deleted],
+    )
+    .await;
     assert_eq!(moved, WORD);
     // The window moved with the words 9.1 had then, the older rows with
     // code 1's new word.
@@ -1091,16 +1060,13 @@ async fn a_target_down_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_
 #[tokio::test]
 async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_after_it() {
     let (server, _payload, ctx, before) = upgraded_server(20_000).await;
-    let root = server.root();
     // The recipients on a small file system of their own: 9.1's WAL stays
     // on the large one, so the full disk fails a batch, as a full data
     // file system does, instead of stopping the server, as a full pg_wal
     // would.
     let full = TmpfsMount::mount(&server.root_dir().join("full-disk"), "1m").unwrap();
     harness::chown(full.dir(), ctx.service_user().unwrap()).unwrap();
-    let target = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let target = server.database().await.unwrap();
     target
         .batch_execute(&format!(
             "CREATE TABLESPACE full_disk LOCATION '{}'",
@@ -1114,7 +1080,7 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
         .unwrap();
 
     let events_from_71 = "SELECT count(*) FROM policy_event WHERE source = '7.1'";
-    let window = count(&target, events_from_71).await;
+    let window = value::<i64>(&target, events_from_71, &[]).await;
 
     let transfer = start_transfer(&server, &["--stall-after", "2"]);
     let stalled = wait_for_status(&server, "a stall", stalled_past_start);
@@ -1135,13 +1101,14 @@ async fn a_full_target_disk_is_a_stall_with_its_cause_and_the_transfer_goes_on_a
         (row.get(0), row.get(1))
     };
     assert_eq!(
-        count(&target, events_from_71).await,
+        value::<i64>(&target, events_from_71, &[]).await,
         window + moved - rejected
     );
-    let orphans = count(
+    let orphans = value::<i64>(
         &target,
         "SELECT count(*) FROM policy_event_recipient r \
           WHERE NOT EXISTS (SELECT FROM policy_event e WHERE e.event_id = r.event_id)",
+        &[],
     )
     .await;
     assert_eq!(orphans, 0);
@@ -1167,10 +1134,11 @@ async fn a_busy_target_holds_the_transfer_back_until_the_load_is_gone() {
     let settings = DbSettings::load(&root).unwrap();
     let monitor = pg::connect(&settings).await.unwrap();
     let busy = || {
-        count(
+        value::<i64>(
             &monitor,
             "SELECT count(*) FROM pg_stat_activity \
               WHERE application_name = 'euq-console' AND state = 'active'",
+            &[],
         )
     };
     for _ in 0..2 {
@@ -1243,9 +1211,7 @@ async fn an_unreadable_source_ends_the_transfer_saying_so_and_keeps_the_cursor()
     );
     assert_eq!(rows_done(&failed), done, "{failed:#}");
 
-    let (code, output) = helper(&server, &["transfer", "run"]);
-    assert_eq!(code, 0, "{output}");
-    assert_every_row_once(&server, &before).await;
+    transfer_completes_with_every_row_once(&server, &before).await;
 }
 
 /// An `imss-rollback` that is refused (here: the snapshot manifest changed

@@ -159,7 +159,7 @@ async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() 
     let (server, payload, before) = built_server();
     let root = server.root();
     let imss_ini = root.resolve("/opt/trend/imss/config/imss.ini").unwrap();
-    let inode_before = imss_fixture::oracle::device_and_inode(&imss_ini).unwrap();
+    let inode_before = imss_fixture::harness::oracle::device_and_inode(&imss_ini).unwrap();
     let archive = root.resolve(BACKUP_DIR).unwrap().join("snapshot.tar");
     fail::cfg_callback("switch-swapped", move || {
         // Damage the archive once the 7.1 tree is set aside.
@@ -172,7 +172,7 @@ async fn a_failed_switch_renames_the_71_tree_back_even_with_a_damaged_archive() 
     fail_at_the_health_check(scenario, &server, &payload).await;
     assert_back_on_71(&server, &payload, &before);
     assert_eq!(
-        imss_fixture::oracle::device_and_inode(&imss_ini).unwrap(),
+        imss_fixture::harness::oracle::device_and_inode(&imss_ini).unwrap(),
         inode_before,
         "the 7.1 tree was rewritten from the archive instead of renamed back"
     );
@@ -195,7 +195,7 @@ async fn a_failed_switch_puts_71_back_behind_a_linked_program_tree() {
     });
     let link = server.root().resolve_parent("/opt/trend/imss").unwrap();
     let imss_ini = link.with_file_name("imss-7.1.0").join("config/imss.ini");
-    let inode_before = imss_fixture::oracle::device_and_inode(&imss_ini).unwrap();
+    let inode_before = imss_fixture::harness::oracle::device_and_inode(&imss_ini).unwrap();
     fail_at_the_health_check(scenario, &server, &payload).await;
     assert_eq!(
         std::fs::read_link(&link).ok(),
@@ -203,7 +203,7 @@ async fn a_failed_switch_puts_71_back_behind_a_linked_program_tree() {
         "/opt/trend/imss is no longer the administrator's link"
     );
     assert_eq!(
-        imss_fixture::oracle::device_and_inode(&imss_ini).unwrap(),
+        imss_fixture::harness::oracle::device_and_inode(&imss_ini).unwrap(),
         inode_before,
         "the 7.1 tree behind the link was not renamed back"
     );
@@ -271,14 +271,14 @@ async fn the_71_data_directory_in_the_backup_is_left_as_the_snapshot_moved_it() 
     let taken = at_snapshot.clone();
     let dir = moved.clone();
     fail::cfg_callback("after-snapshot", move || {
-        *taken.lock().unwrap() = Some(imss_fixture::oracle::tree_state(&dir).unwrap());
+        *taken.lock().unwrap() = Some(imss_fixture::harness::oracle::tree_state(&dir).unwrap());
     })
     .unwrap();
     let outcome = flow::upgrade(&payload.context(&server).unwrap()).await;
     scenario.teardown();
     assert!(outcome.is_ok(), "{outcome:?}");
     let before = at_snapshot.lock().unwrap().take().unwrap();
-    let after = imss_fixture::oracle::tree_state(&moved).unwrap();
+    let after = imss_fixture::harness::oracle::tree_state(&moved).unwrap();
     let changed: Vec<&str> = after
         .lines()
         .filter(|line| !before.lines().any(|l| l == *line) && !rewritten_by_every_start(line))

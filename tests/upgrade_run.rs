@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use imss_fixture::harness::flow;
-use imss_fixture::harness::{Baseline, FixtureServer, Payload};
-use imss_fixture::oracle;
-use imss_fixture::traffic::{self, TrafficOptions};
+use imss_fixture::harness::query::{column, missing, value};
+use imss_fixture::harness::scenario::{Scenario, Upgradable};
+use imss_fixture::harness::traffic::{LoggedSender, TrafficOptions};
+use imss_fixture::harness::{FixtureServer, Payload, flow, oracle};
 use imss_upgrade::cli::render;
 use imss_upgrade::files::imss_ini::ProductInfo;
 use imss_upgrade::files::odbc_ini::DbSettings;
@@ -26,8 +26,7 @@ async fn configuration(settings: &DbSettings, queries: &[&str]) -> Vec<Vec<Strin
     let client = pg::connect(settings).await.unwrap();
     let mut tables = Vec::new();
     for query in queries {
-        let rows = client.query(*query, &[]).await.unwrap();
-        let mut lines: Vec<String> = rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        let mut lines: Vec<String> = column(&client, query, &[]).await;
         lines.sort();
         tables.push(lines);
     }
@@ -46,6 +45,20 @@ const CONFIG_91: &[&str] = &[
     "SELECT component || '/' || version FROM component_version",
     "SELECT CASE WHEN enabled THEN 'yes' ELSE 'no' END FROM euq_settings",
 ];
+
+/// A 7.1 server with `history_rows` policy events over `days` and
+/// `tree_mb` MiB of extra program files, to build.
+fn scenario(history_rows: u64, tree_mb: u64, days: u64) -> Scenario {
+    Scenario::new()
+        .history_rows(history_rows)
+        .tree_mb(tree_mb)
+        .days(days)
+}
+
+/// 20 mails a second to the scanner of `server`, for at most ten minutes.
+fn mail_at_20_a_second(server: &FixtureServer) -> TrafficOptions {
+    TrafficOptions::loopback(server.smtp_port, 20.0, Duration::from_secs(600))
+}
 
 /// The pattern files and engines `imss-upgrade status --json` shows.
 fn status_versions(root: &std::path::Path) -> serde_json::Value {
@@ -67,30 +80,19 @@ fn status_versions(root: &std::path::Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accepted_mail() {
-    let server =
-        FixtureServer::build(&["--history-rows", "6000", "--tree-mb", "2", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let site = scenario(6000, 2, 3).build();
+    let Upgradable { server, ctx, .. } = &site;
     let root = server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
     let config_before = configuration(&settings_71, CONFIG_71).await;
     let versions_before = status_versions(root.dir());
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let traffic = traffic::BackgroundSender::start(options);
+    let traffic = LoggedSender::start(&mail_at_20_a_second(server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let outcome = flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    let outcome = flow::upgrade(ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = traffic.finish().unwrap();
+    let (traffic, accepted) = traffic.finish().unwrap();
     let Outcome::Upgraded(report) = outcome else {
         panic!("the upgrade was inhibited: {outcome:?}")
     };
@@ -101,13 +103,9 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
     let settings_91 = DbSettings::load(&root).unwrap();
     assert_eq!(settings_91.password.expose(), settings_71.password.expose());
     assert_eq!(settings_91.port, settings_71.port);
-    let probe = health::send_test_mail(&ctx, "after").unwrap();
+    let probe = health::send_test_mail(ctx, "after").unwrap();
     let client = pg::connect(&settings_91).await.unwrap();
-    let version: String = client
-        .query_one("SHOW server_version", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version: String = value(&client, "SHOW server_version", &[]).await;
     assert!(version.starts_with("15."), "{version}");
 
     // Configuration, EUQ, component versions and admin accounts moved.
@@ -165,7 +163,6 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
 
     // Every mail the sender saw accepted, before, during and after the
     // switch, is in PostgreSQL 15 (all of them are within 24 hours).
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
     assert_eq!(accepted.len() as u64, traffic.accepted);
     assert!(traffic.accepted > 20, "{traffic:?}");
     // Mail was offered during the outage too, and turned away there (not
@@ -180,16 +177,12 @@ async fn the_whole_upgrade_under_mail_traffic_leaves_91_serving_with_every_accep
         traffic.accepted + traffic.refused + traffic.failed,
         "{traffic:?}"
     );
-    let in_91: BTreeSet<String> = client
-        .query(
-            "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
-            &[&probe],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let in_91: BTreeSet<String> = column(
+        &client,
+        "SELECT message_id FROM policy_event WHERE message_id LIKE '<traffic-%' OR message_id = $1",
+        &[&probe],
+    )
+    .await;
     let missing: Vec<_> = accepted.difference(&in_91).collect();
     assert!(
         missing.is_empty(),
@@ -238,16 +231,18 @@ fn imss_rollback(
 #[tokio::test]
 async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_compressed_snapshot()
 {
-    let server =
-        FixtureServer::build(&["--history-rows", "2000", "--tree-mb", "1", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
+    let site = scenario(2000, 1, 3).build();
+    let Upgradable {
+        server,
+        payload,
+        ctx,
+        ..
+    } = &site;
     let root = server.root();
     let tree_before = server.tree_state("/opt/trend/imss").unwrap();
     let dump_before = server.dump_all().unwrap();
 
-    let ctx = payload.context(&server).unwrap();
-    let outcome = flow::upgrade(&ctx).await.unwrap();
+    let outcome = flow::upgrade(ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
 
@@ -260,11 +255,11 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
     let backup = root.resolve(BACKUP_DIR).unwrap();
     assert!(backup.join("snapshot.tar.xz").is_file() && !backup.join("snapshot.tar").exists());
 
-    let rollback = imss_rollback(&root, &payload, &ctx).output_text().unwrap();
+    let rollback = imss_rollback(&root, payload, ctx).output_text().unwrap();
     assert!(rollback.contains("rolled back"), "{rollback}");
 
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
-    health::check_accepting(&ctx).unwrap();
+    health::check_accepting(ctx).unwrap();
     assert!(server.tree_state("/opt/trend/imss").unwrap() == tree_before);
     assert!(server.dump_all().unwrap() == dump_before);
     assert!(
@@ -292,12 +287,9 @@ async fn imss_rollback_after_a_completed_upgrade_restores_71_exactly_from_the_co
 /// and checks that imss-rollback refuses it as tampered, with 9.1 still
 /// taking mail and nothing written to `/etc`.
 async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
-    let server =
-        FixtureServer::build(&["--history-rows", "500", "--tree-mb", "0", "--days", "2"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
-    flow::upgrade(&ctx).await.unwrap();
+    let site = scenario(500, 0, 2).build();
+    let Upgradable { server, ctx, .. } = &site;
+    flow::upgrade(ctx).await.unwrap();
     let etc_before = server.tree_state("/etc").unwrap();
     let backup = server.root().resolve(BACKUP_DIR).unwrap();
     let manifest_path = backup.join("snapshot-manifest.json");
@@ -306,10 +298,10 @@ async fn refused_after_tampering(tamper: impl Fn(&str) -> String) {
     assert!(text != tampered, "the edit changed nothing");
     std::fs::write(&manifest_path, tampered).unwrap();
 
-    let err = flow::roll_back(&ctx).await.unwrap_err();
+    let err = flow::roll_back(ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&server.root()).unwrap().version, "9.1");
-    health::send_test_mail(&ctx, "after-refusal").unwrap();
+    health::send_test_mail(ctx, "after-refusal").unwrap();
     assert_eq!(server.tree_state("/etc").unwrap(), etc_before);
 }
 
@@ -346,12 +338,9 @@ async fn a_snapshot_manifest_pointed_at_another_directory_is_refused() {
 #[tokio::test]
 async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     use std::os::unix::fs::MetadataExt;
-    let server =
-        FixtureServer::build(&["--history-rows", "300", "--tree-mb", "0", "--days", "2"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
-    flow::upgrade(&ctx).await.unwrap();
+    let site = scenario(300, 0, 2).build();
+    let Upgradable { server, ctx, .. } = &site;
+    flow::upgrade(ctx).await.unwrap();
     let root = server.root();
     let backup = root.resolve(BACKUP_DIR).unwrap();
     let imss = imss_upgrade::support::account::ServiceUser::lookup(&root, "imss").unwrap();
@@ -381,10 +370,10 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
     }
 
     snapshot::create(&root, &backup, imss_upgrade::flow::layout::SNAPSHOT_PATHS).unwrap();
-    let err = flow::roll_back(&ctx).await.unwrap_err();
+    let err = flow::roll_back(ctx).await.unwrap_err();
     assert!(format!("{err:#}").contains("tampered"), "{err:#}");
     assert_eq!(ProductInfo::load(&root).unwrap().version, "9.1");
-    health::send_test_mail(&ctx, "after-forgery").unwrap();
+    health::send_test_mail(ctx, "after-forgery").unwrap();
 }
 
 /// Build item 3 of the crash-safety issue: rolling back after 9.1 took
@@ -396,55 +385,34 @@ async fn the_backup_is_roots_and_a_consistent_forgery_is_refused() {
 /// ones.
 #[tokio::test]
 async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
-    let server =
-        FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let ctx = payload.context(&server).unwrap();
+    let site = scenario(3000, 0, 3).build();
+    let Upgradable { server, ctx, .. } = &site;
     let root = server.root();
     let before = server.dump_all().unwrap();
 
-    let accepted_log = tempfile::NamedTempFile::new().unwrap();
-    let options = TrafficOptions {
-        host: "127.0.0.1".into(),
-        port: server.smtp_port,
-        rate: 20.0,
-        duration: Duration::from_secs(600),
-        accepted_log: Some(accepted_log.path().to_path_buf()),
-    };
-    let traffic = traffic::BackgroundSender::start(options);
+    let traffic = LoggedSender::start(&mail_at_20_a_second(server)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    flow::upgrade(&ctx).await.expect("the upgrade succeeds");
+    flow::upgrade(ctx).await.expect("the upgrade succeeds");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // On 9.1, as its EUQ console would: one migrated message released, one
     // deleted.
-    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
-    let migrated: Vec<i64> = client_91
-        .query(
-            "SELECT quarantine_id FROM quarantine_message WHERE source = '7.1' AND NOT released \
+    let client_91 = server.database().await.unwrap();
+    let migrated: Vec<i64> = column(
+        &client_91,
+        "SELECT quarantine_id FROM quarantine_message WHERE source = '7.1' AND NOT released \
              ORDER BY quarantine_id LIMIT 2",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert_eq!(migrated.len(), 2, "the window holds quarantined messages");
     let (released, deleted) = (migrated[0], migrated[1]);
-    let changed_on_91: BTreeSet<String> = client_91
-        .query(
-            "SELECT message_id FROM quarantine_message WHERE quarantine_id = ANY($1)",
-            &[&migrated],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let changed_on_91: BTreeSet<String> = column(
+        &client_91,
+        "SELECT message_id FROM quarantine_message WHERE quarantine_id = ANY($1)",
+        &[&migrated],
+    )
+    .await;
     client_91
         .execute(
             "UPDATE quarantine_message SET released = true, released_at = now() WHERE quarantine_id = $1",
@@ -459,41 +427,29 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         )
         .await
         .unwrap();
-    let own_quarantine: Vec<i32> = client_91
-        .query(
-            "SELECT quarantine_id::integer FROM quarantine_message \
+    let own_quarantine: Vec<i32> = column(
+        &client_91,
+        "SELECT quarantine_id::integer FROM quarantine_message \
              WHERE source = '9.1' AND message_id LIKE '<traffic-%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        &[],
+    )
+    .await;
     assert!(!own_quarantine.is_empty(), "9.1 quarantined no mail yet");
     drop(client_91);
 
-    flow::roll_back(&ctx).await.expect("the rollback succeeds");
+    flow::roll_back(ctx).await.expect("the rollback succeeds");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let traffic = traffic.finish().unwrap();
+    let (traffic, accepted) = traffic.finish().unwrap();
     assert_eq!(ProductInfo::load(&root).unwrap().version, "7.1");
 
-    let client_71 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
-    let accepted = traffic::read_accepted_log(accepted_log.path()).unwrap();
+    let client_71 = server.database().await.unwrap();
     assert!(traffic.accepted > 40, "{traffic:?}");
-    let in_71: BTreeSet<String> = client_71
-        .query(
-            "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let missing: Vec<_> = accepted.difference(&in_71).collect();
+    let missing = missing(
+        &accepted,
+        &client_71,
+        "SELECT message_id FROM tb_policy_event WHERE message_id LIKE '<traffic-%'",
+    )
+    .await;
     assert!(
         missing.is_empty(),
         "accepted but not in 7.1 after the rollback ({} of {}): {missing:?}",
@@ -537,37 +493,28 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
         None,
         "the deletion on 9.1 holds"
     );
-    let carried: i64 = client_71
-        .query_one(
-            "SELECT count(*) FROM tb_quarantine WHERE quarantine_id = ANY($1)",
-            &[&own_quarantine],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let carried: i64 = value(
+        &client_71,
+        "SELECT count(*) FROM tb_quarantine WHERE quarantine_id = ANY($1)",
+        &[&own_quarantine],
+    )
+    .await;
     assert_eq!(
         carried,
         own_quarantine.len() as i64,
         "9.1's quarantine records are not all in 7.1"
     );
     // 7.1 writes after the carried rows: a new mail gets a new id.
-    let probe = health::send_test_mail(&ctx, "after-carry-back").unwrap();
-    let probe_id: i32 = client_71
+    let probe = health::send_test_mail(ctx, "after-carry-back").unwrap();
+    let ids = client_71
         .query_one(
-            "SELECT event_id FROM tb_policy_event WHERE message_id = $1",
+            "SELECT (SELECT event_id FROM tb_policy_event WHERE message_id = $1), \
+                    (SELECT max(event_id) FROM tb_policy_event WHERE message_id <> $1)",
             &[&probe],
         )
         .await
-        .unwrap()
-        .get(0);
-    let highest_carried: i32 = client_71
-        .query_one(
-            "SELECT max(event_id) FROM tb_policy_event WHERE message_id <> $1",
-            &[&probe],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        .unwrap();
+    let (probe_id, highest_carried): (i32, i32) = (ids.get(0), ids.get(1));
     assert!(
         probe_id > highest_carried,
         "{probe_id} <= {highest_carried}"
@@ -581,23 +528,17 @@ async fn imss_rollback_carries_the_mail_91_processed_back_to_71() {
 /// exactly as it was, reachable with its own password again.
 #[tokio::test]
 async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters() {
-    let server =
-        FixtureServer::build(&["--history-rows", "1000", "--tree-mb", "0", "--days", "3"]).unwrap();
-    server.start().unwrap();
-    let payload = Payload::build().unwrap();
-    let root = server.root();
-    let baseline = Baseline::take(&server).unwrap();
+    let site = scenario(1000, 0, 3).with_baseline().build();
+    let (payload, ctx) = (&site.payload, &site.ctx);
+    let root = site.server.root();
     let settings_71 = DbSettings::load(&root).unwrap();
 
-    let ctx = payload.context(&server).unwrap();
-    let outcome = flow::upgrade(&ctx).await.unwrap();
+    let outcome = flow::upgrade(ctx).await.unwrap();
     assert!(matches!(outcome, Outcome::Upgraded(_)), "{outcome:?}");
 
     // On 9.1, as its console would: the role's password, then odbc.ini.
     const NEW_PASSWORD: &str = "Changed91Pass7";
-    let client_91 = pg::connect(&DbSettings::load(&root).unwrap())
-        .await
-        .unwrap();
+    let client_91 = site.server.database().await.unwrap();
     client_91
         .batch_execute(&format!(
             "ALTER ROLE {} PASSWORD '{NEW_PASSWORD}'",
@@ -632,7 +573,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
         .await
         .expect("9.1 takes its new password");
 
-    let rollback = imss_rollback(&root, &payload, &ctx).output_text();
+    let rollback = imss_rollback(&root, payload, ctx).output_text();
     let rollback = match rollback {
         Ok(output) => output,
         Err(err) => panic!("imss-rollback failed: {err:#}"),
@@ -643,7 +584,7 @@ async fn imss_rollback_after_the_sa_password_changed_on_91_reaches_both_clusters
         "the password is in the rollback's output: {rollback}"
     );
 
-    baseline.check_back_on_71(&server, &payload).unwrap();
+    site.check_back_on_71().unwrap();
     let back = DbSettings::load(&root).unwrap();
     assert_eq!(back.password.expose(), settings_71.password.expose());
     pg::connect(&back)

@@ -2,8 +2,8 @@
 //! undo: what a step does is seen on the real services, files and
 //! databases, and undo puts them back.
 
+use imss_fixture::harness::oracle::device_and_inode;
 use imss_fixture::harness::{FixtureServer, TmpfsMount};
-use imss_fixture::oracle::device_and_inode;
 use imss_upgrade::files::odbc_ini::DbSettings;
 use imss_upgrade::flow::context::Context;
 use imss_upgrade::flow::journal::{RollbackCause, Step, StepJournal};
@@ -127,7 +127,7 @@ async fn snapshot_and_undo(server: &FixtureServer, expected: Move) {
         }
     }
     assert_eq!(
-        imss_fixture::oracle::tree_state(&backup.join("pgdata-71")).unwrap(),
+        imss_fixture::harness::oracle::tree_state(&backup.join("pgdata-71")).unwrap(),
         before,
         "the moved 7.1 data directory differs from the original"
     );
@@ -253,8 +253,8 @@ async fn migrate_loads_configuration_and_the_last_24_hours_into_postgres_15_and_
         FixtureServer::build(&["--history-rows", "3000", "--tree-mb", "0", "--days", "3"]).unwrap();
     server.start().unwrap();
     let root = server.root();
-    let ctx =
-        Context::new(root.clone()).with_target_pg(imss_fixture::pgbin::pg15().unwrap().bin_dir());
+    let ctx = Context::new(root.clone())
+        .with_target_pg(imss_fixture::model::pgbin::pg15().unwrap().bin_dir());
     let settings = DbSettings::load(&root).unwrap();
     let client = pg::connect(&settings).await.unwrap();
     let newest_day: i64 = client
