@@ -2,6 +2,9 @@
 //! (the rows copied into the staging schema of the 9.1 database and mapped
 //! there by `v71.transform_history()`) and the background transfer's (each
 //! batch mapped on the 7.1 server itself and copied into the 9.1 tables).
+//! Both are built from one mapping (`migration::history_mapping`), but they
+//! run as different statements, on PostgreSQL 15 and 10, with the action
+//! words from a function on one and a literal on the other.
 //! One 7.1 database (PostgreSQL 10, with `standard_conforming_strings` off
 //! as a 7.1 server may have it) holding what its schema allows at the
 //! edges: every action code 9.1 has a word for and codes at both ends of
