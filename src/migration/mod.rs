@@ -17,6 +17,7 @@
 pub mod carry_back;
 pub mod config_export;
 pub mod copy;
+pub mod history_mapping;
 pub mod probe;
 pub mod schema;
 pub mod selection;

@@ -6,14 +6,15 @@
 //!   ([`create_indexes`]);
 //! - `91/003_compat71.sql`: schema `compat71`, which maps 7.1 values to 9.1
 //!   values and back, with views shaped exactly like the 7.1 tables;
-//! - `91/010_transform_config.sql`, `91/011_transform_history.sql`: the
-//!   transformation, as functions in the staging schema `v71`, which holds
-//!   tables with exactly the 7.1 definitions of `71/001_schema.sql`
-//!   ([`create_staging`]).
+//! - `91/010_transform_config.sql`, `91/011_id_floors.sql` and the
+//!   history's mapping ([`super::history_mapping`]): the transformation, as
+//!   functions in the staging schema `v71`, which holds tables with exactly
+//!   the 7.1 definitions of `71/001_schema.sql` ([`create_staging`]).
 
 use anyhow::{Context, Result};
 use tokio_postgres::GenericClient;
 
+use super::history_mapping::transform_history_function;
 use super::tables::Table71;
 
 /// The 9.1 tables with their primary keys and reference rows.
@@ -29,8 +30,8 @@ pub const COMPAT71_SQL: &str = include_str!("../../sql/91/003_compat71.sql");
 /// `v71.transform_config()`.
 pub const TRANSFORM_CONFIG_SQL: &str = include_str!("../../sql/91/010_transform_config.sql");
 
-/// `v71.transform_history()` and `v71.set_id_floors()`.
-pub const TRANSFORM_HISTORY_SQL: &str = include_str!("../../sql/91/011_transform_history.sql");
+/// `v71.set_id_floors()`.
+pub const ID_FLOORS_SQL: &str = include_str!("../../sql/91/011_id_floors.sql");
 
 /// The 7.1 table definitions, which the staging schema reuses.
 const SCHEMA_71_SQL: &str = include_str!("../../sql/71/001_schema.sql");
@@ -86,7 +87,9 @@ pub async fn create_staging(client: &impl GenericClient) -> Result<()> {
          {SCHEMA_71_SQL}\n\
          RESET search_path;\n\
          {TRANSFORM_CONFIG_SQL}\n\
-         {TRANSFORM_HISTORY_SQL}"
+         {ID_FLOORS_SQL}\n\
+         {}",
+        transform_history_function()
     );
     client
         .batch_execute(&sql)

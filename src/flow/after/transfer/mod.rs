@@ -24,6 +24,9 @@
 
 pub mod control;
 pub mod progress;
+mod servers;
+mod stop;
+mod throttle;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use self::progress::{Tracker, TransferState};
+use self::servers::{Servers, target_settings};
+use self::stop::StopRequest;
+use self::throttle::Throttle;
 use crate::files::odbc_ini::DbSettings;
 use crate::flow::context::Context;
 use crate::flow::gate;
@@ -41,10 +47,9 @@ use crate::flow::lock::UpgradeLock;
 use crate::migration::selection::window_cutoff;
 use crate::migration::transfer as batches;
 use crate::migration::verify::Verified;
-use crate::support::constants::{BUNDLED_PG_DIR, RUN_DIR};
 use crate::support::fsutil;
 use crate::support::logging::events;
-use crate::system::pg::{self, Cluster, StopMode};
+use crate::system::pg::{self, StopMode};
 
 /// How the transfer runs.
 #[derive(Debug, Clone)]
@@ -236,6 +241,9 @@ fn check_completed_upgrade(ctx: &Context) -> Result<StepJournal> {
     )
 }
 
+/// The transfer itself: both servers up, every table's batches in turn
+/// (each once the throttle lets it run, its outcome settled), then the
+/// final comparison and the done file.
 async fn transfer(
     ctx: &Context,
     options: &TransferOptions,
@@ -244,17 +252,10 @@ async fn transfer(
     cutoff: NaiveDateTime,
 ) -> Result<TransferEnd> {
     tracker.set(TransferState::Starting, None);
-    let source_cluster = start_source(ctx).await?;
-    let settings = ctx.database()?;
-    let source_settings = DbSettings {
-        host: source_cluster.socket_dir.to_string_lossy().into_owned(),
-        ..settings.clone()
-    };
-    let mut source = connect_source(&source_settings).await?;
-    let Some(mut target) = connect_target(ctx, tracker, stop).await? else {
+    let Some(mut servers) = Servers::connect(ctx, tracker, stop).await? else {
         return Ok(TransferEnd::Stopped);
     };
-    let (plan, mut cursors) = batches::prepare(&source, &target, cutoff)
+    let (plan, mut cursors) = batches::prepare(&servers.source, &servers.target, cutoff)
         .await
         .context("preparing the transfer")?;
     tracker.update(cursors.clone(), false);
@@ -269,87 +270,35 @@ async fn transfer(
         "transfer of the older history started: {done} of {total} rows across"
     );
 
+    let mut throttle = Throttle::new(ctx, options, tracker, stop);
     let mut limit = FIRST_BATCH;
-    let run_started = Instant::now();
-    let mut moved_this_run: i64 = 0;
-    let mut was_paused = false;
     for index in 0..cursors.len() {
         while !cursors[index].done {
-            if stop.requested() {
+            let Some(batch_limit) = throttle.wait(&servers.target, limit).await? else {
                 return Ok(TransferEnd::Stopped);
-            }
-            if control::is_paused(ctx)? {
-                if !was_paused {
-                    tracing::info!(
-                        "the transfer is paused; `imss-upgrade transfer resume` lets it go on"
-                    );
-                }
-                was_paused = true;
-                tracker.set(TransferState::Paused, None);
-                stop.sleep(POLL).await;
-                continue;
-            }
-            was_paused = false;
-            if let Some(max_load) = options.max_load {
-                // A failed look is no load: the batch then meets the cause.
-                let busy = batches::busy_sessions(&target).await.unwrap_or(0);
-                if busy > i64::from(max_load) {
-                    tracker.set(
-                        TransferState::Throttled,
-                        Some(format!(
-                            "throttled: 9.1 is busy, {busy} other sessions run queries (more than \
-                             --max-load {max_load}); the transfer waits for them"
-                        )),
-                    );
-                    stop.sleep(POLL).await;
-                    continue;
-                }
-            }
-            let mut batch_limit = limit;
-            if let Some(rate) = options.max_rows_per_sec.filter(|&rate| rate > 0) {
-                let due = Duration::from_secs_f64(moved_this_run as f64 / rate as f64);
-                let elapsed = run_started.elapsed();
-                if due > elapsed {
-                    tracker.set(
-                        TransferState::Throttled,
-                        Some(format!(
-                            "throttled: the rate limit ({rate} rows/s) holds it back"
-                        )),
-                    );
-                    stop.sleep((due - elapsed).min(POLL)).await;
-                    continue;
-                }
-                // One batch is at most a second's worth.
-                batch_limit = batch_limit.min(rate as i64).max(1);
-            }
+            };
             tracker.set(TransferState::Copying, None);
             let began = Instant::now();
-            match batches::move_batch(&source, &target, &cursors[index], &plan, batch_limit).await {
+            let moved = batches::move_batch(
+                &servers.source,
+                &servers.target,
+                &cursors[index],
+                &plan,
+                batch_limit,
+            )
+            .await;
+            match moved {
                 Ok(outcome) => {
-                    moved_this_run += outcome.rows;
-                    if outcome.rejected > 0 {
-                        tracing::warn!(
-                            message_id = events::TRANSFER_REJECTED,
-                            imss_table = cursors[index].table.name(),
-                            imss_rows = outcome.rejected,
-                            "9.1 refused {} rows of {}; they are kept in upgrade_transfer.rejected",
-                            outcome.rejected,
-                            cursors[index].table
-                        );
-                    }
+                    throttle.moved(outcome.rows);
+                    log_rejected(&outcome);
                     limit = next_batch_size(batch_limit, outcome.ids, began.elapsed());
                     cursors[index] = outcome.cursor;
                     tracker.update(cursors.clone(), true);
                 }
                 Err(err) => {
-                    let (fresh_source, fresh_target) =
-                        recover_from(ctx, err, source, target, &source_settings, tracker, stop)
-                            .await?;
-                    let (Some(fresh_source), Some(fresh_target)) = (fresh_source, fresh_target)
-                    else {
+                    if !servers.recover(ctx, err, tracker, stop).await? {
                         return Ok(TransferEnd::Stopped);
-                    };
-                    (source, target) = (fresh_source, fresh_target);
+                    }
                     limit = BATCH_RANGE.0.max(limit / 4);
                 }
             }
@@ -358,7 +307,7 @@ async fn transfer(
 
     crate::fail_point!("transfer-verifying");
     tracker.set(TransferState::Verifying, None);
-    let verified = batches::verify_transferred(&source, &target, &cursors, cutoff)
+    let verified = batches::verify_transferred(&servers.source, &servers.target, &cursors, cutoff)
         .await
         .context(
             "comparing the transferred history with 7.1; the transfer is not marked done, and \
@@ -378,6 +327,21 @@ async fn transfer(
     Ok(TransferEnd::Done(summary))
 }
 
+/// Says that 9.1 refused rows of a committed batch, and where they are.
+fn log_rejected(outcome: &batches::BatchOutcome) {
+    if outcome.rejected > 0 {
+        let table = outcome.cursor.table;
+        tracing::warn!(
+            message_id = events::TRANSFER_REJECTED,
+            imss_table = table.name(),
+            imss_rows = outcome.rejected,
+            "9.1 refused {} rows of {}; they are kept in upgrade_transfer.rejected",
+            outcome.rejected,
+            table
+        );
+    }
+}
+
 /// The next batch's size in ids: as many as [`BATCH_TARGET`] took at the
 /// last batch's pace, within [`BATCH_RANGE`], at most doubling. A batch
 /// cut short by the table's end says nothing about the pace.
@@ -388,168 +352,6 @@ fn next_batch_size(limit: i64, ids: i64, took: Duration) -> i64 {
     let pace = ids as f64 / took.as_secs_f64().max(0.001);
     let wanted = (pace * BATCH_TARGET.as_secs_f64()) as i64;
     wanted.clamp(BATCH_RANGE.0, BATCH_RANGE.1).min(limit * 2)
-}
-
-/// After a failed batch (rolled back, the cursor where it was): waits for
-/// what it needs and connects again, or gives up on what waiting cannot
-/// mend. `None`s: a stop was requested meanwhile.
-#[allow(clippy::too_many_arguments)]
-async fn recover_from(
-    ctx: &Context,
-    err: anyhow::Error,
-    source: Client,
-    target: Client,
-    source_settings: &DbSettings,
-    tracker: &Tracker,
-    stop: &StopRequest,
-) -> Result<(Option<Client>, Option<Client>)> {
-    let code = err
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<tokio_postgres::Error>())
-        .and_then(|cause| cause.code().cloned());
-    if source.is_closed() {
-        tracker.set(
-            TransferState::Waiting,
-            Some(format!(
-                "source down: the 7.1 database in the backup stopped ({err:#})"
-            )),
-        );
-        tracing::warn!("the 7.1 database in the backup stopped; starting it again: {err:#}");
-        stop.sleep(RETRY).await;
-        start_source(ctx).await?;
-        let source = connect_source(source_settings).await?;
-        return Ok((Some(source), Some(target)));
-    }
-    if target.is_closed() {
-        tracker.set(
-            TransferState::Waiting,
-            Some(format!(
-                "target down: the 9.1 database closed the connection ({err:#})"
-            )),
-        );
-        return Ok((Some(source), connect_target(ctx, tracker, stop).await?));
-    }
-    if code == Some(tokio_postgres::error::SqlState::DISK_FULL) {
-        tracker.set(
-            TransferState::Waiting,
-            Some(format!(
-                "disk full: the 9.1 database's file system has no room for the next batch; free \
-                 space there ({err:#})"
-            )),
-        );
-        tracing::warn!("the 9.1 database's disk is full; the transfer waits: {err:#}");
-        stop.sleep(RETRY).await;
-        return Ok((Some(source), Some(target)));
-    }
-    if matches!(
-        code,
-        Some(tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
-            | Some(tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
-            | Some(tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE)
-            | Some(tokio_postgres::error::SqlState::QUERY_CANCELED)
-    ) {
-        tracker.set(TransferState::Waiting, Some(format!("lock wait: {err:#}")));
-        stop.sleep(POLL).await;
-        return Ok((Some(source), Some(target)));
-    }
-    Err(err.context(
-        "the batch was rolled back and the cursor stays after the last committed batch; fix the \
-         cause, then start the transfer again (systemctl start imss-upgrade-transfer.service, or \
-         imss-upgrade transfer run)",
-    ))
-}
-
-/// Takes 7.1's PostgreSQL 10 out of the snapshot (once), settles a server
-/// a killed transfer left running, and starts the 7.1 database in the
-/// backup read-only on its socket there.
-async fn start_source(ctx: &Context) -> Result<Cluster> {
-    ctx.unblock(|ctx| {
-        let programs = ctx.layout.extracted_71_postgresql()?;
-        if !programs.join("bin").join("postgres").is_file() {
-            let journal = StepJournal::of(ctx)?
-                .context("the upgrade journal is gone: no snapshot is trusted to start 7.1 from")?;
-            crate::snapshot::extract_subtree(
-                &ctx.layout.backup_dir()?,
-                journal.snapshot_pin()?,
-                BUNDLED_PG_DIR,
-                &programs,
-            )
-            .context("taking 7.1's PostgreSQL 10 out of the snapshot")?;
-        }
-        let cluster = crate::flow::clusters::backup_71_after_switch(ctx)?;
-        pg::stop_server(&cluster.data_dir, StopMode::Immediate)?;
-        crate::flow::clusters::open_backup_to(ctx, &cluster)?;
-        crate::flow::clusters::start_backup_71_read_only(&cluster)?;
-        crate::fail_point!("transfer-source-started");
-        Ok(cluster)
-    })
-    .await
-    .context(SOURCE_UNREADABLE)
-}
-
-/// What a transfer that cannot read 7.1 says.
-const SOURCE_UNREADABLE: &str = "the 7.1 database in the backup cannot be read (source unreadable): \
-     the cursor stays where it was; check the backup directory and the log beside its data \
-     directory, then start the transfer again";
-
-async fn connect_source(settings: &DbSettings) -> Result<Client> {
-    let (client, _) = pg::connect_as_configured(settings)
-        .await
-        .context(SOURCE_UNREADABLE)?;
-    Ok(client)
-}
-
-/// The 9.1 database where 9.1 runs it, on its Unix socket.
-fn target_settings(ctx: &Context) -> Result<DbSettings> {
-    let settings = ctx.database()?;
-    Ok(DbSettings {
-        host: ctx.root.resolve(RUN_DIR)?.to_string_lossy().into_owned(),
-        ..settings
-    })
-}
-
-/// Connects to 9.1, waiting (and saying so) while it is down; the server
-/// process then runs at the lowest CPU priority. `None`: a stop was
-/// requested meanwhile.
-async fn connect_target(
-    ctx: &Context,
-    tracker: &Tracker,
-    stop: &StopRequest,
-) -> Result<Option<Client>> {
-    let settings = target_settings(ctx)?;
-    loop {
-        match pg::connect_as_configured(&settings).await {
-            Ok((client, _)) => {
-                lower_priority(&client).await;
-                batches::prepare_session(&client).await;
-                return Ok(Some(client));
-            }
-            Err(err @ pg::ConnectError::NotReachable { .. }) => {
-                tracker.set(
-                    TransferState::Waiting,
-                    Some(format!(
-                        "target down: {err:#}; the transfer goes on once imss-postgresql.service runs"
-                    )),
-                );
-                if stop.sleep(RETRY).await {
-                    return Ok(None);
-                }
-            }
-            Err(err) => return Err(err).context("connecting to the 9.1 database"),
-        }
-    }
-}
-
-/// Gives the 9.1 server process that serves the transfer the lowest CPU
-/// priority, so that live mail's processes go first. Best effort.
-async fn lower_priority(client: &Client) {
-    let Ok(pid) = batches::backend_pid(client).await else {
-        return;
-    };
-    let pid = rustix::process::Pid::from_raw(pid);
-    if let Err(err) = rustix::process::setpriority_process(pid, 19) {
-        tracing::debug!("could not lower the transfer's 9.1 server process's priority: {err}");
-    }
 }
 
 /// Every `every`: the progress to the journal and the progress file, and
@@ -586,43 +388,6 @@ async fn stall_cause(monitor: &Client) -> Option<String> {
         "IO" => format!("the batch waits for the 9.1 server's disk ({kind}: {event})"),
         _ => format!("the batch waits on 9.1 ({kind}: {event})"),
     })
-}
-
-/// SIGTERM or SIGINT asks the transfer to stop between batches.
-struct StopRequest {
-    receiver: tokio::sync::watch::Receiver<bool>,
-}
-
-impl StopRequest {
-    fn listen() -> Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (sender, receiver) = tokio::sync::watch::channel(false);
-        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-            tracing::info!("the transfer stops after this batch; the next start resumes");
-            let _ = sender.send(true);
-        });
-        Ok(Self { receiver })
-    }
-
-    fn requested(&self) -> bool {
-        *self.receiver.borrow()
-    }
-
-    /// Sleeps `duration`, less if a stop is requested; whether it was.
-    async fn sleep(&self, duration: Duration) -> bool {
-        let mut receiver = self.receiver.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => {}
-            _ = receiver.wait_for(|stop| *stop) => {}
-        }
-        self.requested()
-    }
 }
 
 #[cfg(test)]
