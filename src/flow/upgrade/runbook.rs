@@ -262,17 +262,6 @@ enum Direction {
     Back,
 }
 
-impl Direction {
-    /// The fail point `when` ("before" or "after") the step is taken this way.
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-    fn fail_point(self, when: &str, step: Step) -> String {
-        match self {
-            Direction::Forward => format!("{when}-{step}"),
-            Direction::Back => format!("{when}-undo-{step}"),
-        }
-    }
-}
-
 /// Takes `step` one way: recorded in the journal before and after, with its
 /// step line, its journal events and its fail points.
 async fn pass(
@@ -308,7 +297,10 @@ async fn pass(
         }
     }
     let done = async {
-        crate::fail_point!(&direction.fail_point("before", step));
+        match direction {
+            Direction::Forward => crate::fail_point!(&format!("before-{step}")),
+            Direction::Back => crate::fail_point!(&format!("before-undo-{step}")),
+        }
         let output = match direction {
             Direction::Forward => (entry.run)(ctx, journal).await?,
             Direction::Back => {
@@ -319,7 +311,10 @@ async fn pass(
                 StepOutput::Nothing
             }
         };
-        crate::fail_point!(&direction.fail_point("after", step));
+        match direction {
+            Direction::Forward => crate::fail_point!(&format!("after-{step}")),
+            Direction::Back => crate::fail_point!(&format!("after-undo-{step}")),
+        }
         Ok::<_, anyhow::Error>(output)
     }
     .await;
