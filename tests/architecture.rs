@@ -653,3 +653,50 @@ fn no_comment_cites_a_document_the_repository_lacks() {
         cited.join("\n")
     );
 }
+
+/// Words the map puts in backticks in its rows for `src/` that are not
+/// modules: the programs and system calls it names, and functions.
+const MAP_WORDS_NOT_MODULES: &[&str] = &[
+    "initdb",
+    "rndc",
+    "systemctl",
+    "fsync",
+    "syncfs",
+    "execute",
+    "undo",
+];
+
+/// Every module the map names in its rows for `src/` exists: a word in
+/// backticks there is a module or folder under `src/`, or one of
+/// [`MAP_WORDS_NOT_MODULES`].
+#[test]
+fn every_module_the_map_names_exists() {
+    let map = architecture_md();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = std::collections::BTreeSet::new();
+    for path in source_files(&src) {
+        let relative = path.strip_prefix(&src).unwrap();
+        modules.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+        for dir in relative.ancestors().skip(1) {
+            if let Some(name) = dir.file_name() {
+                modules.insert(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut unknown = std::collections::BTreeSet::new();
+    for row in map.lines().filter(|line| line.starts_with("| `src/")) {
+        for (index, quoted) in row.split('`').enumerate() {
+            let word = quoted.trim_end_matches('/');
+            let module_like = index % 2 == 1
+                && !word.is_empty()
+                && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if module_like && !modules.contains(word) && !MAP_WORDS_NOT_MODULES.contains(&word) {
+                unknown.insert(word.to_string());
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "ARCHITECTURE.md names modules that src/ does not have: {unknown:?}"
+    );
+}
