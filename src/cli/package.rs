@@ -1,5 +1,5 @@
 //! `imss-upgrade package SCRIPTLET RPM_ARG`: what the upgrade package's
-//! scriptlets run (`rpm/`). What is done is [`flow::package`]'s; this says
+//! scriptlets run (`rpm/`). What is done is [`crate::flow::package`]'s; this says
 //! what happens, on stdout, which dnf prints once the scriptlet ends, and
 //! on the terminal, if there is one, where to follow the work before it
 //! starts.

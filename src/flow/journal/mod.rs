@@ -1,8 +1,8 @@
-//! The step journal: a small state file in the backup directory, rewritten
-//! atomically and fsynced at every step boundary, that says which steps of
-//! the upgrade are done and what undoing each needs. An interrupted run
-//! (kill -9, power loss) is finished or rolled back from it, never left
-//! half-done.
+//! The step journal: a small file in the state directory (root's alone,
+//! [`crate::flow::layout::STATE_DIR`]), rewritten atomically and fsynced
+//! at every step boundary, that says which steps of the upgrade are done
+//! and what undoing each needs. An interrupted run (kill -9, power loss)
+//! is finished or rolled back from it, never left half-done.
 //!
 //! The journal is a state machine: a run is [`RunState::InProgress`] while
 //! steps execute; each step goes `Started` → `Done`, and on failure every
@@ -76,7 +76,7 @@ impl StepJournal {
     }
 
     /// This server's journal, from the state directory, checked first
-    /// ([`crate::flow::layout::state_dir`]: only root can write it), if there is one.
+    /// ([`crate::flow::layout::Layout::state_dir`]: only root can write it), if there is one.
     pub fn of(ctx: &crate::flow::context::Context) -> Result<Option<Self>> {
         Self::load(&ctx.layout.state_dir()?)
     }

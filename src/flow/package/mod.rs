@@ -1,5 +1,5 @@
 //! What the upgrade package's scriptlets do (README, "The package"):
-//! [`decide`] from rpm's first argument and the step journal, then [`run`]
+//! [`decide`] from rpm's first argument and the step journal, then [`run()`]
 //! the decision, settling an interrupted run first and deciding again,
 //! and read how it ended from the step journal, never from an exit status.
 //!

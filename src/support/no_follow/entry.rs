@@ -124,7 +124,7 @@ pub fn check_only_root_can_write(top: &Path, path: &Path) -> Result<()> {
 
 /// What stands at `path` itself, a link not followed (`lstat`); `None`
 /// when nothing. For a path whose directories are root's alone, or to
-/// judge a link before following it; elsewhere [`entry_at`].
+/// judge a link before following it; elsewhere [`super::entry_at`].
 pub fn lstat(path: &Path) -> Result<Option<Entry>> {
     match rustix::fs::lstat(path) {
         Ok(stat) => Ok(Some(Entry::from_stat(&stat))),
