@@ -3,6 +3,7 @@
 //! account whose cluster it holds, and a finished attempt set aside or
 //! forgotten. Owners and modes are set on handles, never on paths.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -27,28 +28,31 @@ impl<'a> BackupDir<'a> {
 
     /// Whether it is absent, or this upgrade's and empty (a run killed
     /// before its journal leaves it so): nothing in the way of a new run.
+    /// What stands there is looked at through a handle on `/var/imss`,
+    /// which the service account owns: no link there is followed.
     pub fn is_fresh(&self) -> Result<bool> {
         let path = self.layout.backup_dir_unchecked()?;
-        Ok(match no_follow::entry_at(&path)? {
+        let (parent, name) = no_follow::open_parent(&path)?;
+        Ok(match parent.entry(&name)? {
             None => true,
             Some(found) => {
-                self.adoptable(&path, &found)?
+                self.adoptable(&parent, &name, &found)?
                     || (self.layout.backup_dir().is_ok()
-                        && std::fs::read_dir(&path)?.next().is_none())
+                        && parent.open_subdir(&name)?.is_empty()?)
             }
         })
     }
 
-    /// Whether `found` at the backup directory's place may be taken as this
-    /// run's although no record names it: an empty directory of root's,
-    /// which only a run killed between making it and recording it leaves
-    /// (the service account can make no directory of root's).
-    fn adoptable(&self, path: &Path, found: &Entry) -> Result<bool> {
+    /// Whether `found`, at `name` in `parent`, may be taken as this run's
+    /// backup directory although no record names it: an empty directory of
+    /// root's, which only a run killed between making it and recording it
+    /// leaves (the service account can make no directory of root's).
+    fn adoptable(&self, parent: &no_follow::Dir, name: &OsStr, found: &Entry) -> Result<bool> {
         Ok(
             read_backup_identity(&self.layout.backup_identity_record()?)?.is_none()
                 && found.kind == EntryKind::Directory
                 && found.uid == 0
-                && std::fs::read_dir(path)?.next().is_none(),
+                && parent.open_subdir(name)?.is_empty()?,
         )
     }
 
@@ -63,7 +67,7 @@ impl<'a> BackupDir<'a> {
         let (parent, name) = no_follow::open_parent(&path)?;
         let dir = match parent.entry(&name)? {
             None => parent.create_dir(&name, 0o700, None)?,
-            Some(found) if self.adoptable(&path, &found)? => parent.open_subdir(&name)?,
+            Some(found) if self.adoptable(&parent, &name, &found)? => parent.open_subdir(&name)?,
             Some(_) => {
                 self.layout.backup_dir()?;
                 return Ok(path);
@@ -129,8 +133,12 @@ impl<'a> BackupDir<'a> {
     pub fn keep_rolled_back_attempt(&self, started_at: DateTime<Utc>) -> Result<PathBuf> {
         let backup = self.layout.backup_dir()?;
         let kept = self.layout.rolled_back_backup_dir(started_at)?;
-        if backup.exists() {
-            fsutil::rename_durably(&backup, &kept).with_context(|| {
+        // Both in `/var/imss`, the service account's: renamed through a
+        // handle on it, by name, no link followed.
+        let (parent, name) = no_follow::open_parent(&backup)?;
+        let kept_name = kept.file_name().expect("a kept attempt has a name");
+        if parent.entry(&name)?.is_some() {
+            parent.rename(&name, kept_name).with_context(|| {
                 format!(
                     "keeping the earlier attempt's {} as {}",
                     backup.display(),

@@ -289,6 +289,20 @@ impl Dir {
     /// of files synced.
     pub fn sync_tree(&self) -> Result<u64> {
         let mut files = 0;
+        for name in self.names()? {
+            match self.entry(&name)?.map(|entry| entry.kind) {
+                Some(EntryKind::Directory) => files += self.open_subdir(&name)?.sync_tree()?,
+                Some(EntryKind::File) => files += u64::from(self.sync_file(&name)?),
+                _ => {}
+            }
+        }
+        rustix::fs::fsync(&self.fd).with_context(|| format!("syncing {}", self.path.display()))?;
+        Ok(files)
+    }
+
+    /// The names in this directory, read through its handle (`.` and `..`
+    /// left out).
+    pub fn names(&self) -> Result<Vec<OsString>> {
         let mut names = Vec::new();
         let mut listing = rustix::fs::Dir::read_from(&self.fd)
             .with_context(|| format!("reading {}", self.path.display()))?;
@@ -299,15 +313,21 @@ impl Dir {
                 names.push(name.to_os_string());
             }
         }
-        for name in names {
-            match self.entry(&name)?.map(|entry| entry.kind) {
-                Some(EntryKind::Directory) => files += self.open_subdir(&name)?.sync_tree()?,
-                Some(EntryKind::File) => files += u64::from(self.sync_file(&name)?),
-                _ => {}
-            }
-        }
-        rustix::fs::fsync(&self.fd).with_context(|| format!("syncing {}", self.path.display()))?;
-        Ok(files)
+        Ok(names)
+    }
+
+    /// Whether this directory holds nothing.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.names()?.is_empty())
+    }
+
+    /// Renames `from` to `to`, both in this directory (whatever `from` is:
+    /// a link is renamed, never followed), and makes the rename durable.
+    pub fn rename(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        rustix::fs::renameat(&self.fd, from, &self.fd, to)
+            .with_context(|| format!("moving {} to {}", self.describe(from), self.describe(to)))?;
+        rustix::fs::fsync(&self.fd).with_context(|| format!("syncing {}", self.path.display()))
     }
 
     /// Fsyncs the regular file `name` in this directory, never following a
@@ -367,6 +387,25 @@ mod tests {
 
     use crate::support::no_follow::open_dir;
     use crate::support::no_follow::tests::untrusted_dir;
+
+    #[test]
+    fn a_planted_link_is_renamed_and_listed_as_itself_never_followed() {
+        let (top, data) = untrusted_dir();
+        let target = top.path().join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("kept"), "x").unwrap();
+        symlink(&target, data.join("backup")).unwrap();
+        let dir = open_dir(&data).unwrap();
+        assert_eq!(dir.names().unwrap(), ["backup"]);
+        assert!(!dir.is_empty().unwrap());
+        dir.rename("backup", "backup.kept").unwrap();
+        let moved = std::fs::symlink_metadata(data.join("backup.kept")).unwrap();
+        assert!(moved.file_type().is_symlink());
+        assert!(target.join("kept").is_file(), "the link's target was moved");
+        assert!(open_dir(&target).unwrap().names().unwrap() == ["kept"]);
+        std::fs::remove_file(data.join("backup.kept")).unwrap();
+        assert!(dir.is_empty().unwrap());
+    }
 
     #[test]
     fn a_planted_link_at_a_log_is_removed_not_followed() {
