@@ -16,12 +16,14 @@ use crate::system::pg::{Cluster, PgInstall, StopMode};
 /// The 7.1 cluster where 7.1 runs it, with the bundled PostgreSQL 10 of
 /// the 7.1 program tree.
 pub fn source_71(ctx: &Context) -> Result<Cluster> {
-    live(
-        ctx,
-        PgInstall::at(
-            ctx.root.resolve(BUNDLED_PG_DIR)?.join("bin"),
-            "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
-        )?,
+    live(ctx, bundled_71(ctx)?)
+}
+
+/// 7.1's bundled PostgreSQL 10, in the 7.1 program tree.
+fn bundled_71(ctx: &Context) -> Result<PgInstall> {
+    PgInstall::at(
+        ctx.root.resolve(BUNDLED_PG_DIR)?.join("bin"),
+        "the 7.1 program tree lacks its bundled PostgreSQL; is IMSS 7.1 installed whole?",
     )
 }
 
@@ -44,12 +46,7 @@ fn live(ctx: &Context, install: PgInstall) -> Result<Cluster> {
 /// client but the upgrade reaches it, and it does not collide with the 9.1
 /// cluster, which takes over the 7.1 address and port.
 pub fn backup_71(ctx: &Context) -> Result<Cluster> {
-    Ok(Cluster {
-        data_dir: ctx.root.resolve(ctx.layout.moved_71_data_dir())?,
-        socket_dir: ctx.layout.backup_sockets_71()?,
-        listen_address: String::new(),
-        ..source_71(ctx)?
-    })
+    in_backup(ctx, bundled_71(ctx)?)
 }
 
 /// The 7.1 cluster in the backup, as [`backup_71`] places it, run by the
@@ -57,11 +54,20 @@ pub fn backup_71(ctx: &Context) -> Result<Cluster> {
 /// ([`Layout::extracted_71_postgresql`]): after the switch, the program tree is
 /// 9.1's.
 pub fn backup_71_after_switch(ctx: &Context) -> Result<Cluster> {
-    Ok(Cluster {
-        install: PgInstall::at(
+    in_backup(
+        ctx,
+        PgInstall::at(
             ctx.layout.extracted_71_postgresql()?.join("bin"),
             "7.1's PostgreSQL 10 was not taken out of the snapshot yet",
         )?,
+    )
+}
+
+/// The 7.1 data directory in the backup, run by `install` on its socket
+/// there and no TCP address.
+fn in_backup(ctx: &Context, install: PgInstall) -> Result<Cluster> {
+    Ok(Cluster {
+        install,
         data_dir: ctx.root.resolve(ctx.layout.moved_71_data_dir())?,
         socket_dir: ctx.layout.backup_sockets_71()?,
         listen_address: String::new(),
